@@ -1,0 +1,84 @@
+//! The status message: a node's birth and last will, retained on `rackwatch/v1/{site}/{node}/status`.
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeId;
+use crate::codec::{Message, message_codec, version};
+
+/// Whether a node is connected to the broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeState {
+    /// Published (retained) by the node right after it connects: its birth message.
+    Online,
+    /// Registered as the node's MQTT last will at connect time; the broker publishes it when the
+    /// node's connection dies without a DISCONNECT (MQTT 3.1.1 §3.1.2.5). A node that shuts down
+    /// cleanly publishes it itself.
+    Offline,
+}
+
+/// A node's status. The last will carries only `state`, `node` and `boot`, since it is written at
+/// connect time; the birth message carries everything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Status {
+    #[serde(rename = "v", default = "version")]
+    pub version: u8,
+    pub node: NodeId,
+    pub state: NodeState,
+    /// The boot this status belongs to: an `offline` of an older boot does not mark a node that has
+    /// already come back as offline.
+    pub boot: u32,
+    /// Firmware version (semver).
+    #[serde(rename = "fw", default, skip_serializing_if = "Option::is_none")]
+    pub firmware: Option<heapless::String<24>>,
+    /// The hardware's serial number, which links a node to its inventory entry before provisioning.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub serial: Option<heapless::String<24>>,
+    /// Milliseconds since boot when this status was published.
+    #[serde(rename = "up", default, skip_serializing_if = "Option::is_none")]
+    pub uptime_ms: Option<u64>,
+    /// The node's default sampling interval.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub interval_ms: Option<u32>,
+}
+
+impl Status {
+    /// The last will a node registers when it connects.
+    pub fn last_will(node: NodeId, boot: u32) -> Self {
+        Status {
+            version: crate::VERSION,
+            node,
+            state: NodeState::Offline,
+            boot,
+            firmware: None,
+            serial: None,
+            uptime_ms: None,
+            interval_ms: None,
+        }
+    }
+}
+
+impl Message for Status {
+    fn version(&self) -> u8 {
+        self.version
+    }
+}
+
+message_codec!(Status);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn last_will_is_minimal() {
+        let mut buf = [0u8; 128];
+        let n = Status::last_will(NodeId::new("r01-n1").unwrap(), 9)
+            .encode(&mut buf)
+            .unwrap();
+        assert_eq!(
+            &buf[..n],
+            br#"{"v":1,"node":"r01-n1","state":"offline","boot":9}"#
+        );
+    }
+}
