@@ -1,6 +1,12 @@
 //! Property tests: every message survives encode -> decode unchanged, the gateway's serde_json reads
 //! the device encoder's bytes identically, and no input makes a decoder panic.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    reason = "test code: a panic is a failed test"
+)]
+
 use proptest::collection::vec;
 use proptest::prelude::*;
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
