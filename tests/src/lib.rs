@@ -1,1 +1,19 @@
+//! The end-to-end test harness: real servers, started by the tests themselves.
+//!
+//! Every server runs in its own temporary folder on a free loopback port, is waited for until it
+//! answers, can be stopped and started again mid-test on the same port and data, and is killed when
+//! its handle drops (also when a test panics). A missing binary fails the test with the command that
+//! installs it: tests never skip silently and never use a server someone started by hand.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support: a panic fails the test")]
+
+mod mosquitto;
+mod process;
+mod victoria;
+
+pub use mosquitto::{Mosquitto, MosquittoConfig};
+pub use process::{Service, find_binary, free_port};
+pub use victoria::{ExportedSeries, VictoriaMetrics};
+
+/// Initialises nothing global; a shared place for test-wide constants.
+pub const LOOPBACK: &str = "127.0.0.1";

@@ -1,0 +1,89 @@
+//! A real Mosquitto broker (Debian package `mosquitto`) on a free loopback port.
+
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use tempfile::TempDir;
+
+use crate::process::{Service, find_binary, free_port};
+
+/// What the broker is started with, beyond the defaults of a test broker.
+#[derive(Debug, Clone, Default)]
+pub struct MosquittoConfig {
+    /// `password_file`: when set, anonymous clients are refused.
+    pub password_file: Option<PathBuf>,
+    /// `acl_file`: which client may publish and subscribe where.
+    pub acl_file: Option<PathBuf>,
+}
+
+/// A running Mosquitto with persistence on, so queued QoS 1 messages of persistent sessions
+/// survive a restart (mosquitto.conf(5): `persistence`, written on SIGTERM).
+#[derive(Debug)]
+pub struct Mosquitto {
+    service: Service,
+    dir: TempDir,
+}
+
+impl Mosquitto {
+    pub fn start() -> Self {
+        Self::start_with(MosquittoConfig::default())
+    }
+
+    pub fn start_with(config: MosquittoConfig) -> Self {
+        let program = find_binary("mosquitto", "mosquitto");
+        let dir = tempfile::Builder::new().prefix("rackwatch-mosquitto-").tempdir().unwrap();
+        let port = free_port();
+        let mut conf = String::new();
+        writeln!(conf, "listener {port} 127.0.0.1").unwrap();
+        // Run as whoever runs the tests: started as root, Mosquitto would otherwise switch to the
+        // `mosquitto` user, which cannot write its persistence file into our temporary folder.
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        writeln!(conf, "user {}", user.name).unwrap();
+        writeln!(conf, "persistence true").unwrap();
+        writeln!(conf, "persistence_location {}/", dir.path().display()).unwrap();
+        // The default of 1000 queued messages per offline client would drop readings during a
+        // gateway restart under load; a site sizes this to its outage budget.
+        writeln!(conf, "max_queued_messages 2000000").unwrap();
+        writeln!(conf, "max_inflight_messages 1000").unwrap();
+        match &config.password_file {
+            Some(file) => writeln!(conf, "allow_anonymous false\npassword_file {}", file.display()).unwrap(),
+            None => writeln!(conf, "allow_anonymous true").unwrap(),
+        }
+        if let Some(file) = &config.acl_file {
+            writeln!(conf, "acl_file {}", file.display()).unwrap();
+        }
+        let conf_path = dir.path().join("mosquitto.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let args = vec!["-c".to_owned(), conf_path.display().to_string()];
+        let log = dir.path().join("mosquitto.log");
+        let service = Service::start("mosquitto", program, args, log, port, |_| true);
+        Mosquitto { service, dir }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.service.port()
+    }
+
+    /// `mqtt://127.0.0.1:PORT`
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port())
+    }
+
+    /// Stops the broker cleanly (it saves its persistence file).
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    /// Starts the broker again on the same port with the same persistence file.
+    pub fn restart(&mut self) {
+        self.service.restart(|_| true);
+    }
+
+    pub fn log(&self) -> String {
+        self.service.read_log()
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+}

@@ -1,0 +1,150 @@
+//! A real VictoriaMetrics (Debian package `victoria-metrics`): a server of the InfluxDB v2 write API
+//! (`/api/v2/write`) whose stored values the tests read back through `/api/v1/export`.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde::Deserialize;
+use tempfile::TempDir;
+
+use crate::process::{Service, find_binary, free_port};
+
+/// A running VictoriaMetrics with its own data folder.
+#[derive(Debug)]
+pub struct VictoriaMetrics {
+    service: Service,
+    dir: TempDir,
+    http: reqwest::Client,
+}
+
+/// One series as `/api/v1/export` gives it: the metric name is `{measurement}_{field}`, the labels
+/// are the line protocol's tags.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ExportedSeries {
+    pub metric: std::collections::BTreeMap<String, String>,
+    pub values: Vec<f64>,
+    pub timestamps: Vec<i64>,
+}
+
+impl ExportedSeries {
+    pub fn name(&self) -> &str {
+        self.metric.get("__name__").map_or("", String::as_str)
+    }
+
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.metric.get(key).map(String::as_str)
+    }
+}
+
+/// `GET /health` answers `OK` once the server can take writes.
+fn healthy(port: u16) -> bool {
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+    if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+}
+
+impl VictoriaMetrics {
+    pub fn start() -> Self {
+        let program = find_binary("victoria-metrics", "victoria-metrics");
+        let dir = tempfile::Builder::new().prefix("rackwatch-victoria-").tempdir().unwrap();
+        let port = free_port();
+        let args = vec![
+            format!("-storageDataPath={}", dir.path().join("data").display()),
+            format!("-httpListenAddr=127.0.0.1:{port}"),
+            // InfluxDB keeps one point per series and timestamp; this makes VictoriaMetrics do the
+            // same, so a retried write of the same point is stored once and a point stored twice
+            // under different timestamps shows up as two.
+            "-dedup.minScrapeInterval=1ms".to_owned(),
+            // Return points up to now, not up to now - 30 s.
+            "-search.latencyOffset=0s".to_owned(),
+            "-retentionPeriod=100y".to_owned(),
+        ];
+        let log = dir.path().join("victoria-metrics.log");
+        let service = Service::start("victoria-metrics", program, args, log, port, healthy);
+        VictoriaMetrics { service, dir, http: reqwest::Client::new() }
+    }
+
+    pub fn port(&self) -> u16 {
+        self.service.port()
+    }
+
+    /// The base URL a client of the InfluxDB v2 API is pointed at.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port())
+    }
+
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    pub fn kill(&mut self) {
+        self.service.kill();
+    }
+
+    pub fn restart(&mut self) {
+        self.service.restart(healthy);
+    }
+
+    pub fn is_running(&self) -> bool {
+        self.service.is_running()
+    }
+
+    pub fn log(&self) -> String {
+        self.service.read_log()
+    }
+
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir.path()
+    }
+
+    /// Writes line protocol through the InfluxDB v2 write API, millisecond precision.
+    pub async fn write_lines(&self, lines: &str) -> reqwest::Result<reqwest::StatusCode> {
+        let url = format!("{}/api/v2/write?org=rackwatch&bucket=rackwatch&precision=ms", self.url());
+        Ok(self.http.post(url).body(lines.to_owned()).send().await?.status())
+    }
+
+    /// Polls [`Self::export`] every 200 ms until `done` holds for its result or `timeout` passes,
+    /// and returns the last result. VictoriaMetrics makes accepted points searchable about a second
+    /// after the write returns, so a test that expects data waits for it through this.
+    pub async fn export_until(
+        &self,
+        selector: &str,
+        timeout: Duration,
+        done: impl Fn(&[ExportedSeries]) -> bool,
+    ) -> Vec<ExportedSeries> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let series = self.export(selector).await;
+            if done(&series) || tokio::time::Instant::now() >= deadline {
+                return series;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// Every series matching the series selector `selector` (e.g. `{__name__="reading_value"}`)
+    /// as stored now.
+    pub async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
+        let flush = format!("{}/internal/force_flush", self.url());
+        self.http.get(flush).send().await.unwrap().error_for_status().unwrap();
+        let response = self
+            .http
+            .post(format!("{}/api/v1/export", self.url()))
+            .form(&[("match[]", selector), ("start", "0")])
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        response.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+}
