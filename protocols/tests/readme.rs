@@ -4,7 +4,8 @@
 #![allow(
     clippy::unwrap_used,
     clippy::panic,
-    reason = "test code: a panic is a failed test"
+    clippy::indexing_slicing,
+    reason = "test code"
 )]
 
 use rackwatch_protocols::frame::{FrameDecoder, MAX_ENCODED_LEN, encode};

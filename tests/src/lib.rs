@@ -5,7 +5,12 @@
 //! its handle drops (also when a test panics). A missing binary fails the test with the command that
 //! installs it: tests never skip silently and never use a server someone started by hand.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic, reason = "test support: a panic fails the test")]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    reason = "test support: a panic fails the test"
+)]
 
 mod mosquitto;
 mod process;

@@ -31,13 +31,18 @@ impl Mosquitto {
 
     pub fn start_with(config: MosquittoConfig) -> Self {
         let program = find_binary("mosquitto", "mosquitto");
-        let dir = tempfile::Builder::new().prefix("rackwatch-mosquitto-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rackwatch-mosquitto-")
+            .tempdir()
+            .unwrap();
         let port = free_port();
         let mut conf = String::new();
         writeln!(conf, "listener {port} 127.0.0.1").unwrap();
         // Run as whoever runs the tests: started as root, Mosquitto would otherwise switch to the
         // `mosquitto` user, which cannot write its persistence file into our temporary folder.
-        let user = nix::unistd::User::from_uid(nix::unistd::getuid()).unwrap().unwrap();
+        let user = nix::unistd::User::from_uid(nix::unistd::getuid())
+            .unwrap()
+            .unwrap();
         writeln!(conf, "user {}", user.name).unwrap();
         writeln!(conf, "persistence true").unwrap();
         writeln!(conf, "persistence_location {}/", dir.path().display()).unwrap();

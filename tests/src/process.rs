@@ -11,14 +11,18 @@ use nix::unistd::Pid;
 /// A free TCP port on 127.0.0.1, chosen by the kernel. (Another process may take it before the
 /// server binds it; the window is short and the server's start then fails loudly.)
 pub fn free_port() -> u16 {
-    TcpListener::bind(("127.0.0.1", 0)).and_then(|l| l.local_addr()).expect("bind a free loopback port").port()
+    TcpListener::bind(("127.0.0.1", 0))
+        .and_then(|l| l.local_addr())
+        .expect("bind a free loopback port")
+        .port()
 }
 
 /// Finds `name` on PATH or in the sbin folders Debian installs daemons to, or fails the test with
 /// the package that provides it.
 pub fn find_binary(name: &str, debian_package: &str) -> PathBuf {
     let path = std::env::var_os("PATH").unwrap_or_default();
-    let dirs = std::env::split_paths(&path).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
+    let dirs =
+        std::env::split_paths(&path).chain(["/usr/sbin", "/usr/local/sbin", "/sbin"].map(PathBuf::from));
     for dir in dirs {
         let candidate = dir.join(name);
         if candidate.is_file() {
@@ -53,7 +57,14 @@ impl Service {
         port: u16,
         ready: fn(u16) -> bool,
     ) -> Self {
-        let mut service = Service { name, program, args, log, port, child: None };
+        let mut service = Service {
+            name,
+            program,
+            args,
+            log,
+            port,
+            child: None,
+        };
         service.spawn(ready);
         service
     }
@@ -71,7 +82,11 @@ impl Service {
     }
 
     fn spawn(&mut self, ready: fn(u16) -> bool) {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&self.log).unwrap();
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
         let mut child = Command::new(&self.program)
             .args(&self.args)
             .stdin(Stdio::null())
@@ -82,14 +97,23 @@ impl Service {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
-                panic!("{} exited with {status} while starting; its log:\n{}", self.name, self.read_log());
+                panic!(
+                    "{} exited with {status} while starting; its log:\n{}",
+                    self.name,
+                    self.read_log()
+                );
             }
             if TcpStream::connect(("127.0.0.1", self.port)).is_ok() && ready(self.port) {
                 break;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!("{} did not answer on port {} within 30 s; its log:\n{}", self.name, self.port, self.read_log());
+                panic!(
+                    "{} did not answer on port {} within 30 s; its log:\n{}",
+                    self.name,
+                    self.port,
+                    self.read_log()
+                );
             }
             std::thread::sleep(Duration::from_millis(25));
         }
@@ -113,7 +137,9 @@ impl Service {
     }
 
     fn signal_and_wait(&mut self, signal: Signal, grace: Duration) {
-        let Some(mut child) = self.child.take() else { return };
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
         let pid = Pid::from_raw(i32::try_from(child.id()).unwrap());
         let _ = kill(pid, signal);
         let deadline = Instant::now() + grace;

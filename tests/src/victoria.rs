@@ -39,9 +39,14 @@ impl ExportedSeries {
 
 /// `GET /health` answers `OK` once the server can take writes.
 fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream.write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").is_err() {
+    if stream
+        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     let mut response = String::new();
@@ -52,7 +57,10 @@ fn healthy(port: u16) -> bool {
 impl VictoriaMetrics {
     pub fn start() -> Self {
         let program = find_binary("victoria-metrics", "victoria-metrics");
-        let dir = tempfile::Builder::new().prefix("rackwatch-victoria-").tempdir().unwrap();
+        let dir = tempfile::Builder::new()
+            .prefix("rackwatch-victoria-")
+            .tempdir()
+            .unwrap();
         let port = free_port();
         let args = vec![
             format!("-storageDataPath={}", dir.path().join("data").display()),
@@ -67,7 +75,11 @@ impl VictoriaMetrics {
         ];
         let log = dir.path().join("victoria-metrics.log");
         let service = Service::start("victoria-metrics", program, args, log, port, healthy);
-        VictoriaMetrics { service, dir, http: reqwest::Client::new() }
+        VictoriaMetrics {
+            service,
+            dir,
+            http: reqwest::Client::new(),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -105,7 +117,10 @@ impl VictoriaMetrics {
 
     /// Writes line protocol through the InfluxDB v2 write API, millisecond precision.
     pub async fn write_lines(&self, lines: &str) -> reqwest::Result<reqwest::StatusCode> {
-        let url = format!("{}/api/v2/write?org=rackwatch&bucket=rackwatch&precision=ms", self.url());
+        let url = format!(
+            "{}/api/v2/write?org=rackwatch&bucket=rackwatch&precision=ms",
+            self.url()
+        );
         Ok(self.http.post(url).body(lines.to_owned()).send().await?.status())
     }
 
@@ -132,7 +147,13 @@ impl VictoriaMetrics {
     /// as stored now.
     pub async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
         let flush = format!("{}/internal/force_flush", self.url());
-        self.http.get(flush).send().await.unwrap().error_for_status().unwrap();
+        self.http
+            .get(flush)
+            .send()
+            .await
+            .unwrap()
+            .error_for_status()
+            .unwrap();
         let response = self
             .http
             .post(format!("{}/api/v1/export", self.url()))
@@ -145,6 +166,10 @@ impl VictoriaMetrics {
             .text()
             .await
             .unwrap();
-        response.lines().filter(|l| !l.is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+        response
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 }
