@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Fuzzes every decoder of the wire format with cargo-fuzz (libFuzzer, nightly toolchain).
+# Not part of tests/run.sh: run it by hand or nightly. Usage: tests/fuzz.sh [seconds per target, default 300]
+set -euo pipefail
+cd "$(dirname "$0")/../protocols"
+seconds=${1:-300}
+cargo +nightly fuzz --version >/dev/null 2>&1 || cargo install cargo-fuzz --locked
+for target in $(cargo +nightly fuzz list); do
+  echo "==> fuzzing $target for $seconds s"
+  cargo +nightly fuzz run "$target" -- -max_total_time="$seconds" -max_len=4096 -rss_limit_mb=2048
+done
