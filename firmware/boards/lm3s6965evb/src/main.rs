@@ -2,7 +2,8 @@
 //! the inlet temperature every second while feeding the watchdog.
 //!
 //! Console commands: `t` reads the temperature now, `w` stops feeding the watchdog (the board resets
-//! about two seconds later and the banner appears again), `q` ends QEMU through semihosting.
+//! about two seconds later and the banner appears again), `p` panics (the panic handler prints and resets
+//! through SYSRESETREQ), `q` ends QEMU through semihosting.
 #![no_std]
 #![no_main]
 
@@ -209,6 +210,7 @@ fn main() -> ! {
                     "watchdog: no longer fed, reset in about {WATCHDOG_TIMEOUT_MS} ms\r\n"
                 );
             }
+            Ok(Some(b'p')) => panic_on_request(),
             Ok(Some(b'q')) => {
                 let _ = write!(console, "bye\r\n");
                 board::exit_qemu(true)
@@ -243,4 +245,12 @@ fn report_temperature(i2c: &mut I2c0, console: &mut Uart0Tx) {
             let _ = write!(console, "tmp105@0x48: {error:?}\r\n");
         }
     }
+}
+
+#[allow(
+    clippy::panic,
+    reason = "proves the panic handler and the SYSRESETREQ reset on request"
+)]
+fn panic_on_request() -> ! {
+    panic!("requested from the console")
 }

@@ -10,7 +10,11 @@ use super::uart::Uart0Tx;
 fn panic(info: &PanicInfo<'_>) -> ! {
     cortex_m::interrupt::disable();
     let mut console = Uart0Tx::for_panic();
-    let _ = write!(console, "\r\npanic: {info}\r\nresetting\r\n");
+    let _ = write!(console, "\r\npanic: {}", info.message());
+    if let Some(location) = info.location() {
+        let _ = write!(console, " at {}:{}", location.file(), location.line());
+    }
+    let _ = write!(console, "\r\nresetting\r\n");
     let _ = embedded_io::Write::flush(&mut console);
     super::reset()
 }
