@@ -29,12 +29,12 @@
 
 use embedded_hal::i2c::I2c;
 
+use crate::Error;
 use crate::bus::{RegisterRead, Target};
-use crate::pmbus::{Command, DirectFormat, StatusWord};
 #[cfg(doc)]
 use crate::pmbus::StatusFault;
+use crate::pmbus::{Command, DirectFormat, StatusWord};
 use crate::sensor::{Fault, Measurement, Sample, Sensor};
-use crate::Error;
 
 /// Manufacturer-specific commands ("PMBus Command Reference").
 struct MfrCommand;

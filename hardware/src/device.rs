@@ -16,16 +16,27 @@ use crate::tmp105::{Resolution, Tmp105};
 /// One part on the bus and how to set it up.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum DeviceConfig {
-    Tmp105 { address: u8, resolution: Resolution },
-    Sht4x { address: u8, precision: Precision },
+    Tmp105 {
+        address: u8,
+        resolution: Resolution,
+    },
+    Sht4x {
+        address: u8,
+        precision: Precision,
+    },
     /// `monitor_vout_and_temperature` turns on READ_VOUT and READ_TEMPERATURE_1 at init.
     Adm1272 {
         address: u8,
         config: Adm1272Config,
         monitor_vout_and_temperature: bool,
     },
-    Ina226 { address: u8, calibration: Calibration },
-    Max31785 { address: u8 },
+    Ina226 {
+        address: u8,
+        calibration: Calibration,
+    },
+    Max31785 {
+        address: u8,
+    },
 }
 
 impl DeviceConfig {
@@ -63,9 +74,10 @@ impl<I2C: I2c, D: DelayNs> Device<I2C, D> {
     /// that fails here still samples; call again to retry.
     pub fn init(&mut self, config: &DeviceConfig) -> Result<(), Fault> {
         match (self, config) {
+            // The driver starts from the continuous-mode configuration, so this one write also ends
+            // a shutdown left over from before a warm reset.
             (Device::Tmp105(tmp), DeviceConfig::Tmp105 { resolution, .. }) => {
-                tmp.set_resolution(*resolution)?;
-                tmp.enable_continuous()?;
+                tmp.set_resolution(*resolution)?
             }
             (
                 Device::Adm1272(adm),

@@ -28,9 +28,9 @@
 
 use embedded_hal::i2c::I2c;
 
+use crate::Error;
 use crate::bus::{RegisterRead, Target};
 use crate::sensor::{Fault, Measurement, Sample, Sensor};
-use crate::Error;
 
 struct Register;
 
@@ -117,12 +117,17 @@ impl Calibration {
         if !(shunt_ohm > 0.0 && current_lsb_a > 0.0) {
             return Err(CalibrationError::NotPositive);
         }
-        let cal = libm::truncf(CALIBRATION_SCALE / (current_lsb_a * shunt_ohm));
+        // Equation 1 truncates; the nudge keeps f32 rounding (2559.9998) from costing an exact 2560.
+        let cal = libm::truncf(CALIBRATION_SCALE / (current_lsb_a * shunt_ohm) * (1.0 + 1e-6));
         // CAL is 15 bits (bit 15 reserved); 0 would disable current and power.
         if !(1.0..=32767.0).contains(&cal) {
             return Err(CalibrationError::OutOfRange);
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "checked range above")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "checked range above"
+        )]
         let register = cal as u16;
         Ok(Calibration {
             current_lsb_a,

@@ -11,7 +11,7 @@
 //! The abstraction ([`sensor`]): every driver is a [`Sensor`]; a node's drivers in one slice are its
 //! [`SensorSet`]; a [`Channel`] (name, device index, [`Measurement`]) is configuration and
 //! [`Channel::read`] gives a protocol [`rackwatch_protocols::Reading`], a failed one if the device
-//! faulted. [`device`] builds the drivers from configuration. With the `std` feature, [`sim`] is a
+//! faulted. [`device`] builds the drivers from configuration. With the `std` feature, `sim` is a
 //! simulated data hall whose racks are [`SensorSet`]s with the same device layout as a real node.
 //!
 //! Register reads are two transactions by default (pointer write with STOP, then read), because
@@ -58,7 +58,6 @@
 //! assert_eq!(readings[1].status, ReadingStatus::Fault); // the others still read
 //! // A SetFan command goes to the device that has fans.
 //! devices[..].set_fan(1, FanTarget::DutyPercent(30.0))?;
-//! # drop(devices);
 //! # bus.into_inner().done();
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -77,6 +76,8 @@ pub mod max31785;
 pub mod pmbus;
 pub mod sensor;
 pub mod sht4x;
+#[cfg(feature = "std")]
+pub mod sim;
 pub mod tmp105;
 
 pub use bus::RegisterRead;

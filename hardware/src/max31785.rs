@@ -33,10 +33,10 @@
 use embedded_hal::i2c::I2c;
 use rackwatch_protocols::FanTarget;
 
+use crate::Error;
 use crate::bus::{RegisterRead, Target};
 use crate::pmbus::{Command, StatusWord};
 use crate::sensor::{FanControl, Fault, Measurement, Sample, Sensor};
-use crate::Error;
 
 /// Fans are pages 0 to 5.
 pub const FAN_COUNT: u8 = 6;
@@ -130,7 +130,11 @@ impl<I2C: I2c> Max31785<I2C> {
         if !(0.0..=100.0).contains(&percent) {
             return Err(Error::InvalidInput);
         }
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, reason = "0 to 10000")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            clippy::cast_sign_loss,
+            reason = "0 to 10000"
+        )]
         let command = libm::roundf(percent * 100.0) as u16;
         self.command_fan(fan, false, command)
     }
@@ -173,10 +177,7 @@ impl<I2C: I2c> Max31785<I2C> {
     /// STATUS_FANS_1_2 of `fan` (read as a word, see the module documentation).
     pub fn read_fan_status(&mut self, fan: u8) -> Result<FanStatus, Error<I2C::Error>> {
         self.select_fan(fan)?;
-        let [bits, _] = self
-            .target
-            .read_u16_le(Command::STATUS_FANS_1_2)?
-            .to_le_bytes();
+        let [bits, _] = self.target.read_u16_le(Command::STATUS_FANS_1_2)?.to_le_bytes();
         Ok(FanStatus::from_bits(bits))
     }
 

@@ -36,14 +36,20 @@ impl DirectFormat {
     /// The real-world value of the register value `y`.
     pub fn decode(self, y: i32) -> f32 {
         // y fits 16 bits, exactly representable in f32.
-        #[allow(clippy::cast_precision_loss, reason = "16-bit register values are exact in f32")]
+        #[allow(
+            clippy::cast_precision_loss,
+            reason = "16-bit register values are exact in f32"
+        )]
         let y = y as f32;
         (y * libm::powf(10.0, -f32::from(self.r)) - self.b) / self.m
     }
 
     /// The register value the device would send for `x` (rounded), for tests and simulations.
     pub fn encode(self, x: f32) -> i32 {
-        #[allow(clippy::cast_possible_truncation, reason = "rounded and in range of a register")]
+        #[allow(
+            clippy::cast_possible_truncation,
+            reason = "rounded and in range of a register"
+        )]
         let y = libm::roundf((self.m * x + self.b) * libm::powf(10.0, f32::from(self.r))) as i32;
         y
     }
@@ -149,7 +155,11 @@ mod tests {
         let faults: heapless::Vec<StatusFault, 16> = word.faults().collect();
         assert_eq!(
             faults.as_slice(),
-            [StatusFault::PowerNotGood, StatusFault::Off, StatusFault::IoutOvercurrent]
+            [
+                StatusFault::PowerNotGood,
+                StatusFault::Off,
+                StatusFault::IoutOvercurrent
+            ]
         );
         assert!(word.contains(StatusFault::Off));
         assert!(!word.contains(StatusFault::Temperature));
@@ -166,7 +176,11 @@ mod tests {
 
     #[test]
     fn direct_format_decode_inverts_encode() {
-        let f = DirectFormat { m: 4062.0, b: 0.0, r: -2 };
+        let f = DirectFormat {
+            m: 4062.0,
+            b: 0.0,
+            r: -2,
+        };
         let y = f.encode(54.0);
         assert_eq!(y, 2193);
         assert!((f.decode(y) - 54.0).abs() < 0.02);

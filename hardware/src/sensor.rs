@@ -3,7 +3,7 @@
 //! - A [`Sensor`] is one device (a driver, or a view of the simulated rack) that can take
 //!   [`Measurement`]s. Every driver in this crate implements it.
 //! - A [`SensorSet`] is a node's devices, addressed by index; a slice of sensors is one, and so is a
-//!   [`crate::sim::SimulatedRack`], whose indices mirror a real node ([`crate::sim::probe`]).
+//!   `sim::SimulatedRack` (feature `std`), whose indices mirror a real node (`sim::probe`).
 //! - A [`Channel`] is configuration: a name, a device index and a measurement. One channel is one
 //!   quantity in one unit ([`Measurement::quantity`], [`Measurement::unit`]), known before sampling.
 //! - [`Channel::read`] turns one sample into a protocol [`Reading`]: a value, or a failed reading with
@@ -198,9 +198,12 @@ impl Channel {
         let quantity = self.measurement.quantity();
         let unit = self.measurement.unit();
         match sensors.sample(usize::from(self.device), self.measurement) {
-            Ok(sample) if sample.value.is_finite() => {
-                Reading::ok(self.name.clone(), sample.quantity, f64::from(sample.value), sample.unit)
-            }
+            Ok(sample) if sample.value.is_finite() => Reading::ok(
+                self.name.clone(),
+                sample.quantity,
+                f64::from(sample.value),
+                sample.unit,
+            ),
             Ok(_) => Reading::failed(self.name.clone(), quantity, unit, ReadingStatus::Fault),
             Err(fault) => Reading::failed(self.name.clone(), quantity, unit, fault.status()),
         }

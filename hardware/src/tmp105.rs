@@ -27,9 +27,9 @@
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::I2c;
 
+use crate::Error;
 use crate::bus::{RegisterRead, Target};
 use crate::sensor::{Fault, Measurement, Sample, Sensor};
-use crate::Error;
 
 /// Register pointers ("Pointer Register" table).
 struct Register;
