@@ -16,12 +16,13 @@
 //! # let i2c = Mock::new(&[
 //! #     Transaction::write(0x40, vec![0x05, 0x0A, 0x00]),
 //! #     Transaction::write(0x40, vec![0x04]),
-//! #     Transaction::read(0x40, vec![0x09, 0xC4]),
+//! #     Transaction::read(0x40, vec![0x27, 0x10]),
 //! # ]);
 //! let mut monitor = Ina226::new(i2c, 0x40);
-//! // 2 mΩ shunt, Current_LSB rounded up to 1 mA: CAL = 0.00512 / (0.001 · 0.002) = 2560.
+//! // Datasheet Table 1: 2 mΩ shunt, Current_LSB rounded up to 1 mA: CAL = 0.00512 / (1 mA · 2 mΩ)
+//! // = 2560, and a current register of 2710h reads 10 A.
 //! monitor.calibrate(Calibration::with_current_lsb(0.002, 0.001)?)?;
-//! assert_eq!(monitor.read_current()?, 2.5);
+//! assert!((monitor.read_current()? - 10.0).abs() < 1e-5);
 //! # monitor.destroy().done();
 //! # Ok::<(), rackwatch_hardware::Error<embedded_hal::i2c::ErrorKind>>(())
 //! ```

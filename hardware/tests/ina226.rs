@@ -19,7 +19,7 @@ fn new_ina226(transactions: &[Transaction]) -> Ina226<Mock> {
     Ina226::new(bus(transactions), ADDRESS)
 }
 
-/// The datasheet's example: 2 mΩ shunt, Current_LSB rounded up to 1 mA, CAL = 2560 (0x0A00).
+/// The datasheet's Table 1: 2 mΩ shunt, Current_LSB rounded up to 1 mA, CAL = 2560 (0x0A00).
 fn datasheet_calibration() -> Calibration {
     Calibration::with_current_lsb(0.002, 0.001).unwrap()
 }
@@ -61,22 +61,23 @@ fn impossible_calibrations_are_refused() {
 }
 
 #[test]
-fn reads_the_datasheet_example_current_bus_voltage_power_and_shunt_voltage() {
-    // 2.5 A at 12 V through 2 mΩ: shunt 5 mV = 2000 LSB, current 2500 LSB, bus 9600 LSB,
-    // power = current · bus / 20000 = 1200 LSB of 25 mW = 30 W.
+fn reads_the_datasheet_configure_measure_calculate_example() {
+    // INA226 datasheet (SBOS547), Table 1 "Configure/Measure/Calculate Example": 10 A load at 12 V
+    // through 2 mΩ, CAL = 0A00h. Shunt 1F40h = 20 mV, bus 2570h = 11.98 V, current 2710h = 10 A,
+    // power 12B8h = 4792 × 25 mW = 119.8 W.
     let i2c = script([
         &[calibrate_write()],
-        &register_read(ADDRESS, CURRENT, &2500u16.to_be_bytes()),
-        &register_read(ADDRESS, BUS_VOLTAGE, &9600u16.to_be_bytes()),
-        &register_read(ADDRESS, POWER, &1200u16.to_be_bytes()),
-        &register_read(ADDRESS, SHUNT_VOLTAGE, &2000u16.to_be_bytes()),
+        &register_read(ADDRESS, SHUNT_VOLTAGE, &[0x1F, 0x40]),
+        &register_read(ADDRESS, BUS_VOLTAGE, &[0x25, 0x70]),
+        &register_read(ADDRESS, CURRENT, &[0x27, 0x10]),
+        &register_read(ADDRESS, POWER, &[0x12, 0xB8]),
     ]);
     let mut ina = new_ina226(&i2c);
     ina.calibrate(datasheet_calibration()).unwrap();
-    assert!((ina.read_current().unwrap() - 2.5).abs() < 1e-6);
-    assert!((ina.read_bus_voltage().unwrap() - 12.0).abs() < 1e-6);
-    assert!((ina.read_power().unwrap() - 30.0).abs() < 1e-4);
-    assert!((ina.read_shunt_voltage().unwrap() - 0.005).abs() < 1e-8);
+    assert!((ina.read_shunt_voltage().unwrap() - 0.020).abs() < 1e-7);
+    assert!((ina.read_bus_voltage().unwrap() - 11.98).abs() < 1e-4);
+    assert!((ina.read_current().unwrap() - 10.0).abs() < 1e-5);
+    assert!((ina.read_power().unwrap() - 119.8).abs() < 1e-3);
     ina.destroy().done();
 }
 
