@@ -1,0 +1,510 @@
+//! The gateway's configuration: one TOML file, one serde struct tree, every key documented here.
+//!
+//! Validation runs once at start; each error names the key (`influxdb.batch_max_lines`) and says what
+//! is wrong. Secrets (MQTT password, InfluxDB token) never sit in the file: the file names an
+//! environment variable or a file that holds them, and they are never logged.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, SiteId};
+use serde::Deserialize;
+
+use crate::inventory::Placement;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// The site (data centre) this gateway serves: the `{site}` topic level it subscribes to.
+    pub site: SiteId,
+    #[serde(default)]
+    pub mqtt: Option<MqttConfig>,
+    /// Serial-attached nodes (COBS frames, see protocols/README.md).
+    #[serde(default)]
+    pub serial: Vec<SerialConfig>,
+    /// Where readings are written; without it they are spooled and kept until one is configured.
+    #[serde(default)]
+    pub influxdb: Option<InfluxConfig>,
+    pub spool: SpoolConfig,
+    #[serde(default)]
+    pub http: HttpConfig,
+    #[serde(default)]
+    pub normalise: NormaliseConfig,
+    /// Node id -> where it is mounted and what its channels are. Nodes not listed are written with
+    /// `rack="unassigned"` and listed at `/api/nodes`.
+    #[serde(default)]
+    pub nodes: BTreeMap<NodeId, NodeInventory>,
+}
+
+/// The MQTT broker the gateway subscribes to.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttConfig {
+    /// `mqtt://host:port` or `mqtts://host:port` (TLS).
+    pub url: String,
+    /// Fixed, so the broker keeps this gateway's persistent session (and its queued QoS 1 messages)
+    /// across restarts of either side.
+    #[serde(default = "default_client_id")]
+    pub client_id: String,
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretSource>,
+    /// PEM file of the CA that signed the broker's certificate (default: the system's roots).
+    #[serde(default)]
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate and key, for brokers that authenticate clients by certificate.
+    #[serde(default)]
+    pub client_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub client_key_file: Option<PathBuf>,
+    #[serde(default = "default_keep_alive_secs")]
+    pub keep_alive_secs: u64,
+    /// MQTT shared-subscription group (`$share/{group}/...`) when several gateways serve one site.
+    #[serde(default)]
+    pub share_group: Option<String>,
+    /// Messages received but not yet spooled and acknowledged; bounds memory under a burst.
+    #[serde(default = "default_max_pending")]
+    pub max_pending: usize,
+}
+
+/// Where a secret comes from. Exactly one of the two.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretSource {
+    /// Name of an environment variable that holds the secret.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Path of a file whose content (trailing newline removed) is the secret.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+}
+
+/// One serial port with rackwatch nodes behind it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    pub port: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+/// The InfluxDB v2 write API (InfluxDB 2.x, 3.x, Cloud, VictoriaMetrics ...).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InfluxConfig {
+    /// Base URL, e.g. `http://127.0.0.1:8086`.
+    pub url: String,
+    pub org: String,
+    pub bucket: String,
+    #[serde(default)]
+    pub token: Option<SecretSource>,
+    /// A write is sent when it has this many lines ...
+    #[serde(default = "default_batch_max_lines")]
+    pub batch_max_lines: usize,
+    /// ... or when its oldest line has waited this long.
+    #[serde(default = "default_batch_max_age_ms")]
+    pub batch_max_age_ms: u64,
+    #[serde(default = "default_true")]
+    pub gzip: bool,
+    #[serde(default = "default_timeout_secs")]
+    pub timeout_secs: u64,
+    /// Longest wait between two retries of a failed write.
+    #[serde(default = "default_max_backoff_secs")]
+    pub max_backoff_secs: u64,
+}
+
+/// The on-disk spool between ingest and the database.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SpoolConfig {
+    pub dir: PathBuf,
+    /// When the spool holds this much, the gateway stops acknowledging new messages, so the broker
+    /// keeps them, until the writer has drained some. Nothing accepted is ever dropped.
+    #[serde(default = "default_spool_max_mb")]
+    pub max_mb: u64,
+    #[serde(default = "default_segment_mb")]
+    pub segment_mb: u64,
+}
+
+/// The HTTP server: `/metrics`, `/health` and the API.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Binds to loopback unless configured otherwise.
+    #[serde(default = "default_http_listen")]
+    pub listen: SocketAddr,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: default_http_listen(),
+        }
+    }
+}
+
+/// Bounds on what the gateway accepts as data.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NormaliseConfig {
+    /// A node timestamp further in the future than this is not trusted (the receive time is used).
+    #[serde(default = "default_max_future_secs")]
+    pub max_future_secs: u64,
+    /// A reading older than this is rejected as stale.
+    #[serde(default = "default_max_age_secs")]
+    pub max_age_secs: u64,
+    /// Plausible range per quantity, in the canonical unit. Values outside are counted and kept out
+    /// of the data. Quantities not listed use [`default_plausible`].
+    #[serde(default)]
+    pub plausible: BTreeMap<Quantity, Range>,
+}
+
+impl Default for NormaliseConfig {
+    fn default() -> Self {
+        NormaliseConfig {
+            max_future_secs: default_max_future_secs(),
+            max_age_secs: default_max_age_secs(),
+            plausible: BTreeMap::new(),
+        }
+    }
+}
+
+impl NormaliseConfig {
+    pub fn plausible(&self, quantity: Quantity) -> Range {
+        self.plausible
+            .get(&quantity)
+            .copied()
+            .unwrap_or_else(|| default_plausible(quantity))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Range {
+    pub min: f64,
+    pub max: f64,
+}
+
+impl Range {
+    pub fn contains(&self, value: f64) -> bool {
+        (self.min..=self.max).contains(&value)
+    }
+}
+
+/// Default plausibility ranges: the measuring range of common rack sensors, wide enough for any real
+/// rack and narrow enough to catch a unit mix-up or a stuck ADC (0xffff).
+pub fn default_plausible(quantity: Quantity) -> Range {
+    let (min, max) = match quantity {
+        // TMP105/SHT4x measuring range (datasheets: -55..125 and -40..125 °C).
+        Quantity::Temperature | Quantity::DewPoint => (-55.0, 125.0),
+        Quantity::RelativeHumidity => (0.0, 100.0),
+        // 48 V busbars and 12 V rails; ±1 kV covers any DC or mains rack feed.
+        Quantity::Voltage => (-1000.0, 1000.0),
+        Quantity::Current => (-2000.0, 2000.0),
+        // A single rack feed tops out well below 200 kW.
+        Quantity::Power => (-1000.0, 200_000.0),
+        Quantity::Energy => (0.0, 1e12),
+        Quantity::FanSpeed => (0.0, 50_000.0),
+        Quantity::FanDuty => (0.0, 100.0),
+    };
+    Range { min, max }
+}
+
+/// Where a node is and what its channels are.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeInventory {
+    #[serde(default)]
+    pub room: Option<Label>,
+    #[serde(default)]
+    pub row: Option<Label>,
+    #[serde(default)]
+    pub rack: Option<Label>,
+    /// Rack unit, counted from the bottom.
+    #[serde(default)]
+    pub u: Option<u8>,
+    /// Channel -> placement. A channel not listed whose name is a placement (`inlet_top`) takes it.
+    #[serde(default)]
+    pub placement: BTreeMap<ChannelName, Placement>,
+    /// Channel -> calibration, applied after unit conversion: value × gain + offset.
+    #[serde(default)]
+    pub calibration: BTreeMap<ChannelName, Calibration>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Calibration {
+    #[serde(default = "one")]
+    pub gain: f64,
+    #[serde(default)]
+    pub offset: f64,
+}
+
+impl Default for Calibration {
+    fn default() -> Self {
+        Calibration {
+            gain: 1.0,
+            offset: 0.0,
+        }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn default_true() -> bool {
+    true
+}
+fn default_client_id() -> String {
+    "rackwatch-gateway".to_owned()
+}
+fn default_keep_alive_secs() -> u64 {
+    30
+}
+fn default_max_pending() -> usize {
+    4096
+}
+fn default_baud() -> u32 {
+    115_200
+}
+fn default_batch_max_lines() -> usize {
+    5000
+}
+fn default_batch_max_age_ms() -> u64 {
+    1000
+}
+fn default_timeout_secs() -> u64 {
+    30
+}
+fn default_max_backoff_secs() -> u64 {
+    30
+}
+fn default_spool_max_mb() -> u64 {
+    10 * 1024
+}
+fn default_segment_mb() -> u64 {
+    64
+}
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9180))
+}
+fn default_max_future_secs() -> u64 {
+    300
+}
+fn default_max_age_secs() -> u64 {
+    7 * 24 * 3600
+}
+
+/// Why the configuration cannot be used. Always names the key.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Reads, parses and validates a configuration file.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|e| match e {
+            ConfigError::Parse { message, .. } => ConfigError::Parse {
+                path: path.to_owned(),
+                message,
+            },
+            other => other,
+        })
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> Result<Config, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: PathBuf::from("<config>"),
+            message: e.to_string(),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.mqtt.is_none() && self.serial.is_empty() {
+            return Err(invalid(
+                "mqtt",
+                "no source: configure [mqtt] or at least one [[serial]]",
+            ));
+        }
+        if let Some(mqtt) = &self.mqtt {
+            crate::source::mqtt::BrokerAddress::parse(&mqtt.url).map_err(|m| invalid("mqtt.url", m))?;
+            if mqtt.client_id.is_empty() || mqtt.client_id.len() > 23 {
+                // MQTT 3.1.1 §3.1.3.1: servers must accept 1-23 characters; longer may be refused.
+                return Err(invalid("mqtt.client_id", "must be 1 to 23 characters"));
+            }
+            if mqtt.max_pending == 0 {
+                return Err(invalid("mqtt.max_pending", "must be at least 1"));
+            }
+            if mqtt.client_cert_file.is_some() != mqtt.client_key_file.is_some() {
+                return Err(invalid(
+                    "mqtt.client_key_file",
+                    "client_cert_file and client_key_file go together",
+                ));
+            }
+            if let Some(secret) = &mqtt.password {
+                secret.validate("mqtt.password")?;
+            }
+            if let Some(group) = &mqtt.share_group {
+                Label::new(group).map_err(|e| invalid("mqtt.share_group", format!("{e}")))?;
+            }
+        }
+        if let Some(influx) = &self.influxdb {
+            if !(influx.url.starts_with("http://") || influx.url.starts_with("https://")) {
+                return Err(invalid("influxdb.url", "must start with http:// or https://"));
+            }
+            if !(1..=100_000).contains(&influx.batch_max_lines) {
+                return Err(invalid("influxdb.batch_max_lines", "must be 1 to 100000"));
+            }
+            if influx.timeout_secs == 0 {
+                return Err(invalid("influxdb.timeout_secs", "must be at least 1"));
+            }
+            if let Some(secret) = &influx.token {
+                secret.validate("influxdb.token")?;
+            }
+        }
+        if self.spool.segment_mb == 0 || self.spool.max_mb < self.spool.segment_mb * 2 {
+            return Err(invalid(
+                "spool.max_mb",
+                "must be at least twice spool.segment_mb (and that at least 1)",
+            ));
+        }
+        for (quantity, range) in &self.normalise.plausible {
+            if !(range.min.is_finite() && range.max.is_finite() && range.min < range.max) {
+                return Err(invalid(
+                    format!("normalise.plausible.{}", quantity.as_str()),
+                    "min and max must be finite with min < max",
+                ));
+            }
+        }
+        for (node, inventory) in &self.nodes {
+            for (channel, calibration) in &inventory.calibration {
+                if !(calibration.gain.is_finite() && calibration.offset.is_finite())
+                    || calibration.gain == 0.0
+                {
+                    return Err(invalid(
+                        format!("nodes.{node}.calibration.{channel}"),
+                        "gain and offset must be finite and gain non-zero",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn batch_max_age(&self) -> Duration {
+        Duration::from_millis(self.influxdb.as_ref().map_or(1000, |i| i.batch_max_age_ms))
+    }
+}
+
+impl SecretSource {
+    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        match (&self.env, &self.file) {
+            (Some(_), None) | (None, Some(_)) => Ok(()),
+            _ => Err(invalid(key, "give exactly one of `env` and `file`")),
+        }
+    }
+
+    /// Reads the secret. The error names the key but never shows the secret.
+    pub fn read(&self, key: &str) -> Result<String, ConfigError> {
+        match (&self.env, &self.file) {
+            (Some(var), None) => {
+                std::env::var(var).map_err(|_| invalid(key, format!("environment variable {var} is not set")))
+            }
+            (None, Some(path)) => std::fs::read_to_string(path)
+                .map(|s| s.trim_end_matches(['\r', '\n']).to_owned())
+                .map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display()))),
+            _ => Err(invalid(key, "give exactly one of `env` and `file`")),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        site = "fra1"
+        [mqtt]
+        url = "mqtt://127.0.0.1:1883"
+        [spool]
+        dir = "/tmp/spool"
+    "#;
+
+    fn error_of(text: &str) -> String {
+        Config::parse(text).unwrap_err().to_string()
+    }
+
+    #[test]
+    fn minimal_config_takes_defaults() {
+        let config = Config::parse(MINIMAL).unwrap();
+        assert_eq!(config.mqtt.unwrap().client_id, "rackwatch-gateway");
+        assert_eq!(config.http.listen, "127.0.0.1:9180".parse().unwrap());
+        assert_eq!(
+            config.normalise.plausible(Quantity::RelativeHumidity),
+            Range { min: 0.0, max: 100.0 }
+        );
+    }
+
+    #[test]
+    fn errors_name_the_key() {
+        let bad_url = MINIMAL.replace("mqtt://127.0.0.1:1883", "http://x");
+        assert!(
+            error_of(&bad_url).starts_with("mqtt.url:"),
+            "{}",
+            error_of(&bad_url)
+        );
+        let bad_batch =
+            format!("{MINIMAL}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\nbucket=\"b\"\nbatch_max_lines=0");
+        assert!(error_of(&bad_batch).starts_with("influxdb.batch_max_lines:"));
+        let both = MINIMAL.replace("[spool]", "password = { env = \"A\", file = \"/b\" }\n[spool]");
+        assert!(error_of(&both).starts_with("mqtt.password:"));
+        let calibration = format!("{MINIMAL}\n[nodes.n1.calibration.inlet_top]\ngain = 0.0");
+        assert_eq!(
+            error_of(&calibration),
+            "nodes.n1.calibration.inlet_top: gain and offset must be finite and gain non-zero"
+        );
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_identifiers_are_refused() {
+        assert!(error_of(&format!("{MINIMAL}\nsurprise = 1")).contains("surprise"));
+        assert!(error_of(&MINIMAL.replace("fra1", "fra 1")).contains("identifier"));
+    }
+
+    #[test]
+    fn secret_from_missing_env_names_the_key_not_the_value() {
+        let source = SecretSource {
+            env: Some("RACKWATCH_TEST_UNSET_VARIABLE".into()),
+            file: None,
+        };
+        let error = source.read("influxdb.token").unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "influxdb.token: environment variable RACKWATCH_TEST_UNSET_VARIABLE is not set"
+        );
+    }
+}

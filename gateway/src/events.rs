@@ -1,0 +1,298 @@
+//! Internal events: every counted occurrence is a typed event whose `emit` updates its metric and
+//! writes its (rate-limited) log line together, so a counter and its message never drift apart.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::decode::Rejection;
+use crate::normalise::ReadingRejection;
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    pub reason: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NodeLabel {
+    pub node: String,
+}
+
+/// The gateway's metrics, served at `/metrics` in the Prometheus text format.
+#[derive(Debug)]
+pub struct Metrics {
+    registry: Registry,
+    pub messages_received: Counter,
+    pub messages_rejected: Family<ReasonLabel, Counter>,
+    pub readings_accepted: Counter,
+    pub readings_rejected: Family<ReasonLabel, Counter>,
+    pub duplicates_dropped: Counter,
+    pub sequence_gaps: Counter,
+    pub node_dropped: Counter,
+    pub points_written: Counter,
+    pub write_failures: Family<ReasonLabel, Counter>,
+    pub write_seconds: Histogram,
+    pub spool_bytes: Gauge,
+    pub spool_pending_bytes: Gauge,
+    pub spool_full: Counter,
+    pub node_last_seen_seconds: Family<NodeLabel, Gauge>,
+    log_limits: Mutex<HashMap<&'static str, (Instant, u64)>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("rackwatch");
+        let metrics = Metrics {
+            messages_received: Counter::default(),
+            messages_rejected: Family::default(),
+            readings_accepted: Counter::default(),
+            readings_rejected: Family::default(),
+            duplicates_dropped: Counter::default(),
+            sequence_gaps: Counter::default(),
+            node_dropped: Counter::default(),
+            points_written: Counter::default(),
+            write_failures: Family::default(),
+            write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
+            spool_bytes: Gauge::default(),
+            spool_pending_bytes: Gauge::default(),
+            spool_full: Counter::default(),
+            node_last_seen_seconds: Family::default(),
+            log_limits: Mutex::new(HashMap::new()),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "messages_received",
+            "Messages received from all sources",
+            metrics.messages_received.clone(),
+        );
+        registry.register(
+            "messages_rejected",
+            "Messages rejected, by reason",
+            metrics.messages_rejected.clone(),
+        );
+        registry.register(
+            "readings_accepted",
+            "Readings normalised and spooled",
+            metrics.readings_accepted.clone(),
+        );
+        registry.register(
+            "readings_rejected",
+            "Readings kept out of the data, by reason",
+            metrics.readings_rejected.clone(),
+        );
+        registry.register(
+            "duplicates_dropped",
+            "Messages dropped as redeliveries of a seen (boot, seq)",
+            metrics.duplicates_dropped.clone(),
+        );
+        registry.register(
+            "sequence_gaps",
+            "Telemetry messages missing between sequence numbers",
+            metrics.sequence_gaps.clone(),
+        );
+        registry.register(
+            "node_dropped",
+            "Messages nodes report dropped from their store-and-forward buffer",
+            metrics.node_dropped.clone(),
+        );
+        registry.register(
+            "points_written",
+            "Points accepted by the database",
+            metrics.points_written.clone(),
+        );
+        registry.register(
+            "write_failures",
+            "Failed database writes, by reason",
+            metrics.write_failures.clone(),
+        );
+        registry.register(
+            "write_seconds",
+            "Duration of successful database writes",
+            metrics.write_seconds.clone(),
+        );
+        registry.register("spool_bytes", "Bytes in the spool", metrics.spool_bytes.clone());
+        registry.register(
+            "spool_pending_bytes",
+            "Committed spool bytes not yet in the database",
+            metrics.spool_pending_bytes.clone(),
+        );
+        registry.register(
+            "spool_full",
+            "Times the spool was full and ingest waited",
+            metrics.spool_full.clone(),
+        );
+        registry.register(
+            "node_last_seen_seconds",
+            "Unix time of each node's last telemetry",
+            metrics.node_last_seen_seconds.clone(),
+        );
+        Metrics { registry, ..metrics }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        // Writing into a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
+        text
+    }
+
+    /// True at most once a second per `key`; returns how many were suppressed since the last one.
+    fn should_log(&self, key: &'static str) -> Option<u64> {
+        let mut limits = self
+            .log_limits
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let now = Instant::now();
+        let entry = limits.entry(key).or_insert((now - Duration::from_secs(2), 0));
+        if now.duration_since(entry.0) >= Duration::from_secs(1) {
+            let suppressed = entry.1;
+            *entry = (now, 0);
+            Some(suppressed)
+        } else {
+            entry.1 += 1;
+            None
+        }
+    }
+}
+
+/// A whole message was rejected (and dead-lettered).
+#[derive(Debug)]
+pub struct MessageRejected<'a> {
+    pub rejection: &'a Rejection,
+    pub topic: Option<&'a str>,
+}
+
+impl MessageRejected<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let reason = self.rejection.reason.as_str();
+        metrics
+            .messages_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        if let Some(suppressed) = metrics.should_log(reason) {
+            tracing::warn!(
+                reason,
+                node = self.rejection.node.as_deref().unwrap_or("-"),
+                topic = self.topic.unwrap_or("-"),
+                suppressed,
+                "message rejected: {}",
+                self.rejection.detail
+            );
+        }
+    }
+}
+
+/// One reading of a good message was kept out of the data.
+#[derive(Debug)]
+pub struct ReadingRejected<'a> {
+    pub node: &'a str,
+    pub channel: &'a str,
+    pub reason: ReadingRejection,
+}
+
+impl ReadingRejected<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        let reason = self.reason.as_str();
+        metrics
+            .readings_rejected
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        if let Some(suppressed) = metrics.should_log(reason) {
+            tracing::warn!(
+                reason,
+                node = self.node,
+                channel = self.channel,
+                suppressed,
+                "reading rejected"
+            );
+        }
+    }
+}
+
+/// A node's sequence numbers jumped: messages are missing.
+#[derive(Debug)]
+pub struct SequenceGap<'a> {
+    pub node: &'a str,
+    pub missing: u32,
+}
+
+impl SequenceGap<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.sequence_gaps.inc_by(u64::from(self.missing));
+        if let Some(suppressed) = metrics.should_log("sequence_gap") {
+            tracing::warn!(
+                node = self.node,
+                missing = self.missing,
+                suppressed,
+                "telemetry sequence gap"
+            );
+        }
+    }
+}
+
+/// A database write failed; it will be retried (or dead-lettered when refused).
+#[derive(Debug)]
+pub struct WriteFailed<'a> {
+    pub reason: &'static str,
+    pub detail: &'a str,
+    pub retry_in: Option<Duration>,
+}
+
+impl WriteFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .write_failures
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc();
+        if let Some(suppressed) = metrics.should_log(self.reason) {
+            match self.retry_in {
+                Some(delay) => tracing::warn!(
+                    reason = self.reason,
+                    suppressed,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "database write failed: {}",
+                    self.detail
+                ),
+                None => tracing::error!(
+                    reason = self.reason,
+                    suppressed,
+                    "database refused points, dead-lettered: {}",
+                    self.detail
+                ),
+            }
+        }
+    }
+}
+
+/// The spool is full: ingest waits.
+#[derive(Debug)]
+pub struct SpoolFull<'a> {
+    pub detail: &'a str,
+}
+
+impl SpoolFull<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.spool_full.inc();
+        if let Some(suppressed) = metrics.should_log("spool_full") {
+            tracing::error!(
+                suppressed,
+                "{}; messages stay unacknowledged at the broker",
+                self.detail
+            );
+        }
+    }
+}

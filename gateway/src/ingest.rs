@@ -1,0 +1,230 @@
+//! The ingest stage: decode, normalise, spool, acknowledge. It runs on its own thread because it
+//! ends every batch in an `fdatasync`: many messages, one sync (group commit), then their acks.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::deadletter::DeadLetters;
+use crate::decode::{Decoded, RejectReason, Rejection, decode};
+use crate::events::{MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFull};
+use crate::line_protocol::Line;
+use crate::model::{AckToken, Incoming, Sample};
+use crate::normalise::{Normaliser, Output, Verdict};
+use crate::spool::{SpoolError, SpoolWriter};
+
+/// Most messages taken into one group commit.
+const MAX_BATCH: usize = 2048;
+
+/// Where accepted samples go after they are durable (the alert engine, the dashboard's window).
+pub type SampleSender = mpsc::Sender<Arc<[Sample]>>;
+
+/// Everything the ingest thread owns.
+#[derive(Debug)]
+pub struct Ingest {
+    pub site: String,
+    pub normaliser: Normaliser,
+    pub spool: SpoolWriter,
+    pub dead_letters: Arc<Mutex<DeadLetters>>,
+    pub acks: mpsc::UnboundedSender<AckToken>,
+    pub committed: Arc<Notify>,
+    pub metrics: Arc<Metrics>,
+    pub samples: Option<SampleSender>,
+}
+
+impl Ingest {
+    /// Processes messages until every sender of `incoming` is gone.
+    pub fn run(mut self, mut incoming: mpsc::Receiver<Incoming>) {
+        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut out = Output::default();
+        let mut acks = Vec::with_capacity(MAX_BATCH);
+        let mut samples = Vec::new();
+        while incoming.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
+            for message in batch.drain(..) {
+                self.process(&message, &mut out, &mut samples);
+                acks.extend(message.ack);
+            }
+            self.commit();
+            for ack in acks.drain(..) {
+                // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
+                let _ = self.acks.send(ack);
+            }
+            self.committed.notify_one();
+            if let Some(sender) = &self.samples
+                && !samples.is_empty()
+            {
+                // Never block ingest on a slow consumer: it skips a batch instead.
+                let _ = sender.try_send(Arc::from(std::mem::take(&mut samples)));
+            }
+            samples.clear();
+            self.metrics
+                .spool_bytes
+                .set(i64::try_from(self.spool.bytes()).unwrap_or(i64::MAX));
+        }
+        self.commit();
+    }
+
+    fn process(&mut self, message: &Incoming, out: &mut Output, samples: &mut Vec<Sample>) {
+        self.metrics.messages_received.inc();
+        let decoded = match decode(&self.site, &message.route, &message.payload) {
+            Ok(decoded) => decoded,
+            Err(rejection) => return self.reject(message, &rejection),
+        };
+        match decoded {
+            Decoded::Telemetry(telemetry) => {
+                out.clear();
+                let (verdict, mark) = self.normaliser.telemetry(&telemetry, message.received_ms, out);
+                match verdict {
+                    Verdict::Duplicate => {
+                        self.metrics.duplicates_dropped.inc();
+                        return;
+                    }
+                    Verdict::Stale => {
+                        let rejection = Rejection {
+                            reason: RejectReason::Stale,
+                            node: Some(telemetry.node.to_string()),
+                            detail: "dated before normalise.max_age_secs".into(),
+                        };
+                        return self.reject(message, &rejection);
+                    }
+                    Verdict::Accepted { gap } => {
+                        if gap > 0 {
+                            SequenceGap {
+                                node: &telemetry.node,
+                                missing: gap,
+                            }
+                            .emit(&self.metrics);
+                        }
+                    }
+                }
+                if telemetry.dropped > 0 {
+                    self.metrics.node_dropped.inc_by(u64::from(telemetry.dropped));
+                    tracing::warn!(node = %telemetry.node, dropped = telemetry.dropped, "node reports readings lost from its buffer");
+                }
+                for (channel, _, reason) in &out.rejected {
+                    ReadingRejected {
+                        node: &telemetry.node,
+                        channel,
+                        reason: *reason,
+                    }
+                    .emit(&self.metrics);
+                }
+                if !out.rejected.is_empty() {
+                    self.dead_letter(
+                        message,
+                        "reading_rejected",
+                        Some(&telemetry.node),
+                        "some readings were kept out of the data",
+                    );
+                }
+                self.metrics.readings_accepted.inc_by(out.points as u64);
+                self.metrics
+                    .node_last_seen_seconds
+                    .get_or_create(&NodeLabel {
+                        node: telemetry.node.to_string(),
+                    })
+                    .set(message.received_ms / 1000);
+                let mark = mark.map(|m| (telemetry.node.as_str(), m));
+                self.append(mark, &out.lines);
+                samples.append(&mut out.samples);
+            }
+            Decoded::Status(status) => {
+                if let Some(up) = status.uptime_ms {
+                    self.normaliser
+                        .observe_uptime(&status.node, status.boot, up, message.received_ms);
+                }
+                let mut lines = Vec::with_capacity(96);
+                let online = i64::from(status.state == rackwatch_protocols::NodeState::Online);
+                Line::new(&mut lines, "node_status")
+                    .tag("node", &status.node)
+                    .tag("site", &self.site)
+                    .int("online", online)
+                    .int("boot", i64::from(status.boot))
+                    .finish(message.received_ms);
+                self.append(None, &lines);
+            }
+            // Command acks are tracked by the alert engine's actions; ingest only counts them.
+            Decoded::Ack(_) => {}
+        }
+    }
+
+    fn reject(&mut self, message: &Incoming, rejection: &Rejection) {
+        MessageRejected {
+            rejection,
+            topic: message.route.topic(),
+        }
+        .emit(&self.metrics);
+        self.dead_letter(
+            message,
+            rejection.reason.as_str(),
+            rejection.node.as_deref(),
+            &rejection.detail,
+        );
+    }
+
+    fn dead_letter(&mut self, message: &Incoming, reason: &str, node: Option<&str>, detail: &str) {
+        let mut letters = self
+            .dead_letters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Err(e) = letters.record(
+            message.received_ms,
+            reason,
+            message.route.topic(),
+            node,
+            detail,
+            &message.payload,
+        ) {
+            tracing::error!("dead-letter file: {e}");
+        }
+    }
+
+    /// Appends one record, waiting while the spool is full (the broker keeps what is not acked).
+    fn append(&mut self, mark: Option<(&str, crate::normalise::SequenceMark)>, lines: &[u8]) {
+        if lines.is_empty() && mark.is_none() {
+            return;
+        }
+        loop {
+            match self.spool.append(mark, lines) {
+                Ok(()) => return,
+                Err(SpoolError::Full { bytes, max }) => {
+                    SpoolFull {
+                        detail: &format!("spool full ({bytes} of {max} bytes)"),
+                    }
+                    .emit(&self.metrics);
+                    // Make what is already appended durable so the writer can drain it.
+                    self.commit();
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(SpoolError::Io(e)) => {
+                    tracing::error!("spool append failed, retrying: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self) {
+        loop {
+            let letters = self
+                .dead_letters
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .sync();
+            match self
+                .spool
+                .commit()
+                .map_err(|e| e.to_string())
+                .and(letters.map_err(|e| e.to_string()))
+            {
+                Ok(()) => return,
+                Err(e) => {
+                    // Nothing is acknowledged until this succeeds.
+                    tracing::error!("spool commit failed, retrying: {e}");
+                    std::thread::sleep(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+}

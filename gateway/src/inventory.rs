@@ -1,0 +1,179 @@
+//! Where each node is mounted and where each of its probes sits: the tags readings are written with.
+
+use std::collections::HashMap;
+
+use rackwatch_protocols::Label;
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Calibration, Config, NodeInventory};
+
+/// The rack tag of a node that is not in the inventory: written, listed, never dropped.
+pub const UNASSIGNED: &str = "unassigned";
+
+/// Where a probe sits on or in the rack. Inlet and outlet placements feed the rack's ΔT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Placement {
+    InletTop,
+    InletMiddle,
+    InletBottom,
+    Inlet,
+    OutletTop,
+    OutletMiddle,
+    OutletBottom,
+    Outlet,
+    /// Room air away from any rack face.
+    Ambient,
+    /// Busbar or PSU feed.
+    Power,
+    Fan,
+}
+
+/// Which side of the rack's airflow a placement is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AirSide {
+    Inlet,
+    Outlet,
+}
+
+impl Placement {
+    const ALL: [Placement; 11] = [
+        Placement::InletTop,
+        Placement::InletMiddle,
+        Placement::InletBottom,
+        Placement::Inlet,
+        Placement::OutletTop,
+        Placement::OutletMiddle,
+        Placement::OutletBottom,
+        Placement::Outlet,
+        Placement::Ambient,
+        Placement::Power,
+        Placement::Fan,
+    ];
+
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Placement::InletTop => "inlet_top",
+            Placement::InletMiddle => "inlet_middle",
+            Placement::InletBottom => "inlet_bottom",
+            Placement::Inlet => "inlet",
+            Placement::OutletTop => "outlet_top",
+            Placement::OutletMiddle => "outlet_middle",
+            Placement::OutletBottom => "outlet_bottom",
+            Placement::Outlet => "outlet",
+            Placement::Ambient => "ambient",
+            Placement::Power => "power",
+            Placement::Fan => "fan",
+        }
+    }
+
+    /// A channel named like a placement (`inlet_top`) sits there unless the inventory says otherwise.
+    pub fn from_channel(channel: &str) -> Option<Placement> {
+        Self::ALL.into_iter().find(|p| p.as_str() == channel)
+    }
+
+    pub const fn air_side(self) -> Option<AirSide> {
+        match self {
+            Placement::InletTop | Placement::InletMiddle | Placement::InletBottom | Placement::Inlet => {
+                Some(AirSide::Inlet)
+            }
+            Placement::OutletTop | Placement::OutletMiddle | Placement::OutletBottom | Placement::Outlet => {
+                Some(AirSide::Outlet)
+            }
+            _ => None,
+        }
+    }
+}
+
+/// A node's position, resolved for tagging.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    pub room: Option<Label>,
+    pub row: Option<Label>,
+    /// `None` for a node missing from the inventory (tagged `rack="unassigned"`).
+    pub rack: Option<Label>,
+}
+
+impl Position {
+    pub fn rack_tag(&self) -> &str {
+        self.rack.as_deref().unwrap_or(UNASSIGNED)
+    }
+}
+
+/// The inventory of the configuration, indexed for lookups on the hot path.
+#[derive(Debug, Clone, Default)]
+pub struct Inventory {
+    nodes: HashMap<String, NodeInventory>,
+}
+
+impl Inventory {
+    pub fn from_config(config: &Config) -> Self {
+        Inventory {
+            nodes: config
+                .nodes
+                .iter()
+                .map(|(id, inv)| (id.to_string(), inv.clone()))
+                .collect(),
+        }
+    }
+
+    pub fn contains(&self, node: &str) -> bool {
+        self.nodes.contains_key(node)
+    }
+
+    pub fn position(&self, node: &str) -> Position {
+        match self.nodes.get(node) {
+            Some(n) => Position {
+                room: n.room.clone(),
+                row: n.row.clone(),
+                rack: n.rack.clone(),
+            },
+            None => Position {
+                room: None,
+                row: None,
+                rack: None,
+            },
+        }
+    }
+
+    pub fn placement(&self, node: &str, channel: &str) -> Option<Placement> {
+        self.nodes
+            .get(node)
+            .and_then(|n| {
+                n.placement
+                    .iter()
+                    .find(|(c, _)| c.as_str() == channel)
+                    .map(|(_, p)| *p)
+            })
+            .or_else(|| Placement::from_channel(channel))
+    }
+
+    pub fn calibration(&self, node: &str, channel: &str) -> Calibration {
+        self.nodes
+            .get(node)
+            .and_then(|n| {
+                n.calibration
+                    .iter()
+                    .find(|(c, _)| c.as_str() == channel)
+                    .map(|(_, c)| *c)
+            })
+            .unwrap_or_default()
+    }
+
+    /// Every rack of the inventory as (room, row, rack), for the dashboard's floor plan.
+    pub fn racks(&self) -> Vec<Position> {
+        let mut racks: Vec<Position> = self
+            .nodes
+            .values()
+            .filter(|n| n.rack.is_some())
+            .map(|n| Position {
+                room: n.room.clone(),
+                row: n.row.clone(),
+                rack: n.rack.clone(),
+            })
+            .collect();
+        racks.sort_by(|a, b| (&a.room, &a.row, &a.rack).cmp(&(&b.room, &b.row, &b.rack)));
+        racks.dedup();
+        racks
+    }
+}

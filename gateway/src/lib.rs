@@ -1,0 +1,21 @@
+//! The rackwatch gateway. Read [`pipeline`] first: it connects the stages in the order data flows.
+//!
+//! `source` (MQTT, serial) -> `decode` -> `normalise` (with `inventory`) -> `spool` -> `influx`,
+//! with `ingest` running decode/normalise/spool on one thread, and `events` counting and logging
+//! everything that is rejected.
+
+pub mod config;
+pub mod deadletter;
+pub mod decode;
+pub mod events;
+pub mod http;
+pub mod influx;
+pub mod ingest;
+pub mod inventory;
+pub mod line_protocol;
+pub mod model;
+pub mod normalise;
+pub mod pipeline;
+pub mod shutdown;
+pub mod source;
+pub mod spool;

@@ -1,0 +1,875 @@
+//! Normalise and enrich: from a decoded telemetry message to tagged points in canonical units.
+//!
+//! Per message: drop it if its `(boot, seq)` was seen (QoS 1 redelivery) and count gaps; date it
+//! (the node's clock when synced and sane, else its boot anchor plus uptime); per reading: convert the
+//! unit, calibrate, check plausibility, tag from the inventory and write a line. Derived values:
+//! dew point where a channel reports temperature and humidity, the rack's inlet/outlet ΔT and power,
+//! and the row's power.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use rackwatch_protocols::{ChannelName, Label, Quantity, ReadingStatus, SiteId, Telemetry};
+
+use crate::config::NormaliseConfig;
+use crate::inventory::{AirSide, Inventory, Position};
+use crate::line_protocol::Line;
+use crate::model::{Sample, Series};
+
+/// Sequence numbers remembered per boot for duplicate detection: redelivery and store-and-forward
+/// backlogs are far shorter than this.
+const SEQ_WINDOW: u32 = 4096;
+/// Boots remembered per node (a node that reboots twice while its backlog is redelivered).
+const BOOTS_REMEMBERED: usize = 4;
+/// Rack inlet/outlet/power values older than this no longer count towards ΔT and totals.
+const RACK_VALUE_MAX_AGE_MS: i64 = 5 * 60 * 1000;
+
+/// Why one reading of an otherwise good message was kept out of the data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadingRejection {
+    /// The unit does not measure the reading's quantity (power in volts).
+    UnitMismatch,
+    /// Outside the quantity's plausible range, after conversion and calibration.
+    Implausible,
+    /// Status `ok` without a value, or a value that is not finite after calibration.
+    MissingValue,
+}
+
+impl ReadingRejection {
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ReadingRejection::UnitMismatch => "unit_mismatch",
+            ReadingRejection::Implausible => "implausible",
+            ReadingRejection::MissingValue => "missing_value",
+        }
+    }
+}
+
+/// What happened to one telemetry message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Written; `gap` messages of this boot are missing before it.
+    Accepted { gap: u32 },
+    /// Its `(boot, seq)` was already accepted: dropped.
+    Duplicate,
+    /// Dated further back than `normalise.max_age_secs`.
+    Stale,
+}
+
+/// Sequence state that must survive a restart for dedup and dating to give the same answers: it
+/// travels in every spool record and is restored from the spool at start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SequenceMark {
+    pub boot: u32,
+    pub seq: u32,
+    /// Unix ms of the node's boot, as estimated so far.
+    pub anchor_ms: i64,
+}
+
+/// Reused buffers for one message's output.
+#[derive(Debug, Default)]
+pub struct Output {
+    /// Line protocol for the spool.
+    pub lines: Vec<u8>,
+    pub samples: Vec<Sample>,
+    pub rejected: Vec<(ChannelName, Quantity, ReadingRejection)>,
+    pub points: usize,
+}
+
+impl Output {
+    pub fn clear(&mut self) {
+        self.lines.clear();
+        self.samples.clear();
+        self.rejected.clear();
+        self.points = 0;
+    }
+}
+
+#[derive(Debug)]
+struct BootTrack {
+    boot: u32,
+    anchor_ms: i64,
+    /// The highest sequence number accepted; `None` until the boot's first telemetry.
+    highest: Option<u32>,
+    /// Bit i set: `highest - i` was accepted.
+    seen: Box<[u64; (SEQ_WINDOW / 64) as usize]>,
+}
+
+impl BootTrack {
+    fn new(boot: u32, anchor_ms: i64) -> Self {
+        BootTrack {
+            boot,
+            anchor_ms,
+            highest: None,
+            seen: Box::new([0u64; (SEQ_WINDOW / 64) as usize]),
+        }
+    }
+
+    fn bit(&self, back: u32) -> bool {
+        self.seen
+            .get((back / 64) as usize)
+            .is_some_and(|w| w & (1 << (back % 64)) != 0)
+    }
+
+    fn set(&mut self, back: u32) {
+        if let Some(word) = self.seen.get_mut((back / 64) as usize) {
+            *word |= 1 << (back % 64);
+        }
+    }
+
+    /// Records `seq`; returns `None` for a duplicate, else the gap it reveals.
+    fn accept(&mut self, seq: u32) -> Option<u32> {
+        let Some(highest) = self.highest else {
+            self.highest = Some(seq);
+            self.set(0);
+            return Some(0);
+        };
+        if seq > highest {
+            let advance = seq - highest;
+            self.shift(advance);
+            self.highest = Some(seq);
+            self.set(0);
+            return Some(advance - 1);
+        }
+        let back = highest - seq;
+        if back >= SEQ_WINDOW {
+            // Older than the window: cannot tell, so keep it (a retried point has the same timestamp).
+            return Some(0);
+        }
+        if self.bit(back) {
+            return None;
+        }
+        self.set(back);
+        Some(0)
+    }
+
+    fn shift(&mut self, by: u32) {
+        if by >= SEQ_WINDOW {
+            self.seen.fill(0);
+            return;
+        }
+        let words = (by / 64) as usize;
+        let bits = by % 64;
+        let len = self.seen.len();
+        for i in (0..len).rev() {
+            let from = i.checked_sub(words);
+            let high = from.and_then(|f| self.seen.get(f)).copied().unwrap_or(0);
+            let low = from
+                .and_then(|f| f.checked_sub(1))
+                .and_then(|f| self.seen.get(f))
+                .copied()
+                .unwrap_or(0);
+            let value = if bits == 0 {
+                high
+            } else {
+                (high << bits) | (low >> (64 - bits))
+            };
+            if let Some(word) = self.seen.get_mut(i) {
+                *word = value;
+            }
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct NodeTrack {
+    boots: VecDeque<BootTrack>,
+    series: HashMap<(ChannelName, Quantity), Arc<Series>>,
+}
+
+impl NodeTrack {
+    fn boot_mut(&mut self, boot: u32) -> Option<&mut BootTrack> {
+        self.boots.iter_mut().find(|b| b.boot == boot)
+    }
+
+    fn add_boot(&mut self, track: BootTrack) {
+        if self.boots.len() == BOOTS_REMEMBERED {
+            self.boots.pop_front();
+        }
+        self.boots.push_back(track);
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct RackKey {
+    room: Option<Label>,
+    row: Option<Label>,
+    rack: Label,
+}
+
+#[derive(Debug, Default)]
+struct RackState {
+    /// (node, channel) -> (value, timestamp) of the latest reading on each side, and of power.
+    inlet: HashMap<(String, ChannelName), (f64, i64)>,
+    outlet: HashMap<(String, ChannelName), (f64, i64)>,
+    power: HashMap<(String, ChannelName), (f64, i64)>,
+}
+
+impl RackState {
+    fn mean(values: &HashMap<(String, ChannelName), (f64, i64)>, now: i64) -> Option<f64> {
+        let fresh = values
+            .values()
+            .filter(|(_, ts)| now - ts <= RACK_VALUE_MAX_AGE_MS);
+        let (sum, n) = fresh.fold((0.0, 0u32), |(s, n), (v, _)| (s + v, n + 1));
+        (n > 0).then(|| sum / f64::from(n))
+    }
+
+    fn power_total(&self, now: i64) -> Option<f64> {
+        let fresh: Vec<f64> = self
+            .power
+            .values()
+            .filter(|(_, ts)| now - ts <= RACK_VALUE_MAX_AGE_MS)
+            .map(|(v, _)| *v)
+            .collect();
+        (!fresh.is_empty()).then(|| fresh.iter().sum())
+    }
+}
+
+/// The normalise/enrich stage. Owns per-node sequence state and per-rack derived state.
+#[derive(Debug)]
+pub struct Normaliser {
+    site: SiteId,
+    inventory: Inventory,
+    config: NormaliseConfig,
+    nodes: HashMap<String, NodeTrack>,
+    racks: HashMap<RackKey, RackState>,
+}
+
+impl Normaliser {
+    pub fn new(site: SiteId, inventory: Inventory, config: NormaliseConfig) -> Self {
+        Normaliser {
+            site,
+            inventory,
+            config,
+            nodes: HashMap::new(),
+            racks: HashMap::new(),
+        }
+    }
+
+    /// Restores sequence state from a spooled record (at start, before any new message).
+    pub fn restore(&mut self, node: &str, mark: SequenceMark) {
+        let track = self.nodes.entry(node.to_owned()).or_default();
+        match track.boot_mut(mark.boot) {
+            Some(boot) => {
+                boot.anchor_ms = boot.anchor_ms.min(mark.anchor_ms);
+                let _ = boot.accept(mark.seq);
+            }
+            None => {
+                let mut boot = BootTrack::new(mark.boot, mark.anchor_ms);
+                let _ = boot.accept(mark.seq);
+                track.add_boot(boot);
+            }
+        }
+    }
+
+    /// Improves a boot's anchor from a status message (sent right after connecting, so its
+    /// `received - uptime` is the best estimate of when the node booted).
+    pub fn observe_uptime(&mut self, node: &str, boot: u32, uptime_ms: u64, received_ms: i64) {
+        let anchor = received_ms.saturating_sub(i64::try_from(uptime_ms).unwrap_or(i64::MAX));
+        let track = self.nodes.entry(node.to_owned()).or_default();
+        if let Some(b) = track.boot_mut(boot) {
+            b.anchor_ms = b.anchor_ms.min(anchor);
+        } else {
+            // Not yet seen in telemetry: remember the anchor; the first telemetry starts the window.
+            track.add_boot(BootTrack::new(boot, anchor));
+        }
+    }
+
+    /// Normalises one message into `out`. Returns what happened and, when accepted, the sequence
+    /// mark to spool with it.
+    pub fn telemetry(
+        &mut self,
+        t: &Telemetry,
+        received_ms: i64,
+        out: &mut Output,
+    ) -> (Verdict, Option<SequenceMark>) {
+        let uptime = i64::try_from(t.uptime_ms).unwrap_or(i64::MAX);
+        let observed_anchor = received_ms.saturating_sub(uptime);
+        let track = self.nodes.entry(t.node.to_string()).or_default();
+        let (gap, anchor_ms) = match track.boot_mut(t.boot) {
+            Some(boot) => {
+                let Some(gap) = boot.accept(t.seq) else {
+                    return (Verdict::Duplicate, None);
+                };
+                boot.anchor_ms = boot.anchor_ms.min(observed_anchor);
+                (gap, boot.anchor_ms)
+            }
+            None => {
+                let mut boot = BootTrack::new(t.boot, observed_anchor);
+                let _ = boot.accept(t.seq);
+                track.add_boot(boot);
+                (0, observed_anchor)
+            }
+        };
+        let mark = SequenceMark {
+            boot: t.boot,
+            seq: t.seq,
+            anchor_ms,
+        };
+
+        let max_future = i64::try_from(self.config.max_future_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let max_age = i64::try_from(self.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let node_clock = t.timestamp_ms.and_then(|ts| i64::try_from(ts).ok());
+        let timestamp_ms = match node_clock {
+            Some(ts)
+                if ts <= received_ms.saturating_add(max_future)
+                    && ts >= received_ms.saturating_sub(max_age) =>
+            {
+                ts
+            }
+            _ => anchor_ms.saturating_add(uptime),
+        };
+        if timestamp_ms < received_ms.saturating_sub(max_age) {
+            // Mark it seen anyway: a redelivery is the same stale message.
+            return (Verdict::Stale, Some(mark));
+        }
+
+        self.readings(t, timestamp_ms, out);
+        (Verdict::Accepted { gap }, Some(mark))
+    }
+
+    fn series(
+        &mut self,
+        node: &rackwatch_protocols::NodeId,
+        channel: &ChannelName,
+        quantity: Quantity,
+    ) -> Arc<Series> {
+        let track = self.nodes.entry(node.to_string()).or_default();
+        if let Some(series) = track.series.get(&(channel.clone(), quantity)) {
+            return Arc::clone(series);
+        }
+        let position = self.inventory.position(node);
+        let placement = self.inventory.placement(node, channel);
+        let mut prefix = Vec::with_capacity(160);
+        // Tags in key order, as InfluxDB recommends for write performance.
+        let mut line = Line::new(&mut prefix, "reading").tag("channel", channel);
+        line = line.tag("node", node);
+        if let Some(placement) = placement {
+            line = line.tag("placement", placement.as_str());
+        }
+        line = line
+            .tag("quantity", quantity.as_str())
+            .tag("rack", position.rack_tag());
+        if let Some(room) = &position.room {
+            line = line.tag("room", room);
+        }
+        if let Some(row) = &position.row {
+            line = line.tag("row", row);
+        }
+        let _ = line.tag("site", &self.site);
+        let series = Arc::new(Series {
+            node: node.clone(),
+            channel: channel.clone(),
+            quantity,
+            placement,
+            position,
+            line_prefix: prefix,
+        });
+        track
+            .series
+            .insert((channel.clone(), quantity), Arc::clone(&series));
+        series
+    }
+
+    fn readings(&mut self, t: &Telemetry, timestamp_ms: i64, out: &mut Output) {
+        let mut rack_touched = false;
+        for reading in &t.readings {
+            let series = self.series(&t.node, &reading.channel, reading.quantity);
+            if reading.status != ReadingStatus::Ok {
+                Line::new(&mut out.lines, "sensor_fault")
+                    .tag("channel", &reading.channel)
+                    .tag("node", &t.node)
+                    .tag("quantity", reading.quantity.as_str())
+                    .tag("site", &self.site)
+                    .tag("status", reading.status.as_str())
+                    .int("count", 1)
+                    .finish(timestamp_ms);
+                out.points += 1;
+                out.samples.push(Sample {
+                    series,
+                    value: None,
+                    status: reading.status,
+                    timestamp_ms,
+                });
+                continue;
+            }
+            let Some(raw) = reading.value else {
+                out.rejected.push((
+                    reading.channel.clone(),
+                    reading.quantity,
+                    ReadingRejection::MissingValue,
+                ));
+                continue;
+            };
+            let Some(canonical) = reading.unit.to_canonical(reading.quantity, raw) else {
+                out.rejected.push((
+                    reading.channel.clone(),
+                    reading.quantity,
+                    ReadingRejection::UnitMismatch,
+                ));
+                continue;
+            };
+            let calibration = self.inventory.calibration(&t.node, &reading.channel);
+            let value = canonical * calibration.gain + calibration.offset;
+            if !value.is_finite() {
+                out.rejected.push((
+                    reading.channel.clone(),
+                    reading.quantity,
+                    ReadingRejection::MissingValue,
+                ));
+                continue;
+            }
+            if !self.config.plausible(reading.quantity).contains(value) {
+                out.rejected.push((
+                    reading.channel.clone(),
+                    reading.quantity,
+                    ReadingRejection::Implausible,
+                ));
+                continue;
+            }
+            Line::with_prefix(&mut out.lines, &series.line_prefix)
+                .float("value", value)
+                .finish(timestamp_ms);
+            out.points += 1;
+            rack_touched |= self.track_rack(&series, value, timestamp_ms);
+            out.samples.push(Sample {
+                series,
+                value: Some(value),
+                status: ReadingStatus::Ok,
+                timestamp_ms,
+            });
+        }
+        self.dew_points(t, timestamp_ms, out);
+        if rack_touched {
+            let position = self.inventory.position(&t.node);
+            self.rack_lines(&position, timestamp_ms, out);
+        }
+    }
+
+    /// Dew point for every channel of this message that has both temperature and humidity.
+    fn dew_points(&mut self, t: &Telemetry, timestamp_ms: i64, out: &mut Output) {
+        let pairs: Vec<(ChannelName, f64, f64)> = out
+            .samples
+            .iter()
+            .filter(|s| s.series.quantity == Quantity::RelativeHumidity)
+            .filter_map(|rh| {
+                let temperature = out.samples.iter().find(|s| {
+                    s.series.quantity == Quantity::Temperature && s.series.channel == rh.series.channel
+                })?;
+                Some((rh.series.channel.clone(), temperature.value?, rh.value?))
+            })
+            .collect();
+        for (channel, temperature, humidity) in pairs {
+            let Some(dew_point) = dew_point(temperature, humidity) else {
+                continue;
+            };
+            let series = self.series(&t.node, &channel, Quantity::DewPoint);
+            Line::with_prefix(&mut out.lines, &series.line_prefix)
+                .float("value", dew_point)
+                .finish(timestamp_ms);
+            out.points += 1;
+            out.samples.push(Sample {
+                series,
+                value: Some(dew_point),
+                status: ReadingStatus::Ok,
+                timestamp_ms,
+            });
+        }
+    }
+
+    /// Remembers a rack-level value; returns whether the rack's derived values changed.
+    fn track_rack(&mut self, series: &Series, value: f64, timestamp_ms: i64) -> bool {
+        let Some(rack) = series.position.rack.clone() else {
+            return false;
+        };
+        let key = RackKey {
+            room: series.position.room.clone(),
+            row: series.position.row.clone(),
+            rack,
+        };
+        let side = series.placement.and_then(|p| p.air_side());
+        let slot = (series.node.to_string(), series.channel.clone());
+        let state = self.racks.entry(key).or_default();
+        match (series.quantity, side) {
+            (Quantity::Temperature, Some(AirSide::Inlet)) => state.inlet.insert(slot, (value, timestamp_ms)),
+            (Quantity::Temperature, Some(AirSide::Outlet)) => {
+                state.outlet.insert(slot, (value, timestamp_ms))
+            }
+            (Quantity::Power, _) => state.power.insert(slot, (value, timestamp_ms)),
+            _ => return false,
+        };
+        true
+    }
+
+    /// Writes the rack's inlet, outlet, ΔT and power, and its row's power.
+    fn rack_lines(&mut self, position: &Position, timestamp_ms: i64, out: &mut Output) {
+        let Some(rack) = position.rack.clone() else { return };
+        let key = RackKey {
+            room: position.room.clone(),
+            row: position.row.clone(),
+            rack,
+        };
+        let Some(state) = self.racks.get(&key) else { return };
+        let inlet = RackState::mean(&state.inlet, timestamp_ms);
+        let outlet = RackState::mean(&state.outlet, timestamp_ms);
+        let power = state.power_total(timestamp_ms);
+        if inlet.is_none() && outlet.is_none() && power.is_none() {
+            return;
+        }
+        let mut line = Line::new(&mut out.lines, "rack").tag("rack", &key.rack);
+        if let Some(room) = &key.room {
+            line = line.tag("room", room);
+        }
+        if let Some(row) = &key.row {
+            line = line.tag("row", row);
+        }
+        line = line.tag("site", &self.site);
+        if let Some(inlet) = inlet {
+            line = line.float("inlet", inlet);
+        }
+        if let Some(outlet) = outlet {
+            line = line.float("outlet", outlet);
+        }
+        if let (Some(inlet), Some(outlet)) = (inlet, outlet) {
+            line = line.float("delta_t", outlet - inlet);
+        }
+        if let Some(power) = power {
+            line = line.float("power", power);
+        }
+        line.finish(timestamp_ms);
+        out.points += 1;
+
+        if power.is_some() {
+            let row_power: f64 = self
+                .racks
+                .iter()
+                .filter(|(k, _)| k.room == key.room && k.row == key.row)
+                .filter_map(|(_, s)| s.power_total(timestamp_ms))
+                .sum();
+            let mut line = Line::new(&mut out.lines, "row");
+            if let Some(room) = &key.room {
+                line = line.tag("room", room);
+            }
+            if let Some(row) = &key.row {
+                line = line.tag("row", row);
+            }
+            line.tag("site", &self.site)
+                .float("power", row_power)
+                .finish(timestamp_ms);
+            out.points += 1;
+        }
+    }
+}
+
+/// Dew point in °C by the Magnus formula with Sonntag's (1990) constants over water, a = 17.62,
+/// b = 243.12 °C, within 0.35 K for -45..60 °C. `None` outside that range or for RH ≤ 0.
+pub fn dew_point(temperature_c: f64, relative_humidity: f64) -> Option<f64> {
+    const A: f64 = 17.62;
+    const B: f64 = 243.12;
+    if !(-45.0..=60.0).contains(&temperature_c)
+        || relative_humidity <= 0.0
+        || relative_humidity > 100.0
+        || relative_humidity.is_nan()
+    {
+        return None;
+    }
+    let gamma = (relative_humidity / 100.0).ln() + A * temperature_c / (B + temperature_c);
+    Some(B * gamma / (A - gamma))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use rackwatch_protocols::{NodeId, Reading, Unit};
+
+    const CONFIG: &str = r#"
+        site = "fra1"
+        [mqtt]
+        url = "mqtt://127.0.0.1:1883"
+        [spool]
+        dir = "/tmp/x"
+        [nodes.r01-n1]
+        room = "hall-a"
+        row = "r01"
+        rack = "a01"
+        placement = { t_in = "inlet_top", t_out = "outlet" }
+        calibration = { t_in = { offset = -0.5 } }
+        [nodes.r01-n2]
+        room = "hall-a"
+        row = "r01"
+        rack = "a02"
+    "#;
+
+    fn normaliser() -> Normaliser {
+        let config = Config::parse(CONFIG).unwrap();
+        Normaliser::new(
+            config.site.clone(),
+            Inventory::from_config(&config),
+            config.normalise.clone(),
+        )
+    }
+
+    fn ch(name: &str) -> ChannelName {
+        ChannelName::new(name).unwrap()
+    }
+
+    fn telemetry(node: &str, seq: u32, readings: &[Reading]) -> Telemetry {
+        Telemetry {
+            version: 1,
+            node: NodeId::new(node).unwrap(),
+            boot: 7,
+            seq,
+            timestamp_ms: Some(1_795_000_000_000 + u64::from(seq) * 1000),
+            uptime_ms: 60_000 + u64::from(seq) * 1000,
+            dropped: 0,
+            readings: heapless::Vec::from_slice(readings).unwrap(),
+        }
+    }
+
+    fn run(n: &mut Normaliser, t: &Telemetry) -> (Verdict, String, Output) {
+        let mut out = Output::default();
+        let (verdict, _) = n.telemetry(t, 1_795_000_000_000 + i64::from(t.seq) * 1000 + 5, &mut out);
+        (verdict, String::from_utf8(out.lines.clone()).unwrap(), out)
+    }
+
+    #[test]
+    fn tags_from_inventory_converts_and_calibrates() {
+        let mut n = normaliser();
+        let t = telemetry(
+            "r01-n1",
+            0,
+            &[Reading::ok(
+                ch("t_in"),
+                Quantity::Temperature,
+                77.0,
+                Unit::Fahrenheit,
+            )],
+        );
+        let (verdict, lines, out) = run(&mut n, &t);
+        assert_eq!(verdict, Verdict::Accepted { gap: 0 });
+        // 77 °F = 25 °C, calibrated by -0.5.
+        assert!(lines.starts_with(
+            "reading,channel=t_in,node=r01-n1,placement=inlet_top,quantity=temperature,rack=a01,room=hall-a,row=r01,site=fra1 value=24.5 1795000000000\n"
+        ), "{lines}");
+        assert_eq!(out.samples[0].value, Some(24.5));
+    }
+
+    #[test]
+    fn unknown_node_is_written_as_unassigned() {
+        let mut n = normaliser();
+        let t = telemetry(
+            "stray",
+            0,
+            &[Reading::ok(
+                ch("inlet_top"),
+                Quantity::Temperature,
+                20.0,
+                Unit::Celsius,
+            )],
+        );
+        let (_, lines, _) = run(&mut n, &t);
+        assert_eq!(
+            lines,
+            "reading,channel=inlet_top,node=stray,placement=inlet_top,quantity=temperature,rack=unassigned,site=fra1 value=20.0 1795000000000\n"
+        );
+    }
+
+    #[test]
+    fn duplicates_are_dropped_and_gaps_counted() {
+        let mut n = normaliser();
+        let r = [Reading::ok(ch("x"), Quantity::Voltage, 48.0, Unit::Volt)];
+        assert_eq!(
+            run(&mut n, &telemetry("r01-n1", 0, &r)).0,
+            Verdict::Accepted { gap: 0 }
+        );
+        assert_eq!(run(&mut n, &telemetry("r01-n1", 0, &r)).0, Verdict::Duplicate);
+        assert_eq!(
+            run(&mut n, &telemetry("r01-n1", 4, &r)).0,
+            Verdict::Accepted { gap: 3 }
+        );
+        // A late message fills part of the gap once, then is a duplicate.
+        assert_eq!(
+            run(&mut n, &telemetry("r01-n1", 2, &r)).0,
+            Verdict::Accepted { gap: 0 }
+        );
+        assert_eq!(run(&mut n, &telemetry("r01-n1", 2, &r)).0, Verdict::Duplicate);
+        assert_eq!(run(&mut n, &telemetry("r01-n1", 4, &r)).0, Verdict::Duplicate);
+    }
+
+    #[test]
+    fn window_survives_a_long_jump() {
+        let mut track = BootTrack::new(1, 0);
+        assert_eq!(track.accept(10), Some(0));
+        assert_eq!(track.accept(10 + SEQ_WINDOW + 5), Some(SEQ_WINDOW + 4));
+        assert_eq!(track.accept(10 + SEQ_WINDOW + 5), None);
+        assert_eq!(track.accept(100 + 64), Some(0));
+        assert_eq!(track.accept(100 + 64), None);
+    }
+
+    #[test]
+    fn restored_marks_make_redeliveries_duplicates() {
+        let mut n = normaliser();
+        n.restore(
+            "r01-n1",
+            SequenceMark {
+                boot: 7,
+                seq: 3,
+                anchor_ms: 1_000,
+            },
+        );
+        let r = [Reading::ok(ch("x"), Quantity::Voltage, 48.0, Unit::Volt)];
+        assert_eq!(run(&mut n, &telemetry("r01-n1", 3, &r)).0, Verdict::Duplicate);
+        assert_eq!(
+            run(&mut n, &telemetry("r01-n1", 4, &r)).0,
+            Verdict::Accepted { gap: 0 }
+        );
+    }
+
+    #[test]
+    fn unsynced_node_is_dated_from_its_boot_anchor() {
+        let mut n = normaliser();
+        let mut t = telemetry(
+            "r01-n1",
+            0,
+            &[Reading::ok(ch("x"), Quantity::Voltage, 48.0, Unit::Volt)],
+        );
+        t.timestamp_ms = None;
+        t.uptime_ms = 10_000;
+        // The status, sent on connect at uptime 600 s, fixes the anchor at received - 600 s.
+        n.observe_uptime("r01-n1", 7, 600_000, 2_000_600_000);
+        let mut out = Output::default();
+        let (verdict, mark) = n.telemetry(&t, 2_000_600_050, &mut out);
+        assert_eq!(verdict, Verdict::Accepted { gap: 0 });
+        assert_eq!(mark.unwrap().anchor_ms, 2_000_000_000);
+        assert!(String::from_utf8(out.lines).unwrap().ends_with(" 2000010000\n"));
+    }
+
+    #[test]
+    fn a_status_before_the_first_telemetry_reveals_no_gap() {
+        let mut n = normaliser();
+        n.observe_uptime("r01-n1", 7, 5_000, 1_795_000_000_000);
+        let t = telemetry(
+            "r01-n1",
+            1041,
+            &[Reading::ok(ch("x"), Quantity::Voltage, 48.0, Unit::Volt)],
+        );
+        assert_eq!(run(&mut n, &t).0, Verdict::Accepted { gap: 0 });
+    }
+
+    #[test]
+    fn node_clock_in_the_future_is_not_trusted() {
+        let mut n = normaliser();
+        let mut t = telemetry(
+            "r01-n1",
+            0,
+            &[Reading::ok(ch("x"), Quantity::Voltage, 48.0, Unit::Volt)],
+        );
+        t.timestamp_ms = Some(9_999_999_999_999);
+        t.uptime_ms = 1_000;
+        let mut out = Output::default();
+        n.telemetry(&t, 2_000_000_000_000, &mut out);
+        assert!(
+            String::from_utf8(out.lines)
+                .unwrap()
+                .ends_with(" 2000000000000\n")
+        );
+    }
+
+    #[test]
+    fn implausible_and_unit_mismatch_are_rejected_alone() {
+        let mut n = normaliser();
+        let t = telemetry(
+            "r01-n1",
+            0,
+            &[
+                Reading::ok(ch("rh"), Quantity::RelativeHumidity, 140.0, Unit::PercentRh),
+                Reading::ok(ch("p"), Quantity::Power, 5.0, Unit::Volt),
+                Reading::ok(ch("v"), Quantity::Voltage, 53.5, Unit::Volt),
+            ],
+        );
+        let (_, lines, out) = run(&mut n, &t);
+        assert_eq!(
+            out.rejected,
+            vec![
+                (
+                    ch("rh"),
+                    Quantity::RelativeHumidity,
+                    ReadingRejection::Implausible
+                ),
+                (ch("p"), Quantity::Power, ReadingRejection::UnitMismatch)
+            ]
+        );
+        assert_eq!(lines.lines().count(), 1);
+        assert!(lines.contains("value=53.5"));
+    }
+
+    #[test]
+    fn sensor_fault_is_written_as_a_fault_not_a_value() {
+        let mut n = normaliser();
+        let t = telemetry(
+            "r01-n1",
+            0,
+            &[Reading::failed(
+                ch("t_in"),
+                Quantity::Temperature,
+                Unit::Celsius,
+                ReadingStatus::Fault,
+            )],
+        );
+        let (_, lines, out) = run(&mut n, &t);
+        assert_eq!(
+            lines,
+            "sensor_fault,channel=t_in,node=r01-n1,quantity=temperature,site=fra1,status=fault count=1i 1795000000000\n"
+        );
+        assert_eq!(out.samples[0].value, None);
+    }
+
+    #[test]
+    fn dew_point_matches_a_psychrometric_table() {
+        // 25 °C at 60 %RH has a dew point of 16.7 °C (ASHRAE psychrometric chart).
+        assert!((dew_point(25.0, 60.0).unwrap() - 16.7).abs() < 0.1);
+        assert_eq!(dew_point(25.0, 0.0), None);
+    }
+
+    #[test]
+    fn rack_delta_t_and_row_power_are_derived() {
+        let mut n = normaliser();
+        let t = telemetry(
+            "r01-n1",
+            0,
+            &[
+                Reading::ok(ch("t_in"), Quantity::Temperature, 22.5, Unit::Celsius),
+                Reading::ok(ch("t_out"), Quantity::Temperature, 35.0, Unit::Celsius),
+                Reading::ok(ch("psu"), Quantity::Power, 4.0, Unit::Kilowatt),
+            ],
+        );
+        let (_, lines, _) = run(&mut n, &t);
+        assert!(lines.contains("rack,rack=a01,room=hall-a,row=r01,site=fra1 inlet=22.0,outlet=35.0,delta_t=13.0,power=4000.0 "), "{lines}");
+        let t2 = telemetry(
+            "r01-n2",
+            0,
+            &[Reading::ok(ch("psu"), Quantity::Power, 3000.0, Unit::Watt)],
+        );
+        let (_, lines, _) = run(&mut n, &t2);
+        assert!(
+            lines.contains("row,room=hall-a,row=r01,site=fra1 power=7000.0 "),
+            "{lines}"
+        );
+    }
+
+    #[test]
+    fn humidity_and_temperature_on_one_channel_give_a_dew_point() {
+        let mut n = normaliser();
+        let t = telemetry(
+            "r01-n1",
+            0,
+            &[
+                Reading::ok(ch("ambient"), Quantity::Temperature, 25.0, Unit::Celsius),
+                Reading::ok(ch("ambient"), Quantity::RelativeHumidity, 60.0, Unit::PercentRh),
+            ],
+        );
+        let (_, lines, _) = run(&mut n, &t);
+        assert!(lines.contains("quantity=dew_point"), "{lines}");
+    }
+}

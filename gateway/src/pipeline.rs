@@ -1,0 +1,166 @@
+//! The gateway, top to bottom: sources -> ingest (decode, normalise, spool) -> sink (InfluxDB),
+//! with the HTTP server beside them. This file only connects stages.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, mpsc};
+
+use crate::config::{Config, ConfigError};
+use crate::deadletter::DeadLetters;
+use crate::events::Metrics;
+use crate::ingest::{Ingest, SampleSender};
+use crate::inventory::Inventory;
+use crate::normalise::Normaliser;
+use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::{http, influx, source, spool};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("spool at {path}: {source}")]
+    Spool { path: String, source: spool::SpoolError },
+    #[error("dead-letter file: {0}")]
+    DeadLetters(std::io::Error),
+    #[error("HTTP server on {addr}: {source}")]
+    Http {
+        addr: std::net::SocketAddr,
+        source: std::io::Error,
+    },
+}
+
+/// How long shutdown waits for the spool to drain into the database.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Runs the gateway until `shutdown`, then stops the sources, commits, and drains what it can.
+pub async fn run(
+    config: Config,
+    trigger: ShutdownTrigger,
+    samples: Option<SampleSender>,
+) -> Result<(), StartError> {
+    let metrics = Arc::new(Metrics::new());
+    let inventory = Inventory::from_config(&config);
+    let mut normaliser = Normaliser::new(config.site.clone(), inventory, config.normalise.clone());
+
+    let limits = spool::Limits {
+        max_bytes: config.spool.max_mb.saturating_mul(1 << 20),
+        segment_bytes: config.spool.segment_mb.saturating_mul(1 << 20),
+    };
+    let mut replayed = 0usize;
+    let (spool_writer, spool_reader) = spool::open(&config.spool.dir, limits, |record| {
+        if let Some((node, mark)) = record.mark {
+            normaliser.restore(node, mark);
+            replayed += 1;
+        }
+    })
+    .map_err(|source| StartError::Spool {
+        path: config.spool.dir.display().to_string(),
+        source,
+    })?;
+    tracing::info!(
+        records = replayed,
+        "spool opened; sequence state restored from it"
+    );
+    let dead_letters = Arc::new(Mutex::new(
+        DeadLetters::open(&config.spool.dir.join("dead-letters.jsonl")).map_err(StartError::DeadLetters)?,
+    ));
+
+    // Everything that can fail on bad configuration is checked before any task starts.
+    let mqtt = match &config.mqtt {
+        Some(mqtt) => Some((source::mqtt::options(mqtt)?, mqtt.max_pending)),
+        None => None,
+    };
+    let writer = config
+        .influxdb
+        .as_ref()
+        .map(influx::InfluxWriter::new)
+        .transpose()?;
+    let listener = tokio::net::TcpListener::bind(config.http.listen)
+        .await
+        .map_err(|source| StartError::Http {
+            addr: config.http.listen,
+            source,
+        })?;
+    tracing::info!(addr = %config.http.listen, "HTTP server listening (/metrics, /health)");
+
+    let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
+    let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let committed = Arc::new(Notify::new());
+
+    let ingest = Ingest {
+        site: config.site.to_string(),
+        normaliser,
+        spool: spool_writer,
+        dead_letters: Arc::clone(&dead_letters),
+        acks: ack_tx,
+        committed: Arc::clone(&committed),
+        metrics: Arc::clone(&metrics),
+        samples,
+    };
+    let ingest_thread = std::thread::Builder::new()
+        .name("rackwatch-ingest".into())
+        .spawn(move || ingest.run(incoming_rx))
+        .map_err(|e| StartError::Spool {
+            path: "ingest thread".into(),
+            source: e.into(),
+        })?;
+
+    let mut sources = tokio::task::JoinSet::new();
+    if let Some((options, _)) = mqtt {
+        let filters = source::mqtt::subscriptions(
+            &config.site,
+            config.mqtt.as_ref().and_then(|m| m.share_group.as_deref()),
+        );
+        sources.spawn(source::mqtt::run(
+            options,
+            filters,
+            incoming_tx.clone(),
+            ack_rx,
+            trigger.subscribe(),
+        ));
+    }
+    for serial in &config.serial {
+        sources.spawn(source::serial::run(
+            serial.clone(),
+            incoming_tx.clone(),
+            Arc::clone(&metrics),
+            trigger.subscribe(),
+        ));
+    }
+    drop(incoming_tx);
+
+    let sink = match (writer, &config.influxdb) {
+        (Some(writer), Some(influx_config)) => Some(tokio::spawn(influx::drain(influx::Drain {
+            reader: spool_reader,
+            writer,
+            config: influx_config.clone(),
+            committed: Arc::clone(&committed),
+            dead_letters: Arc::clone(&dead_letters),
+            metrics: Arc::clone(&metrics),
+            shutdown: trigger.subscribe(),
+            grace: SHUTDOWN_GRACE,
+        }))),
+        _ => {
+            tracing::warn!("no [influxdb] configured: readings are kept in the spool until one is");
+            None
+        }
+    };
+    let http_task = tokio::spawn(http::serve(listener, Arc::clone(&metrics), trigger.subscribe()));
+
+    let mut shutdown: Shutdown = trigger.subscribe();
+    shutdown.recv().await;
+    tracing::info!("shutting down: stopping sources, committing the spool, draining it");
+    while sources.join_next().await.is_some() {}
+    // Sources are gone, so the ingest thread sees its channel close, commits and ends.
+    let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
+    committed.notify_one();
+    if let Some(sink) = sink {
+        let _ = sink.await;
+    }
+    let _ = http_task.await;
+    tracing::info!("stopped");
+    Ok(())
+}

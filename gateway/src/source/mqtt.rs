@@ -1,0 +1,271 @@
+//! The MQTT source (rumqttc): a persistent session (fixed client id, clean session off) subscribed
+//! at QoS 1 to the site's telemetry, status and command acks, with manual acknowledgements.
+//!
+//! A PUBLISH is acknowledged only when the pipeline says its message is durably spooled (or
+//! dead-lettered), so a crash before that makes the broker deliver it again (MQTT 3.1.1 §4.4).
+//! Acks come back on their own channel and are sent with `try_ack` from this task, which is the one
+//! that polls the event loop: awaiting an ack from another task while this one waits for pipeline
+//! space could deadlock both.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rackwatch_protocols::SiteId;
+use rackwatch_protocols::topic::{self, NodeTopic};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
+use tokio::sync::mpsc;
+
+use crate::config::{ConfigError, MqttConfig};
+use crate::model::{AckToken, Incoming, Route, now_ms};
+use crate::shutdown::Shutdown;
+
+/// A broker address from `mqtt://host:port` or `mqtts://host:port`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerAddress {
+    pub host: String,
+    pub port: u16,
+    pub tls: bool,
+}
+
+impl BrokerAddress {
+    pub fn parse(url: &str) -> Result<Self, String> {
+        let (tls, rest, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
+            (true, rest, 8883)
+        } else if let Some(rest) = url.strip_prefix("mqtt://") {
+            (false, rest, 1883)
+        } else {
+            return Err(format!("`{url}` must start with mqtt:// or mqtts://"));
+        };
+        let rest = rest.trim_end_matches('/');
+        let (host, port) = match rest.rsplit_once(':') {
+            Some((host, port)) => (
+                host,
+                port.parse()
+                    .map_err(|_| format!("`{port}` is not a port number"))?,
+            ),
+            None => (rest, default_port),
+        };
+        if host.is_empty() {
+            return Err("the host is missing".to_owned());
+        }
+        Ok(BrokerAddress {
+            host: host.to_owned(),
+            port,
+            tls,
+        })
+    }
+}
+
+/// The subscriptions of one gateway of `site`, shared when the config names a group.
+pub fn subscriptions(site: &SiteId, share_group: Option<&str>) -> Vec<String> {
+    [NodeTopic::Telemetry, NodeTopic::Status, NodeTopic::Ack]
+        .into_iter()
+        .map(|kind| {
+            let filter = topic::node_filter(Some(site), kind);
+            match share_group {
+                // Status and acks are small and every instance wants them all (node registry,
+                // command tracking); telemetry is what is shared out.
+                Some(group) if kind == NodeTopic::Telemetry => format!("$share/{group}/{filter}"),
+                _ => filter.to_string(),
+            }
+        })
+        .collect()
+}
+
+/// Builds the client options: credentials and TLS read now, so a missing secret fails at start.
+pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    };
+    let address = BrokerAddress::parse(&config.url).map_err(|m| invalid("mqtt.url", m))?;
+    let mut options = MqttOptions::new(&config.client_id, &address.host, address.port);
+    options.set_clean_session(false);
+    options.set_manual_acks(true);
+    options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
+    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    if let Some(username) = &config.username {
+        let password = config
+            .password
+            .as_ref()
+            .map(|p| p.read("mqtt.password"))
+            .transpose()?
+            .unwrap_or_default();
+        options.set_credentials(username, password);
+    }
+    if address.tls {
+        options.set_transport(Transport::Tls(tls_config(config)?));
+    }
+    Ok(options)
+}
+
+fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, ConfigError> {
+    let invalid = |key: &str, message: String| ConfigError::Invalid {
+        key: key.to_owned(),
+        message,
+    };
+    let read_pem = |key: &str, path: &std::path::Path| {
+        std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
+    };
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut roots = rustls::RootCertStore::empty();
+    if let Some(ca) = &config.ca_file {
+        let pem = read_pem("mqtt.ca_file", ca)?;
+        for cert in rustls_pemfile::certs(&mut pem.as_slice()) {
+            let cert = cert.map_err(|e| invalid("mqtt.ca_file", e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| invalid("mqtt.ca_file", e.to_string()))?;
+        }
+    }
+    if roots.is_empty() {
+        return Err(invalid(
+            "mqtt.ca_file",
+            "mqtts:// needs the CA that signed the broker's certificate".into(),
+        ));
+    }
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| invalid("mqtt", e.to_string()))?
+        .with_root_certificates(roots);
+    let client = match (&config.client_cert_file, &config.client_key_file) {
+        (Some(cert), Some(key)) => {
+            let cert_pem = read_pem("mqtt.client_cert_file", cert)?;
+            let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| invalid("mqtt.client_cert_file", e.to_string()))?;
+            let key_pem = read_pem("mqtt.client_key_file", key)?;
+            let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+                .map_err(|e| invalid("mqtt.client_key_file", e.to_string()))?
+                .ok_or_else(|| invalid("mqtt.client_key_file", "no private key in the file".into()))?;
+            builder
+                .with_client_auth_cert(certs, key)
+                .map_err(|e| invalid("mqtt.client_key_file", e.to_string()))?
+        }
+        _ => builder.with_no_client_auth(),
+    };
+    Ok(TlsConfiguration::Rustls(Arc::new(client)))
+}
+
+/// Runs the MQTT source until shutdown: forwards every PUBLISH to `incoming` and sends the acks
+/// that arrive on `acks`.
+pub async fn run(
+    options: MqttOptions,
+    subscriptions: Vec<String>,
+    incoming: mpsc::Sender<Incoming>,
+    mut acks: mpsc::UnboundedReceiver<AckToken>,
+    mut shutdown: Shutdown,
+) {
+    let (client, mut eventloop) = AsyncClient::new(options, 1024);
+    let mut pending_acks: VecDeque<AckToken> = VecDeque::new();
+    let mut failures = 0u32;
+    loop {
+        flush_acks(&client, &mut pending_acks);
+        tokio::select! {
+            biased;
+            () = shutdown.recv() => break,
+            Some(ack) = acks.recv() => {
+                pending_acks.push_back(ack);
+                while let Ok(ack) = acks.try_recv() {
+                    pending_acks.push_back(ack);
+                }
+            }
+            event = eventloop.poll() => match event {
+                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
+                    failures = 0;
+                    tracing::info!(session_present = connack.session_present, "connected to the MQTT broker");
+                    // Subscribing again on every connect is harmless and covers a broker that lost
+                    // the session.
+                    for filter in &subscriptions {
+                        if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
+                            tracing::error!("subscribe to {filter} failed: {e}");
+                        }
+                    }
+                }
+                Ok(Event::Incoming(Packet::Publish(publish))) => {
+                    let ack = (publish.qos != QoS::AtMostOnce).then_some(AckToken { pkid: publish.pkid });
+                    let message = Incoming {
+                        route: Route::Mqtt { topic: publish.topic },
+                        payload: publish.payload,
+                        received_ms: now_ms(),
+                        ack,
+                    };
+                    // Waits when the pipeline is full: TCP back-pressure then slows the broker.
+                    if incoming.send(message).await.is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    failures += 1;
+                    let wait = Duration::from_millis(200).saturating_mul(1 << failures.min(7)).min(Duration::from_secs(15));
+                    tracing::warn!(retry_in_ms = wait.as_millis() as u64, "MQTT connection: {e}");
+                    tokio::select! {
+                        () = tokio::time::sleep(wait) => {}
+                        () = shutdown.recv() => break,
+                    }
+                }
+            }
+        }
+    }
+    // Send what acks we have (the pipeline commits before acking), then leave cleanly.
+    while let Ok(ack) = acks.try_recv() {
+        pending_acks.push_back(ack);
+    }
+    flush_acks(&client, &mut pending_acks);
+    let _ = client.try_disconnect();
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
+                break;
+            }
+        }
+    })
+    .await;
+}
+
+fn flush_acks(client: &AsyncClient, pending: &mut VecDeque<AckToken>) {
+    while let Some(ack) = pending.front() {
+        let mut publish = Publish::new("", QoS::AtLeastOnce, Vec::new());
+        publish.pkid = ack.pkid;
+        if client.try_ack(&publish).is_err() {
+            // The request queue is full; the event loop drains it on its next poll.
+            return;
+        }
+        pending.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_urls() {
+        assert_eq!(
+            BrokerAddress::parse("mqtts://broker.example:8884").unwrap(),
+            BrokerAddress {
+                host: "broker.example".into(),
+                port: 8884,
+                tls: true
+            }
+        );
+        assert_eq!(BrokerAddress::parse("mqtt://10.0.0.1").unwrap().port, 1883);
+        assert!(BrokerAddress::parse("tcp://x").is_err());
+        assert!(BrokerAddress::parse("mqtt://x:port").is_err());
+    }
+
+    #[test]
+    fn shared_group_applies_to_telemetry_only() {
+        let site = SiteId::new("fra1").unwrap();
+        assert_eq!(
+            subscriptions(&site, Some("gw")),
+            vec![
+                "$share/gw/rackwatch/v1/fra1/+/telemetry",
+                "rackwatch/v1/fra1/+/status",
+                "rackwatch/v1/fra1/+/cmd/ack"
+            ]
+        );
+    }
+}
