@@ -43,6 +43,7 @@ pub struct Metrics {
     pub spool_pending_bytes: Gauge,
     pub spool_full: Counter,
     pub node_last_seen_seconds: Family<NodeLabel, Gauge>,
+    pub observations_dropped: Counter,
     log_limits: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -70,6 +71,7 @@ impl Metrics {
             spool_pending_bytes: Gauge::default(),
             spool_full: Counter::default(),
             node_last_seen_seconds: Family::default(),
+            observations_dropped: Counter::default(),
             log_limits: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -138,6 +140,11 @@ impl Metrics {
             "node_last_seen_seconds",
             "Unix time of each node's last telemetry",
             metrics.node_last_seen_seconds.clone(),
+        );
+        registry.register(
+            "observations_dropped",
+            "Observations the alert engine or dashboard could not take in time",
+            metrics.observations_dropped.clone(),
         );
         Metrics { registry, ..metrics }
     }

@@ -10,15 +10,15 @@ use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
 use crate::events::{MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFull};
 use crate::line_protocol::Line;
-use crate::model::{AckToken, Incoming, Sample};
+use crate::model::{AckToken, Incoming, Observation, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
 use crate::spool::{SpoolError, SpoolWriter};
 
 /// Most messages taken into one group commit.
 const MAX_BATCH: usize = 2048;
 
-/// Where accepted samples go after they are durable (the alert engine, the dashboard's window).
-pub type SampleSender = mpsc::Sender<Arc<[Sample]>>;
+/// Where observations go once they are durable (the alert engine, the dashboard's window).
+pub type ObservationSender = mpsc::Sender<Observation>;
 
 /// Everything the ingest thread owns.
 #[derive(Debug)]
@@ -30,7 +30,7 @@ pub struct Ingest {
     pub acks: mpsc::UnboundedSender<AckToken>,
     pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
-    pub samples: Option<SampleSender>,
+    pub observers: Option<ObservationSender>,
 }
 
 impl Ingest {
@@ -40,9 +40,10 @@ impl Ingest {
         let mut out = Output::default();
         let mut acks = Vec::with_capacity(MAX_BATCH);
         let mut samples = Vec::new();
+        let mut observations = Vec::new();
         while incoming.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
             for message in batch.drain(..) {
-                self.process(&message, &mut out, &mut samples);
+                self.process(&message, &mut out, &mut samples, &mut observations);
                 acks.extend(message.ack);
             }
             self.commit();
@@ -51,13 +52,20 @@ impl Ingest {
                 let _ = self.acks.send(ack);
             }
             self.committed.notify_one();
-            if let Some(sender) = &self.samples
-                && !samples.is_empty()
-            {
-                // Never block ingest on a slow consumer: it skips a batch instead.
-                let _ = sender.try_send(Arc::from(std::mem::take(&mut samples)));
+            if let Some(sender) = &self.observers {
+                if !samples.is_empty() {
+                    observations.push(Observation::Samples(Arc::from(std::mem::take(&mut samples))));
+                }
+                for observation in observations.drain(..) {
+                    // Never block ingest on a slow consumer: it misses an observation instead
+                    // (counted), and the database still has everything.
+                    if sender.try_send(observation).is_err() {
+                        self.metrics.observations_dropped.inc();
+                    }
+                }
             }
             samples.clear();
+            observations.clear();
             self.metrics
                 .spool_bytes
                 .set(i64::try_from(self.spool.bytes()).unwrap_or(i64::MAX));
@@ -65,7 +73,13 @@ impl Ingest {
         self.commit();
     }
 
-    fn process(&mut self, message: &Incoming, out: &mut Output, samples: &mut Vec<Sample>) {
+    fn process(
+        &mut self,
+        message: &Incoming,
+        out: &mut Output,
+        samples: &mut Vec<Sample>,
+        observations: &mut Vec<Observation>,
+    ) {
         self.metrics.messages_received.inc();
         let decoded = match decode(&self.site, &message.route, &message.payload) {
             Ok(decoded) => decoded,
@@ -143,9 +157,25 @@ impl Ingest {
                     .int("boot", i64::from(status.boot))
                     .finish(message.received_ms);
                 self.append(None, &lines);
+                if self.observers.is_some() {
+                    // Keep the samples before it in order: they were received first.
+                    if !samples.is_empty() {
+                        observations.push(Observation::Samples(Arc::from(std::mem::take(samples))));
+                    }
+                    observations.push(Observation::Status {
+                        status,
+                        received_ms: message.received_ms,
+                    });
+                }
             }
-            // Command acks are tracked by the alert engine's actions; ingest only counts them.
-            Decoded::Ack(_) => {}
+            Decoded::Ack(ack) => {
+                if self.observers.is_some() {
+                    observations.push(Observation::Ack {
+                        ack,
+                        received_ms: message.received_ms,
+                    });
+                }
+            }
         }
     }
 

@@ -76,3 +76,20 @@ pub fn now_ms() -> i64 {
         .unwrap_or_default();
     i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX)
 }
+
+/// What ingest tells later stages (alert engine, dashboard) once it is durable, in arrival order.
+#[derive(Debug, Clone)]
+pub enum Observation {
+    /// The normalised readings of one commit.
+    Samples(Arc<[Sample]>),
+    /// A node's birth or last will.
+    Status {
+        status: rackwatch_protocols::Status,
+        received_ms: i64,
+    },
+    /// A node's answer to a command.
+    Ack {
+        ack: rackwatch_protocols::Ack,
+        received_ms: i64,
+    },
+}

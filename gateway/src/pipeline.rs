@@ -9,7 +9,7 @@ use tokio::sync::{Notify, mpsc};
 use crate::config::{Config, ConfigError};
 use crate::deadletter::DeadLetters;
 use crate::events::Metrics;
-use crate::ingest::{Ingest, SampleSender};
+use crate::ingest::{Ingest, ObservationSender};
 use crate::inventory::Inventory;
 use crate::normalise::Normaliser;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
@@ -38,7 +38,7 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 pub async fn run(
     config: Config,
     trigger: ShutdownTrigger,
-    samples: Option<SampleSender>,
+    observers: Option<ObservationSender>,
 ) -> Result<(), StartError> {
     let metrics = Arc::new(Metrics::new());
     let inventory = Inventory::from_config(&config);
@@ -98,7 +98,7 @@ pub async fn run(
         acks: ack_tx,
         committed: Arc::clone(&committed),
         metrics: Arc::clone(&metrics),
-        samples,
+        observers,
     };
     let ingest_thread = std::thread::Builder::new()
         .name("rackwatch-ingest".into())

@@ -12,13 +12,21 @@
     reason = "test support: a panic fails the test"
 )]
 
+pub mod fleet;
+mod gateway;
 mod mosquitto;
 mod process;
 mod victoria;
 
+pub use gateway::{Gateway, GatewaySettings, http_get};
 pub use mosquitto::{Mosquitto, MosquittoConfig};
 pub use process::{Service, find_binary, free_port};
 pub use victoria::{ExportedSeries, VictoriaMetrics};
 
-/// Initialises nothing global; a shared place for test-wide constants.
-pub const LOOPBACK: &str = "127.0.0.1";
+/// Unix time now in milliseconds.
+pub fn now_ms() -> i64 {
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    i64::try_from(since.as_millis()).unwrap()
+}

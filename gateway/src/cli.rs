@@ -1,0 +1,104 @@
+//! The `rackwatch` command line: argument parsing and the commands it runs.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use crate::config::Config;
+use crate::{pipeline, shutdown};
+use clap::{Parser, Subcommand};
+
+/// rackwatch watches the racks of a data centre: it takes readings from sensor nodes over MQTT or
+/// serial, stores them in InfluxDB without losing one, and raises cooling and power alerts.
+#[derive(Debug, Parser)]
+#[command(name = "rackwatch", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the gateway: ingest, normalise, spool, write to InfluxDB.
+    Run {
+        /// The configuration file (TOML).
+        #[arg(long, short, env = "RACKWATCH_CONFIG", default_value = "rackwatch.toml")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and say what is wrong with it, key by key.
+    CheckConfig {
+        #[arg(long, short, env = "RACKWATCH_CONFIG", default_value = "rackwatch.toml")]
+        config: PathBuf,
+    },
+}
+
+/// Runs the command line: parses the arguments and runs the command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match cli.command {
+        Command::CheckConfig { config } => match Config::load(&config) {
+            Ok(parsed) => {
+                eprintln!(
+                    "{}: ok (site {}, {} nodes in the inventory)",
+                    config.display(),
+                    parsed.site,
+                    parsed.nodes.len()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("{e}");
+                ExitCode::from(2)
+            }
+        },
+        Command::Run { config } => {
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(2);
+                }
+            };
+            let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(runtime) => runtime,
+                Err(e) => {
+                    eprintln!("cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            runtime.block_on(async {
+                let (trigger, _) = shutdown::channel();
+                let on_signal = trigger.clone();
+                tokio::spawn(async move {
+                    wait_for_signal().await;
+                    on_signal.trigger();
+                });
+                match pipeline::run(config, trigger, None).await {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        tracing::error!("{e}");
+                        ExitCode::FAILURE
+                    }
+                }
+            })
+        }
+    }
+}
+
+/// SIGTERM (systemd, `docker stop`) or Ctrl-C.
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -1,0 +1,155 @@
+//! The gateway under test, as a separate process: started with a configuration the test writes,
+//! waited for on its `/health`, killed with SIGKILL or stopped with SIGTERM, and started again on the
+//! same spool.
+
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use tempfile::TempDir;
+
+use crate::process::{Service, free_port};
+
+/// The settings a test varies; everything else takes the gateway's defaults.
+#[derive(Debug, Clone)]
+pub struct GatewaySettings {
+    pub site: String,
+    pub mqtt_url: Option<String>,
+    pub client_id: String,
+    pub influx_url: Option<String>,
+    /// Extra TOML appended to the file (inventory, serial ports, normalise bounds ...).
+    pub extra: String,
+    pub batch_max_age_ms: u64,
+}
+
+impl GatewaySettings {
+    pub fn new(site: &str) -> Self {
+        GatewaySettings {
+            site: site.to_owned(),
+            mqtt_url: None,
+            client_id: "rackwatch-test".to_owned(),
+            influx_url: None,
+            extra: String::new(),
+            batch_max_age_ms: 200,
+        }
+    }
+}
+
+/// A running gateway process with its own folder (config, spool, dead letters, log).
+#[derive(Debug)]
+pub struct Gateway {
+    service: Service,
+    dir: TempDir,
+}
+
+fn healthy(port: u16) -> bool {
+    http_get(port, "/health").is_some_and(|body| body.starts_with("ok"))
+}
+
+/// A minimal blocking HTTP GET for the harness's own polling; returns the body of a 200.
+pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let (head, body) = response.split_once("\r\n\r\n")?;
+    (head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")).then(|| body.to_owned())
+}
+
+impl Gateway {
+    /// Starts `binary run --config ...` (pass `env!("CARGO_BIN_EXE_rackwatch-e2e")`).
+    pub fn start(binary: &str, settings: &GatewaySettings) -> Self {
+        let dir = tempfile::Builder::new()
+            .prefix("rackwatch-gateway-")
+            .tempdir()
+            .unwrap();
+        let http_port = free_port();
+        let mut toml = String::new();
+        writeln!(toml, "site = \"{}\"", settings.site).unwrap();
+        writeln!(toml, "[spool]\ndir = \"{}\"", dir.path().join("spool").display()).unwrap();
+        writeln!(toml, "[http]\nlisten = \"127.0.0.1:{http_port}\"").unwrap();
+        if let Some(url) = &settings.mqtt_url {
+            writeln!(
+                toml,
+                "[mqtt]\nurl = \"{url}\"\nclient_id = \"{}\"",
+                settings.client_id
+            )
+            .unwrap();
+        }
+        if let Some(url) = &settings.influx_url {
+            writeln!(
+                toml,
+                "[influxdb]\nurl = \"{url}\"\norg = \"rackwatch\"\nbucket = \"rackwatch\"\nbatch_max_age_ms = {}\nmax_backoff_secs = 2",
+                settings.batch_max_age_ms
+            )
+            .unwrap();
+        }
+        toml.push_str(&settings.extra);
+        let config = dir.path().join("rackwatch.toml");
+        std::fs::write(&config, toml).unwrap();
+        let args = vec![
+            "run".to_owned(),
+            "--config".to_owned(),
+            config.display().to_string(),
+        ];
+        let log = dir.path().join("gateway.log");
+        let service = Service::start(
+            "rackwatch gateway",
+            PathBuf::from(binary),
+            args,
+            log,
+            http_port,
+            healthy,
+        );
+        Gateway { service, dir }
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.service.port()
+    }
+
+    /// The gateway's `/metrics`, as text.
+    pub fn metrics(&self) -> String {
+        http_get(self.http_port(), "/metrics").unwrap_or_default()
+    }
+
+    /// The value of one metric line (`name{labels}` exactly as exposed), or 0 when absent.
+    pub fn metric(&self, series: &str) -> f64 {
+        self.metrics()
+            .lines()
+            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    pub fn kill(&mut self) {
+        self.service.kill();
+    }
+
+    pub fn stop(&mut self) {
+        self.service.stop();
+    }
+
+    pub fn restart(&mut self) {
+        self.service.restart(healthy);
+    }
+
+    pub fn log(&self) -> String {
+        self.service.read_log()
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// The dead-letter file's entries.
+    pub fn dead_letters(&self) -> Vec<serde_json::Value> {
+        let text =
+            std::fs::read_to_string(self.dir.path().join("spool/dead-letters.jsonl")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect()
+    }
+}
