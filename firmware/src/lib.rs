@@ -1,1 +1,32 @@
+//! The rackwatch sensor-node application core: `#![no_std]`, no heap, sans-IO.
+//!
+//! A node reads its sensors through the `hardware` crate's channel abstraction and talks MQTT through a
+//! byte-stream [`Transport`]; it never touches a register, a socket or a clock itself. The board (or the
+//! host) owns those and drives the core with [`Node::poll`]`(now_ms, &mut sensors, &mut transport)`.
+//! The same core therefore runs on the QEMU board over smoltcp (`boards/lm3s6965evb`), on the host over
+//! tokio TCP (feature `host`, [`host`]), and in unit tests over a fake transport and a fake clock.
+//!
+//! The stages, in the order data flows through them:
+//! - [`sampling`]: per-channel schedule, calibration (gain, offset), median or moving-average filter;
+//! - [`store`]: the store-and-forward ring of sampled records (oldest dropped and counted when full);
+//! - [`node`]: the MQTT session, publishing records oldest first at QoS 1, and commands;
+//! - [`mqtt`]: the MQTT 3.1.1 packet codec the session speaks;
+//! - [`transport`]: the byte stream the session runs over.
 #![no_std]
+#![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
+
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+#[cfg(feature = "host")]
+pub mod host;
+pub mod mqtt;
+pub mod node;
+pub mod sampling;
+pub mod store;
+pub mod transport;
+
+pub use node::{Backoff, DEFAULT_INTERVAL_MS, Event, MAX_IN_FLIGHT, Node, NodeConfig, Poll};
+pub use sampling::{Calibration, ChannelSetup, Filter, MAX_CHANNELS};
+pub use store::{DEFAULT_RING_CAPACITY, Record, Ring};
+pub use transport::{LinkError, LinkState, Transport};

@@ -1,0 +1,361 @@
+//! The node core on the host (feature `host`): simulated racks instead of I2C sensors, MQTT over tokio
+//! TCP instead of smoltcp. One node is one tokio task with about 20 KiB of state, so hundreds of nodes
+//! share one process and a couple of threads; the gateway's `rackwatch demo` and load benchmark run
+//! their fleets through [`spawn_node`].
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), Box<dyn std::error::Error>> {
+//! use std::sync::{Arc, Mutex};
+//! use rackwatch_firmware::host::{HostNodeConfig, SimRack, spawn_node};
+//! use rackwatch_hardware::sim::{DataHall, HallConfig};
+//!
+//! let hall = Arc::new(Mutex::new(DataHall::new(&HallConfig { rows: 2, racks_per_row: 20, ..HallConfig::default() })));
+//! let broker = "127.0.0.1:1883".parse()?;
+//! let nodes: Vec<_> = (0..40)
+//!     .map(|i| {
+//!         let config = HostNodeConfig::new("lab", &format!("n{i:03}"))?.with_interval_ms(1_000);
+//!         Ok(spawn_node(config, SimRack::new(Arc::clone(&hall), i), broker))
+//!     })
+//!     .collect::<Result<_, rackwatch_protocols::IdError>>()?;
+//! // ... step the hall (`hall.lock()?.step(dt)`) while the nodes sample and publish ...
+//! for node in nodes {
+//!     node.stop().await; // publishes `offline`, DISCONNECT
+//! }
+//! # Ok(()) }
+//! ```
+
+use std::hash::{BuildHasher, Hasher};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use std::vec::Vec;
+
+use rackwatch_hardware::sim::{DataHall, probe};
+use rackwatch_hardware::{Channel, FanControl, Fault, Measurement, Sample, SensorSet};
+use rackwatch_protocols::{ChannelName, FanTarget, IdError, NodeId, SiteId};
+use tokio::io::ErrorKind;
+use tokio::net::TcpStream;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::node::{Event, Node, NodeConfig};
+use crate::sampling::{ChannelSetup, Filter};
+use crate::store::DEFAULT_RING_CAPACITY;
+use crate::transport::{LinkError, LinkState, Transport};
+
+/// One rack of a shared simulated [`DataHall`], as a node's sensors and fan controller. Each call
+/// locks the hall briefly; whoever steps the hall holds the same lock.
+#[derive(Debug, Clone)]
+pub struct SimRack {
+    hall: Arc<Mutex<DataHall>>,
+    index: usize,
+}
+
+impl SimRack {
+    /// Rack `index` of `hall` (row-major, as [`DataHall::racks`]).
+    pub fn new(hall: Arc<Mutex<DataHall>>, index: usize) -> Self {
+        SimRack { hall, index }
+    }
+
+    fn with_rack<R>(
+        &self,
+        f: impl FnOnce(&mut rackwatch_hardware::sim::SimulatedRack) -> Result<R, Fault>,
+    ) -> Result<R, Fault> {
+        let mut hall = self.hall.lock().map_err(|_| Fault::NotReady)?;
+        let rack = hall.racks_mut().get_mut(self.index).ok_or(Fault::Unsupported)?;
+        f(rack)
+    }
+}
+
+impl SensorSet for SimRack {
+    fn sample(&mut self, device: usize, measurement: Measurement) -> Result<Sample, Fault> {
+        self.with_rack(|rack| rack.sample(device, measurement))
+    }
+}
+
+impl FanControl for SimRack {
+    fn set_fan(&mut self, fan: u8, target: FanTarget) -> Result<(), Fault> {
+        self.with_rack(|rack| rack.set_fan(fan, target))
+    }
+}
+
+/// The channels of a simulated rack, named as on a real node: inlet and outlet temperature, inlet
+/// humidity and dew point, the busbar feed's voltage, current and power, fan 0's speed and duty.
+pub fn rack_channels() -> Vec<ChannelSetup> {
+    let channel = |name: &str, device: u8, measurement: Measurement, decimals: u8| {
+        ChannelName::new(name)
+            .map(|name| ChannelSetup::new(Channel::new(name, device, measurement)).with_decimals(decimals))
+    };
+    [
+        channel("inlet", probe::INLET, Measurement::Temperature, 4),
+        channel("outlet", probe::OUTLET, Measurement::Temperature, 4),
+        channel("humidity", probe::HUMIDITY, Measurement::RelativeHumidity, 1)
+            .map(|c| c.with_filter(Filter::Median(3))),
+        channel("humidity", probe::HUMIDITY, Measurement::DewPoint, 2),
+        channel("psu_in", probe::POWER, Measurement::InputVoltage, 2),
+        channel("psu_in", probe::POWER, Measurement::Current, 2),
+        channel("psu_in", probe::POWER, Measurement::Power, 1).map(|c| c.with_filter(Filter::Median(3))),
+        channel("fan0", probe::FANS, Measurement::FanSpeed { fan: 0 }, 0),
+        channel("fan0", probe::FANS, Measurement::FanDutyCommanded { fan: 0 }, 1),
+    ]
+    .into_iter()
+    .flatten()
+    .collect()
+}
+
+/// A host node: the core's configuration and its channels.
+#[derive(Debug, Clone)]
+pub struct HostNodeConfig {
+    pub node: NodeConfig,
+    pub channels: Vec<ChannelSetup>,
+}
+
+impl HostNodeConfig {
+    /// Node `node` at site `site` with a random boot id, the default interval and [`rack_channels`].
+    pub fn new(site: &str, node: &str) -> Result<Self, IdError> {
+        let mut config = NodeConfig::new(SiteId::new(site)?, NodeId::new(node)?, random_boot_id());
+        config.serial = heapless::String::try_from("SIM").ok().and_then(|mut s| {
+            let _ = s.push('-');
+            s.push_str(node.get(..20).unwrap_or(node)).ok().map(|()| s)
+        });
+        Ok(HostNodeConfig {
+            node: config,
+            channels: rack_channels(),
+        })
+    }
+
+    pub fn with_interval_ms(mut self, interval_ms: u32) -> Self {
+        self.node.interval_ms = interval_ms;
+        self
+    }
+}
+
+/// A random `boot`: std's hasher keys are random per process and per `RandomState`.
+fn random_boot_id() -> u32 {
+    let mut hasher = std::hash::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    let hash = hasher.finish();
+    u32::try_from(hash >> 32).unwrap_or_default() ^ u32::try_from(hash & 0xFFFF_FFFF).unwrap_or_default()
+}
+
+/// What a running host node shows to its owner.
+#[derive(Debug, Default)]
+pub struct NodeStatus {
+    online: AtomicBool,
+    delivered: AtomicU64,
+    sampled: AtomicU64,
+    dropped: AtomicU64,
+    reboots: AtomicU32,
+    boot: AtomicU32,
+}
+
+impl NodeStatus {
+    /// Whether its MQTT session is up.
+    pub fn is_online(&self) -> bool {
+        self.online.load(Ordering::Relaxed)
+    }
+    /// Telemetry messages the broker acknowledged.
+    pub fn delivered(&self) -> u64 {
+        self.delivered.load(Ordering::Relaxed)
+    }
+    /// Sampling rounds taken.
+    pub fn sampled(&self) -> u64 {
+        self.sampled.load(Ordering::Relaxed)
+    }
+    /// Records dropped from a full store-and-forward ring.
+    pub fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+    /// `reboot` commands carried out.
+    pub fn reboots(&self) -> u32 {
+        self.reboots.load(Ordering::Relaxed)
+    }
+    /// The current boot id.
+    pub fn boot(&self) -> u32 {
+        self.boot.load(Ordering::Relaxed)
+    }
+}
+
+/// A running host node.
+#[derive(Debug)]
+pub struct NodeHandle {
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
+    status: Arc<NodeStatus>,
+}
+
+impl NodeHandle {
+    pub fn status(&self) -> &NodeStatus {
+        &self.status
+    }
+
+    /// Shuts the node down cleanly: it publishes its `offline` status and disconnects (or gives up
+    /// after 5 s), then its task ends.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let mut task = self.task;
+        if tokio::time::timeout(Duration::from_secs(5), &mut task)
+            .await
+            .is_err()
+        {
+            task.abort();
+        }
+    }
+
+    /// Ends the node at once, like pulling its power: the broker publishes its last will.
+    pub fn kill(self) {
+        self.task.abort();
+    }
+}
+
+/// Starts a node on the current tokio runtime, sampling `rack` and publishing to the broker at
+/// `broker`. It connects (and reconnects) by itself; see [`NodeHandle`].
+pub fn spawn_node(config: HostNodeConfig, rack: SimRack, broker: SocketAddr) -> NodeHandle {
+    let (stop, stop_rx) = watch::channel(false);
+    let status = Arc::new(NodeStatus::default());
+    let task = tokio::spawn(run_node(config, rack, broker, stop_rx, Arc::clone(&status)));
+    NodeHandle { stop, task, status }
+}
+
+async fn run_node(
+    mut config: HostNodeConfig,
+    mut rack: SimRack,
+    broker: SocketAddr,
+    mut stop: watch::Receiver<bool>,
+    status: Arc<NodeStatus>,
+) {
+    let connect_timeout = Duration::from_millis(u64::from(config.node.connect_timeout_ms));
+    'boot: loop {
+        status.boot.store(config.node.boot, Ordering::Relaxed);
+        let Ok(mut node) = Node::<DEFAULT_RING_CAPACITY>::new(config.node.clone(), &config.channels) else {
+            return;
+        };
+        let mut transport = TcpTransport::default();
+        let started = Instant::now();
+        let mut stopping = false;
+        loop {
+            let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            let poll = node.poll(now_ms, &mut rack, &mut transport);
+            while let Some(event) = node.next_event() {
+                match event {
+                    Event::Connected { .. } => status.online.store(true, Ordering::Relaxed),
+                    Event::Disconnected { .. } => status.online.store(false, Ordering::Relaxed),
+                    Event::Delivered { .. } => {
+                        status.delivered.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Event::Sampled { .. } => {
+                        status.sampled.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Event::Dropped { records } => {
+                        status.dropped.fetch_add(u64::from(records), Ordering::Relaxed);
+                    }
+                    _ => {}
+                }
+            }
+            if poll.stopped {
+                status.online.store(false, Ordering::Relaxed);
+                return;
+            }
+            if poll.reboot {
+                transport.close();
+                status.online.store(false, Ordering::Relaxed);
+                status.reboots.fetch_add(1, Ordering::Relaxed);
+                config.node.boot = random_boot_id();
+                continue 'boot;
+            }
+            if transport.wants_connection() {
+                // Opening is the one await outside the select: bounded by the connect timeout.
+                let connected = tokio::time::timeout(connect_timeout, TcpStream::connect(broker)).await;
+                transport.connected(connected.ok().and_then(Result::ok));
+                continue;
+            }
+            let wake = started + Duration::from_millis(poll.wake_at_ms);
+            tokio::select! {
+                () = tokio::time::sleep_until(wake) => {}
+                () = transport.readable() => {}
+                changed = stop.changed(), if !stopping => {
+                    stopping = true;
+                    if changed.is_err() || *stop.borrow() {
+                        node.shut_down();
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The core's [`Transport`] over a tokio `TcpStream`, used without awaiting (`try_read`/`try_write`);
+/// the node's task awaits readiness between polls.
+#[derive(Debug, Default)]
+struct TcpTransport {
+    stream: Option<TcpStream>,
+    opening: bool,
+}
+
+impl TcpTransport {
+    fn wants_connection(&self) -> bool {
+        self.opening && self.stream.is_none()
+    }
+
+    fn connected(&mut self, stream: Option<TcpStream>) {
+        self.opening = false;
+        self.stream = stream.inspect(|s| {
+            let _ = s.set_nodelay(true);
+        });
+    }
+
+    async fn readable(&self) {
+        match &self.stream {
+            Some(stream) => {
+                let _ = stream.readable().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+}
+
+impl Transport for TcpTransport {
+    fn open(&mut self) -> Result<(), LinkError> {
+        self.stream = None;
+        self.opening = true;
+        Ok(())
+    }
+
+    fn state(&mut self) -> LinkState {
+        match (&self.stream, self.opening) {
+            (Some(_), _) => LinkState::Open,
+            (None, true) => LinkState::Opening,
+            (None, false) => LinkState::Closed,
+        }
+    }
+
+    fn receive(&mut self, buf: &mut [u8]) -> Result<usize, LinkError> {
+        let stream = self.stream.as_ref().ok_or(LinkError)?;
+        match stream.try_read(buf) {
+            Ok(0) if !buf.is_empty() => Err(LinkError),
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Err(_) => Err(LinkError),
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<usize, LinkError> {
+        let stream = self.stream.as_ref().ok_or(LinkError)?;
+        match stream.try_write(bytes) {
+            Ok(n) => Ok(n),
+            Err(e) if e.kind() == ErrorKind::WouldBlock => Ok(0),
+            Err(_) => Err(LinkError),
+        }
+    }
+
+    fn close(&mut self) {
+        self.stream = None;
+        self.opening = false;
+    }
+}
