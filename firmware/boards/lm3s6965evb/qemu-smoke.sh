@@ -16,7 +16,7 @@ cleanup() {
 trap cleanup EXIT
 
 port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-RACKWATCH_BROKER_PORT=$port cargo build --release --quiet
+RACKWATCH_BROKER_PORT=$port cargo build --release --quiet --bin rackwatch-bringup
 elf=target/thumbv7m-none-eabi/release/rackwatch-bringup
 
 # The "broker": accepts one connection and records what it receives.

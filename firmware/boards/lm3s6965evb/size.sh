@@ -2,11 +2,11 @@
 # Flash and static RAM of the release image, from the section sizes llvm-size reports (llvm-tools component).
 # Fails when flash > 128 KiB or static RAM > 32 KiB: half the LM3S6965's 256 KiB / 64 KiB, leaving the rest
 # for the application core, the stack and a second firmware slot.
-# Usage: ./size.sh [binary name]   (default rackwatch-bringup; builds it first)
+# Usage: ./size.sh [binary name]   (default rackwatch-node, the application; builds it first)
 set -euo pipefail
 cd "$(dirname "$0")"
 
-binary=${1:-rackwatch-bringup}
+binary=${1:-rackwatch-node}
 flash_limit=$((128 * 1024))
 ram_limit=$((32 * 1024))
 

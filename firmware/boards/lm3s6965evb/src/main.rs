@@ -1,256 +1,228 @@
-//! Bring-up for QEMU's lm3s6965evb: proves every driver of the board module once, then keeps reporting
-//! the inlet temperature every second while feeding the watchdog.
+//! The rackwatch sensor node on QEMU's lm3s6965evb: the TMP105, ADM1272 and MAX31785 on I2C0, MQTT to
+//! the broker over the Ethernet MAC and smoltcp, log lines on UART0, the watchdog fed by the main loop.
 //!
-//! Console commands: `t` reads the temperature now, `w` stops feeding the watchdog (the board resets
-//! about two seconds later and the banner appears again), `p` panics (the panic handler prints and resets
-//! through SYSRESETREQ), `q` ends QEMU through semihosting.
+//! This file only wires the board to the application core (`rackwatch_firmware::Node`): it builds the
+//! drivers from a device table, names the channels, and polls the network and the node in one loop.
+//! A loop that stops (a wedged bus, a bug) stops feeding the watchdog, which resets the node.
 #![no_std]
 #![no_main]
 
+use core::cell::RefCell;
 use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
-use embedded_hal::delay::DelayNs;
-use embedded_hal::i2c::{I2c, NoAcknowledgeSource};
-use rackwatch_board_lm3s6965evb::board::{self, Board, I2c0, I2cError, Uart0Tx};
+use embedded_hal_bus::i2c::RefCellDevice;
+use rackwatch_board_lm3s6965evb::board::{self, Board, Clock, I2c0, Uart0Tx};
+use rackwatch_board_lm3s6965evb::link::TcpLink;
+use rackwatch_board_lm3s6965evb::settings::Settings;
+use rackwatch_firmware::{ChannelSetup, Filter, Node, NodeConfig};
+use rackwatch_hardware::adm1272::Adm1272Config;
+use rackwatch_hardware::device::{Device, DeviceConfig};
+use rackwatch_hardware::tmp105::Resolution;
+use rackwatch_hardware::{Channel, Measurement};
+use rackwatch_protocols::ChannelName;
 use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
 use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
 
-/// TCP port of the gateway's broker, reached through QEMU's user networking at 10.0.2.2 (the host's
-/// loopback). Set at build time with `RACKWATCH_BROKER_PORT`; MQTT's registered port otherwise.
-const BROKER_PORT: u16 = port_from_env(option_env!("RACKWATCH_BROKER_PORT"));
-const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 const NODE_ADDRESS: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const NODE_PREFIX: u8 = 24;
-const LOCAL_PORT: u16 = 49_152;
-
-/// TMP105 (TI SBOS363): temperature register, two bytes, 12-bit two's complement left-justified, 1/16 °C.
-const TMP105: u8 = 0x48;
-const TMP105_TEMPERATURE: u8 = 0x00;
-/// Configuration register: R1:R0 = 11 selects 12-bit resolution (power-on default is 9-bit, 0.5 °C).
-const TMP105_CONFIGURATION: u8 = 0x01;
-const TMP105_12_BIT: u8 = 0b0110_0000;
-/// ADM1272 hot-swap controller (PMBus): READ_VIN, a little-endian word in direct format.
-const ADM1272: u8 = 0x10;
-const PMBUS_READ_VIN: u8 = 0x88;
-/// MAX31785 fan controller (PMBus): PMBUS_REVISION and MFR_ID, one byte each.
-const MAX31785: u8 = 0x52;
-const PMBUS_REVISION: u8 = 0x98;
-const PMBUS_MFR_ID: u8 = 0x99;
-/// Nothing answers here on the QEMU command line of the README: proves the NACK path.
-const ABSENT_DEVICE: u8 = 0x50;
-
+const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+/// Longer than any one loop iteration, including a whole I2C sampling round and a JSON encode.
 const WATCHDOG_TIMEOUT_MS: u32 = 2_000;
-const REPORT_PERIOD_MS: u64 = 1_000;
-const RECONNECT_PERIOD_MS: u64 = 2_000;
+/// Store-and-forward capacity: 128 records of 112 bytes (14 KiB), 21 minutes at the default 10 s.
+const RING: usize = rackwatch_firmware::DEFAULT_RING_CAPACITY;
 
-#[allow(clippy::panic, reason = "const evaluation: a malformed port fails the build")]
-const fn port_from_env(text: Option<&str>) -> u16 {
-    let Some(text) = text else { return 1883 };
-    let mut digits = text.as_bytes();
-    let mut port: u32 = 0;
-    assert!(!digits.is_empty(), "RACKWATCH_BROKER_PORT is empty");
-    while let [digit, rest @ ..] = digits {
-        assert!(digit.is_ascii_digit(), "RACKWATCH_BROKER_PORT is not a number");
-        port = port * 10 + (*digit - b'0') as u32;
-        assert!(port <= u16::MAX as u32, "RACKWATCH_BROKER_PORT is above 65535");
-        digits = rest;
-    }
-    port as u16
-}
+/// The parts on the bus, in the order of QEMU's `-device` options (so `device[N]` in QMP is index N).
+const PARTS: [DeviceConfig; 3] = [
+    DeviceConfig::Tmp105 {
+        address: 0x48,
+        resolution: Resolution::Bits12,
+    },
+    DeviceConfig::Adm1272 {
+        address: 0x10,
+        config: Adm1272Config {
+            voltage_range: rackwatch_hardware::adm1272::VoltageRange::V100,
+            current_sense_range: rackwatch_hardware::adm1272::CurrentSenseRange::Mv30,
+            sense_resistor_milliohm: 0.3,
+        },
+        monitor_vout_and_temperature: false,
+    },
+    DeviceConfig::Max31785 { address: 0x52 },
+];
+const INLET: u8 = 0;
+const HOT_SWAP: u8 = 1;
+const FANS: u8 = 2;
+
+type Bus<'a> = RefCellDevice<'a, I2c0>;
 
 #[entry]
 fn main() -> ! {
     let Some(Board {
-        mut i2c,
+        i2c,
         console,
         ethernet: mut nic,
-        mut clock,
+        clock,
         mut watchdog,
     }) = Board::take()
     else {
         board::reset()
     };
-    let (mut console, mut keys) = console.split();
-    let mac = nic.mac_address();
-    let station = EthernetAddress(mac);
-    let _ = write!(
-        console,
-        "\r\nrackwatch bring-up on lm3s6965evb (QEMU), SYSCLK {} Hz, MAC {station}\r\n",
-        board::SYSCLK_HZ,
-    );
-
+    let (mut console, _keys) = console.split();
     watchdog.start(WATCHDOG_TIMEOUT_MS);
-    let _ = write!(console, "watchdog: armed, {WATCHDOG_TIMEOUT_MS} ms\r\n");
+    let mac = nic.mac_address();
 
-    let before = clock.now_ms();
-    clock.delay_ms(50);
-    let _ = write!(
-        console,
-        "clock: delay_ms(50) took {} ms\r\n",
-        clock.now_ms() - before
+    let mut settings = Settings::defaults(mac);
+    let mut line = [0u8; 256];
+    let command_line = board::command_line(&mut line).unwrap_or_default();
+    if let Err(bad) = settings.apply_overrides(command_line) {
+        log(
+            &mut console,
+            format_args!("settings: {} ignored (bad value)", bad.0),
+        );
+    }
+    let boot = boot_id(mac, &clock);
+    log(
+        &mut console,
+        format_args!(
+            "rackwatch node {} on lm3s6965evb, site {}, boot {boot:08x}, broker {}, every {} ms",
+            settings.node, settings.site, settings.broker, settings.interval_ms
+        ),
     );
 
-    if let Err(error) = i2c.write(TMP105, &[TMP105_CONFIGURATION, TMP105_12_BIT]) {
-        let _ = write!(console, "tmp105@0x48: configuration: {error:?}\r\n");
-    }
-    report_temperature(&mut i2c, &mut console);
-    let mut word = [0; 2];
-    match i2c.write_read(ADM1272, &[PMBUS_READ_VIN], &mut word) {
-        Ok(()) => {
-            let _ = write!(
-                console,
-                "adm1272@0x10: READ_VIN raw 0x{:04x}\r\n",
-                u16::from_le_bytes(word)
+    // The sensors: one driver per part, sharing I2C0 (single thread, no interrupts on the bus).
+    let bus = RefCell::new(i2c);
+    let mut devices: [Device<Bus<'_>, Clock>; 3] =
+        PARTS.map(|part| part.build(RefCellDevice::new(&bus), clock));
+    for (index, (device, part)) in devices.iter_mut().zip(PARTS.iter()).enumerate() {
+        if let Err(fault) = device.init(part) {
+            log(
+                &mut console,
+                format_args!("sensor setup of device {index}: {fault}"),
             );
         }
-        Err(error) => {
-            let _ = write!(console, "adm1272@0x10: {error:?}\r\n");
-        }
     }
-    for (name, command) in [("PMBUS_REVISION", PMBUS_REVISION), ("MFR_ID", PMBUS_MFR_ID)] {
-        let mut byte = [0; 1];
-        match i2c.write_read(MAX31785, &[command], &mut byte) {
-            Ok(()) => {
-                let _ = write!(console, "max31785@0x52: {name} raw 0x{:02x}\r\n", byte[0]);
-            }
-            Err(error) => {
-                let _ = write!(console, "max31785@0x52: {name} {error:?}\r\n");
-            }
-        }
-    }
-    let verdict = match i2c.write(ABSENT_DEVICE, &[0]) {
-        Err(I2cError::NoAcknowledge(NoAcknowledgeSource::Address)) => "NACK on address, as expected",
-        Err(_) => "unexpected error",
-        Ok(()) => "unexpectedly acknowledged",
-    };
-    let _ = write!(
-        console,
-        "i2c: probe of absent 0x{ABSENT_DEVICE:02x}: {verdict}\r\n"
-    );
+    let channels = channels();
 
-    // smoltcp: static address on QEMU's user network, the broker behind the gateway.
-    let mut config = Config::new(HardwareAddress::Ethernet(station));
-    config.random_seed =
-        u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]) ^ clock.now_ms();
-    let mut interface = Interface::new(config, &mut nic, clock.now());
+    let mut config = NodeConfig::new(settings.site.clone(), settings.node.clone(), boot);
+    config.interval_ms = settings.interval_ms;
+    config.serial = heapless::String::try_from("LM3S6965-")
+        .ok()
+        .and_then(|mut serial| {
+            let [.., d, e, f] = mac;
+            write!(serial, "{d:02X}{e:02X}{f:02X}").ok().map(|()| serial)
+        });
+    // In a static, not on the stack: the ring and packet buffers are most of the RAM budget.
+    let Some(node) = cortex_m::singleton!(: Node<RING> = match Node::new(config, &channels) {
+        Ok(node) => node,
+        Err(_) => board::reset(),
+    }) else {
+        board::reset()
+    };
+
+    // smoltcp: static address on QEMU's user network, default route to its gateway.
+    let mut interface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    interface_config.random_seed = u64::from(boot) << 32 | u64::from(boot.rotate_left(16));
+    let mut interface = Interface::new(interface_config, &mut nic, clock.now());
     interface.update_ip_addrs(|addresses| {
         let _ = addresses.push(IpCidr::new(IpAddress::Ipv4(NODE_ADDRESS), NODE_PREFIX));
     });
     let _ = interface.routes_mut().add_default_ipv4_route(GATEWAY);
-
     let (Some(storage), Some(rx_buffer), Some(tx_buffer)) = (
         cortex_m::singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
         cortex_m::singleton!(: [u8; 1024] = [0; 1024]),
-        cortex_m::singleton!(: [u8; 1024] = [0; 1024]),
+        cortex_m::singleton!(: [u8; 2048] = [0; 2048]),
     ) else {
         board::reset()
     };
     let mut sockets = SocketSet::new(&mut storage[..]);
-    let tcp_handle = sockets.add(tcp::Socket::new(
+    let socket = sockets.add(tcp::Socket::new(
         tcp::SocketBuffer::new(&mut rx_buffer[..]),
         tcp::SocketBuffer::new(&mut tx_buffer[..]),
     ));
-    let broker = (IpAddress::Ipv4(GATEWAY), BROKER_PORT);
-    let _ = write!(
-        console,
-        "net: {NODE_ADDRESS}/{NODE_PREFIX} via {GATEWAY}, connecting to {GATEWAY}:{BROKER_PORT}\r\n"
-    );
+    let mut local_port = 0;
+    let mut identifying = false;
 
-    let mut line_sent = false;
-    let mut reconnect_at = 0;
-    let mut last_state = tcp::State::Closed;
-    let mut next_report = clock.now_ms() + REPORT_PERIOD_MS;
-    let mut feeding = true;
     loop {
         let now = clock.now_ms();
         interface.poll(clock.now(), &mut nic, &mut sockets);
-
-        let socket = sockets.get_mut::<tcp::Socket>(tcp_handle);
-        if socket.state() != last_state {
-            last_state = socket.state();
-            let _ = write!(console, "tcp: {last_state}\r\n");
+        let poll = node.poll(
+            now,
+            &mut devices[..],
+            &mut TcpLink {
+                interface: &mut interface,
+                sockets: &mut sockets,
+                socket,
+                broker: settings.broker,
+                local_port: &mut local_port,
+            },
+        );
+        // Send what the node queued now rather than on the next turn.
+        interface.poll(clock.now(), &mut nic, &mut sockets);
+        while let Some(event) = node.next_event() {
+            log(&mut console, format_args!("{event}"));
         }
-        if !line_sent && socket.state() == tcp::State::Closed && now >= reconnect_at {
-            reconnect_at = now + RECONNECT_PERIOD_MS;
-            if let Err(error) = socket.connect(interface.context(), broker, LOCAL_PORT) {
-                let _ = write!(console, "tcp: connect: {error}\r\n");
-            }
-        }
-        if !line_sent && socket.can_send() {
-            let mut line: heapless::String<96> = heapless::String::new();
-            let _ = writeln!(line, "rackwatch lm3s6965evb {station} up {now} ms");
-            match socket.send_slice(line.as_bytes()) {
-                Ok(sent) => {
-                    let _ = write!(console, "tcp: sent {sent} bytes to {GATEWAY}:{BROKER_PORT}\r\n");
-                    line_sent = true;
-                    socket.close();
-                }
-                Err(error) => {
-                    let _ = write!(console, "tcp: send: {error}\r\n");
-                }
-            }
-        }
-
-        if now >= next_report {
-            next_report += REPORT_PERIOD_MS;
-            report_temperature(&mut i2c, &mut console);
-        }
-        if feeding {
-            watchdog.feed();
-        }
-
-        match keys.try_read_byte() {
-            Ok(Some(b't')) => report_temperature(&mut i2c, &mut console),
-            Ok(Some(b'w')) => {
-                feeding = false;
-                let _ = write!(
-                    console,
-                    "watchdog: no longer fed, reset in about {WATCHDOG_TIMEOUT_MS} ms\r\n"
-                );
-            }
-            Ok(Some(b'p')) => panic_on_request(),
-            Ok(Some(b'q')) => {
-                let _ = write!(console, "bye\r\n");
-                board::exit_qemu(true)
-            }
-            Ok(_) => {}
-            Err(error) => {
-                let _ = write!(console, "console: {error}\r\n");
-            }
-        }
-    }
-}
-
-/// Reads the TMP105 raw through the I2C driver and prints it in °C.
-fn report_temperature(i2c: &mut I2c0, console: &mut Uart0Tx) {
-    let mut raw = [0; 2];
-    match i2c.write_read(TMP105, &[TMP105_TEMPERATURE], &mut raw) {
-        Ok(()) => {
-            // Arithmetic shift keeps the sign of the 12-bit value; 1/16 °C = 62.5 m°C.
-            let sixteenths = i32::from(i16::from_be_bytes(raw) >> 4);
-            let millidegrees = sixteenths * 625 / 10;
-            let sign = if millidegrees < 0 { "-" } else { "" };
-            let magnitude = millidegrees.unsigned_abs();
-            let _ = write!(
-                console,
-                "tmp105@0x48: raw 0x{:04x} = {sign}{}.{:03} C\r\n",
-                u16::from_be_bytes(raw),
-                magnitude / 1000,
-                magnitude % 1000
+        if node.identifying(now) != identifying {
+            identifying = !identifying;
+            // The evaluation board's status LED would blink; QEMU has none to show.
+            log(
+                &mut console,
+                format_args!("identify: {}", if identifying { "on" } else { "off" }),
             );
         }
-        Err(error) => {
-            let _ = write!(console, "tmp105@0x48: {error:?}\r\n");
+        if poll.reboot {
+            log(&mut console, format_args!("reboot requested, resetting"));
+            board::reset();
         }
+        watchdog.feed();
     }
 }
 
-#[allow(
-    clippy::panic,
-    reason = "proves the panic handler and the SYSRESETREQ reset on request"
-)]
-fn panic_on_request() -> ! {
-    panic!("requested from the console")
+/// What the node reports: the inlet air, the 48 V feed and fan 0.
+fn channels() -> heapless::Vec<ChannelSetup, { rackwatch_firmware::MAX_CHANNELS }> {
+    let mut channels = heapless::Vec::new();
+    let table: [(&str, u8, Measurement, u8, Filter); 6] = [
+        // 12 bits: 1/16 °C, exact in 4 decimals.
+        ("inlet", INLET, Measurement::Temperature, 4, Filter::None),
+        ("psu_in", HOT_SWAP, Measurement::InputVoltage, 3, Filter::None),
+        ("psu_in", HOT_SWAP, Measurement::Current, 3, Filter::None),
+        // Hot-swap power readings spike with load transients: a median of 3 drops single spikes.
+        ("psu_in", HOT_SWAP, Measurement::Power, 3, Filter::Median(3)),
+        ("fan0", FANS, Measurement::FanSpeed { fan: 0 }, 0, Filter::None),
+        (
+            "fan0",
+            FANS,
+            Measurement::FanDutyCommanded { fan: 0 },
+            2,
+            Filter::None,
+        ),
+    ];
+    for (name, device, measurement, decimals, filter) in table {
+        if let Ok(name) = ChannelName::new(name) {
+            let _ = channels.push(
+                ChannelSetup::new(Channel::new(name, device, measurement))
+                    .with_decimals(decimals)
+                    .with_filter(filter),
+            );
+        }
+    }
+    channels
+}
+
+/// A boot id that differs from boot to boot: the LM3S6965 has no random number generator, so it mixes
+/// the MAC address, the host's clock (semihosting) and the time start-up took.
+fn boot_id(mac: [u8; 6], clock: &Clock) -> u32 {
+    let [a, b, c, d, e, f] = mac;
+    let mut x = u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
+        ^ u64::from(board::host_time_s().unwrap_or(0)) << 20
+        ^ clock.now_ms();
+    // SplitMix64 finaliser: every input bit moves every output bit.
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^= x >> 31;
+    (x >> 32) as u32 ^ x as u32
+}
+
+fn log(console: &mut Uart0Tx, line: core::fmt::Arguments<'_>) {
+    let _ = write!(console, "{line}\r\n");
 }

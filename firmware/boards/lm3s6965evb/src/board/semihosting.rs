@@ -24,3 +24,54 @@ pub fn exit_qemu(success: bool) -> ! {
         cortex_m::asm::wfi();
     }
 }
+
+/// SYS_GET_CMDLINE (ARM "Semihosting for AArch32 and AArch64", 6.5.6).
+const SYS_GET_CMDLINE: u32 = 0x15;
+/// SYS_TIME (6.5.26): seconds since 1970 on the host.
+const SYS_TIME: u32 = 0x11;
+
+/// The command line QEMU gives the guest: the kernel's path followed by the words of `-append`
+/// (QEMU falls back to `-kernel`/`-append` when `-semihosting-config` has no `arg=`). `None` when the
+/// host refuses or the line does not fit `buf` or is not UTF-8.
+pub fn command_line(buf: &mut [u8]) -> Option<&str> {
+    // The parameter block: buffer address and size in; the length written comes back in word 1.
+    let mut block: [usize; 2] = [buf.as_mut_ptr() as usize, buf.len()];
+    let status = call(SYS_GET_CMDLINE, block.as_mut_ptr() as usize);
+    if status != 0 {
+        return None;
+    }
+    let [_, len] = block;
+    core::str::from_utf8(buf.get(..len)?).ok()
+}
+
+/// The host's clock in seconds since 1970, or `None` when the host does not answer.
+pub fn host_time_s() -> Option<u32> {
+    let seconds = call(SYS_TIME, 0);
+    (seconds != usize::MAX).then(|| u32::try_from(seconds).unwrap_or(u32::MAX))
+}
+
+/// One semihosting call: operation in r0, parameter in r1, result in r0.
+fn call(operation: u32, parameter: usize) -> usize {
+    #[cfg(target_arch = "arm")]
+    {
+        let mut result = operation as usize;
+        // SAFETY: under QEMU with semihosting enabled, BKPT 0xAB performs `operation` on the parameter
+        // block at `parameter`, which the callers keep alive and correctly sized for the call; the host
+        // writes only inside the buffer the block describes. Without a debugger it would HardFault,
+        // which is why only this QEMU board calls it.
+        unsafe {
+            core::arch::asm!(
+                "bkpt #0xab",
+                inout("r0") result,
+                in("r1") parameter,
+                options(nostack)
+            );
+        }
+        result
+    }
+    #[cfg(not(target_arch = "arm"))]
+    {
+        let _ = (operation, parameter);
+        usize::MAX
+    }
+}
