@@ -37,6 +37,9 @@ pub struct Config {
     /// `rack="unassigned"` and listed at `/api/nodes`.
     #[serde(default)]
     pub nodes: BTreeMap<NodeId, NodeInventory>,
+    /// The alert engine (gateway/ALERTS.md); it runs when this section is present.
+    #[serde(default)]
+    pub alerts: Option<crate::alert::config::AlertsConfig>,
 }
 
 /// The MQTT broker the gateway subscribes to.
@@ -137,12 +140,16 @@ pub struct HttpConfig {
     /// Binds to loopback unless configured otherwise.
     #[serde(default = "default_http_listen")]
     pub listen: SocketAddr,
+    /// Bearer token the API's acting routes (acknowledge, silence) require; without it they refuse.
+    #[serde(default)]
+    pub token: Option<SecretSource>,
 }
 
 impl Default for HttpConfig {
     fn default() -> Self {
         HttpConfig {
             listen: default_http_listen(),
+            token: None,
         }
     }
 }
@@ -344,6 +351,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if let Some(token) = &self.http.token {
+            token.validate("http.token")?;
+        }
+        if let Some(alerts) = &self.alerts {
+            alerts.validate()?;
+        }
         if self.mqtt.is_none() && self.serial.is_empty() {
             return Err(invalid(
                 "mqtt",
@@ -421,7 +434,7 @@ impl Config {
 }
 
 impl SecretSource {
-    fn validate(&self, key: &str) -> Result<(), ConfigError> {
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         match (&self.env, &self.file) {
             (Some(_), None) | (None, Some(_)) => Ok(()),
             _ => Err(invalid(key, "give exactly one of `env` and `file`")),

@@ -25,6 +25,17 @@ pub struct NodeLabel {
     pub node: String,
 }
 
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertStateLabel {
+    pub state: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiverLabel {
+    pub receiver: String,
+    pub result: &'static str,
+}
+
 /// The gateway's metrics, served at `/metrics` in the Prometheus text format.
 #[derive(Debug)]
 pub struct Metrics {
@@ -44,6 +55,12 @@ pub struct Metrics {
     pub spool_full: Counter,
     pub node_last_seen_seconds: Family<NodeLabel, Gauge>,
     pub observations_dropped: Counter,
+    pub alert_latency_seconds: Histogram,
+    pub alert_transitions: Family<AlertStateLabel, Counter>,
+    pub alert_notifications: Family<ReceiverLabel, Counter>,
+    pub alert_publish_failures: Counter,
+    pub alert_fan_commands: Family<ReasonLabel, Counter>,
+    pub alerts_firing: Gauge,
     log_limits: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -72,6 +89,13 @@ impl Metrics {
             spool_full: Counter::default(),
             node_last_seen_seconds: Family::default(),
             observations_dropped: Counter::default(),
+            // 100 µs to 3.3 s: the budget from a reading's arrival to its alert's publish is 10 ms.
+            alert_latency_seconds: Histogram::new(exponential_buckets(0.0001, 2.0, 16)),
+            alert_transitions: Family::default(),
+            alert_notifications: Family::default(),
+            alert_publish_failures: Counter::default(),
+            alert_fan_commands: Family::default(),
+            alerts_firing: Gauge::default(),
             log_limits: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -146,7 +170,67 @@ impl Metrics {
             "Observations the alert engine or dashboard could not take in time",
             metrics.observations_dropped.clone(),
         );
+        registry.register(
+            "alert_latency_seconds",
+            "From an observation reaching the alert engine (status: its receipt) to its alert's MQTT publish",
+            metrics.alert_latency_seconds.clone(),
+        );
+        registry.register(
+            "alert_transitions",
+            "Alert incident transitions, by new state",
+            metrics.alert_transitions.clone(),
+        );
+        registry.register(
+            "alert_notifications",
+            "Webhook notification attempts, by receiver and result",
+            metrics.alert_notifications.clone(),
+        );
+        registry.register(
+            "alert_publish_failures",
+            "Alert or command publishes the MQTT client could not queue",
+            metrics.alert_publish_failures.clone(),
+        );
+        registry.register(
+            "alert_fan_commands",
+            "Automated cooling fan commands, by outcome",
+            metrics.alert_fan_commands.clone(),
+        );
+        registry.register(
+            "alerts_firing",
+            "Alert incidents firing now",
+            metrics.alerts_firing.clone(),
+        );
         Metrics { registry, ..metrics }
+    }
+
+    /// Counts an alert transition and, when known, how long it took from the observation.
+    pub fn record_alert_transition(&self, alert: &rackwatch_protocols::Alert, latency_us: Option<i64>) {
+        let state = match alert.state {
+            rackwatch_protocols::AlertState::Pending => "pending",
+            rackwatch_protocols::AlertState::Firing => "firing",
+            rackwatch_protocols::AlertState::Resolved => "resolved",
+        };
+        self.alert_transitions
+            .get_or_create(&AlertStateLabel { state })
+            .inc();
+        if let Some(us) = latency_us {
+            self.alert_latency_seconds.observe(us.max(0) as f64 / 1e6);
+        }
+    }
+
+    /// Counts one webhook attempt.
+    pub fn record_notification(&self, receiver: &str, result: crate::alert::engine::DeliveryResult) {
+        let result = match result {
+            crate::alert::engine::DeliveryResult::Delivered => "delivered",
+            crate::alert::engine::DeliveryResult::Refused => "refused",
+            crate::alert::engine::DeliveryResult::Failed => "failed",
+        };
+        self.alert_notifications
+            .get_or_create(&ReceiverLabel {
+                receiver: receiver.to_owned(),
+                result,
+            })
+            .inc();
     }
 
     /// The Prometheus text exposition of every metric.
@@ -300,6 +384,83 @@ impl SpoolFull<'_> {
                 "{}; messages stay unacknowledged at the broker",
                 self.detail
             );
+        }
+    }
+}
+
+/// A webhook delivery failed; the engine tries again after a back-off.
+#[derive(Debug)]
+pub struct NotificationFailed<'a> {
+    pub receiver: &'a str,
+    pub detail: &'a str,
+}
+
+impl NotificationFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        // Counted by `record_notification` with the attempt's result.
+        if let Some(suppressed) = metrics.should_log("alert_notification_failed") {
+            tracing::warn!(
+                receiver = self.receiver,
+                suppressed,
+                "alert notification failed, will retry: {}",
+                self.detail
+            );
+        }
+    }
+}
+
+/// An alert or a command could not be handed to the MQTT client (its queue is full while the broker
+/// is away); the retained state is published again on reconnect.
+#[derive(Debug)]
+pub struct AlertPublishFailed<'a> {
+    pub detail: &'a str,
+}
+
+impl AlertPublishFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics.alert_publish_failures.inc();
+        if let Some(suppressed) = metrics.should_log("alert_publish_failed") {
+            tracing::error!(suppressed, "alert MQTT publish failed: {}", self.detail);
+        }
+    }
+}
+
+/// What became of an automated cooling fan command.
+#[derive(Debug)]
+pub struct FanCommandOutcome<'a> {
+    pub outcome: &'a crate::alert::cooling::FanOutcome,
+}
+
+impl FanCommandOutcome<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        use crate::alert::cooling::FanOutcome;
+        let reason = match self.outcome {
+            FanOutcome::Acked(_) => "acked",
+            FanOutcome::Refused(..) => "refused",
+            FanOutcome::Unanswered(_) => "unanswered",
+        };
+        metrics
+            .alert_fan_commands
+            .get_or_create(&ReasonLabel { reason })
+            .inc();
+        match self.outcome {
+            FanOutcome::Acked(p) => {
+                tracing::info!(node = %p.node, fan = p.fan, duty = p.duty, "fan command acknowledged");
+            }
+            FanOutcome::Refused(p, result) => {
+                tracing::warn!(node = %p.node, fan = p.fan, ?result, "fan command refused by the node");
+            }
+            FanOutcome::Unanswered(p) => {
+                if let Some(suppressed) = metrics.should_log("fan_command_unanswered") {
+                    tracing::error!(
+                        node = %p.node,
+                        fan = p.fan,
+                        attempts = p.attempts,
+                        suppressed,
+                        "fan command never acknowledged; automated cooling gave up on this node"
+                    );
+                }
+            }
         }
     }
 }

@@ -11,11 +11,18 @@ use axum::routing::get;
 use crate::events::Metrics;
 use crate::shutdown::Shutdown;
 
-pub async fn serve(listener: tokio::net::TcpListener, metrics: Arc<Metrics>, mut shutdown: Shutdown) {
+/// Serves `/metrics`, `/health` and the stages' own `routes` (the alert API) until shutdown.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    metrics: Arc<Metrics>,
+    routes: Router,
+    mut shutdown: Shutdown,
+) {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(health))
-        .with_state(metrics);
+        .with_state(metrics)
+        .merge(routes);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.recv().await })
         .await;

@@ -4,6 +4,7 @@
 //! with `ingest` running decode/normalise/spool on one thread, and `events` counting and logging
 //! everything that is rejected.
 
+pub mod alert;
 pub mod cli;
 pub mod config;
 pub mod deadletter;

@@ -24,6 +24,8 @@ pub enum StartError {
     Spool { path: String, source: spool::SpoolError },
     #[error("dead-letter file: {0}")]
     DeadLetters(std::io::Error),
+    #[error(transparent)]
+    Alerts(#[from] crate::alert::StartError),
     #[error("HTTP server on {addr}: {source}")]
     Http {
         addr: std::net::SocketAddr,
@@ -84,6 +86,15 @@ pub async fn run(
             source,
         })?;
     tracing::info!(addr = %config.http.listen, "HTTP server listening (/metrics, /health)");
+
+    // The alert engine sees every observation first and passes it on to `observers`.
+    let (observers, alert_routes, alert_tasks) = match &config.alerts {
+        Some(alerts) => {
+            let service = crate::alert::start(&config, alerts, Arc::clone(&metrics), observers, &trigger)?;
+            (Some(service.observations), service.routes, service.tasks)
+        }
+        None => (observers, axum::Router::new(), Vec::new()),
+    };
 
     let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
@@ -148,7 +159,12 @@ pub async fn run(
             None
         }
     };
-    let http_task = tokio::spawn(http::serve(listener, Arc::clone(&metrics), trigger.subscribe()));
+    let http_task = tokio::spawn(http::serve(
+        listener,
+        Arc::clone(&metrics),
+        alert_routes,
+        trigger.subscribe(),
+    ));
 
     let mut shutdown: Shutdown = trigger.subscribe();
     shutdown.recv().await;
@@ -161,6 +177,9 @@ pub async fn run(
         let _ = sink.await;
     }
     let _ = http_task.await;
+    for task in alert_tasks {
+        let _ = task.await;
+    }
     tracing::info!("stopped");
     Ok(())
 }

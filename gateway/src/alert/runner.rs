@@ -1,0 +1,228 @@
+//! The alert engine's task: feeds it observations, the clock and API requests, and carries out what
+//! it decides (MQTT publishes, fan commands, webhook deliveries, saving its state).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use super::engine::{ApiError, DeliveryJob, DeliveryResult, Effect, Engine};
+use super::http::AlertsView;
+use super::mqtt::AlertPublisher;
+use super::silence::Matchers;
+use super::store::StateFile;
+use super::webhook::Webhook;
+use crate::events::{AlertPublishFailed, FanCommandOutcome, Metrics, NotificationFailed};
+use crate::ingest::ObservationSender;
+use crate::model::{Observation, now_ms};
+use crate::shutdown::Shutdown;
+
+/// A request from the HTTP API that changes the engine's state.
+#[derive(Debug)]
+pub enum ApiRequest {
+    Acknowledge {
+        key: String,
+        by: String,
+        comment: String,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+    Silence {
+        matchers: Matchers,
+        starts_ms: i64,
+        ends_ms: i64,
+        created_by: String,
+        comment: String,
+        reply: oneshot::Sender<Result<u64, ApiError>>,
+    },
+    Unsilence {
+        id: u64,
+        reply: oneshot::Sender<Result<(), ApiError>>,
+    },
+}
+
+/// Everything the task owns.
+#[derive(Debug)]
+pub struct Runner {
+    pub engine: Engine,
+    pub observations: mpsc::Receiver<Observation>,
+    /// Later consumers of the observations (the dashboard, tests), fed after the engine.
+    pub downstream: Option<ObservationSender>,
+    pub api: mpsc::Receiver<ApiRequest>,
+    pub view: watch::Sender<Arc<AlertsView>>,
+    pub publisher: Option<AlertPublisher>,
+    pub connected: mpsc::UnboundedReceiver<()>,
+    pub webhooks: Vec<Webhook>,
+    pub external_url: String,
+    pub store: StateFile,
+    pub metrics: Arc<Metrics>,
+    pub evaluation_interval: Duration,
+    pub shutdown: Shutdown,
+}
+
+/// Unix time in microseconds, for the latency histogram.
+fn now_us() -> i64 {
+    let since_epoch = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    i64::try_from(since_epoch.as_micros()).unwrap_or(i64::MAX)
+}
+
+impl Runner {
+    pub async fn run(mut self) {
+        let http = reqwest::Client::new();
+        let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(DeliveryJob, DeliveryResult)>();
+        let mut ticker = tokio::time::interval(self.evaluation_interval);
+        ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        self.engine.resync(now_ms());
+        self.flush(None, &http, &done_tx);
+        loop {
+            let mut origin_us = None;
+            tokio::select! {
+                biased;
+                () = self.shutdown.recv() => break,
+                Some(observation) = self.observations.recv() => {
+                    let now = now_ms();
+                    match &observation {
+                        Observation::Samples(samples) => {
+                            // The engine has no receipt time for samples (the model carries only the
+                            // reading's own timestamp): latency is measured from taking them.
+                            origin_us = Some(now_us());
+                            self.engine.observe_samples(samples, now);
+                        }
+                        Observation::Status { status, received_ms } => {
+                            origin_us = Some(received_ms.saturating_mul(1000));
+                            self.engine.observe_status(status, now);
+                        }
+                        Observation::Ack { ack, .. } => self.engine.observe_ack(ack),
+                    }
+                    if let Some(downstream) = &self.downstream
+                        && downstream.try_send(observation).is_err()
+                    {
+                        self.metrics.observations_dropped.inc();
+                    }
+                }
+                Some(()) = self.connected.recv() => self.engine.resync(now_ms()),
+                Some(request) = self.api.recv() => self.handle(request),
+                Some((job, result)) = done_rx.recv() => self.engine.delivered(&job, result, now_ms()),
+                _ = ticker.tick() => {
+                    let now = now_ms();
+                    self.engine.expire_silences(now);
+                    self.engine.tick(now);
+                }
+            }
+            self.flush(origin_us, &http, &done_tx);
+        }
+        self.save();
+    }
+
+    fn handle(&mut self, request: ApiRequest) {
+        let now = now_ms();
+        match request {
+            ApiRequest::Acknowledge {
+                key,
+                by,
+                comment,
+                reply,
+            } => {
+                let _ = reply.send(self.engine.acknowledge(&key, by, comment, now));
+            }
+            ApiRequest::Silence {
+                matchers,
+                starts_ms,
+                ends_ms,
+                created_by,
+                comment,
+                reply,
+            } => {
+                let _ = reply.send(
+                    self.engine
+                        .silence(matchers, starts_ms, ends_ms, created_by, comment),
+                );
+            }
+            ApiRequest::Unsilence { id, reply } => {
+                let _ = reply.send(self.engine.unsilence(id));
+            }
+        }
+    }
+
+    /// Carries out the engine's effects (publishes first: they are what the latency budget is for),
+    /// starts due deliveries, saves the state if it changed and refreshes the API's view.
+    fn flush(
+        &mut self,
+        origin_us: Option<i64>,
+        http: &reqwest::Client,
+        done: &mpsc::UnboundedSender<(DeliveryJob, DeliveryResult)>,
+    ) {
+        let effects = self.engine.take_effects();
+        for effect in &effects {
+            match effect {
+                Effect::Publish { alert, event } => {
+                    if let Some(publisher) = &self.publisher
+                        && let Err(e) = publisher.alert(alert, *event)
+                    {
+                        AlertPublishFailed {
+                            detail: &e.to_string(),
+                        }
+                        .emit(&self.metrics);
+                    }
+                    if *event {
+                        self.metrics
+                            .record_alert_transition(alert, origin_us.map(|o| now_us().saturating_sub(o)));
+                        tracing::info!(key = %alert.key, state = ?alert.state, "alert: {}", alert.summary);
+                    }
+                }
+                Effect::Command { node, command } => {
+                    if let Some(publisher) = &self.publisher
+                        && let Err(e) = publisher.command(node, command)
+                    {
+                        AlertPublishFailed {
+                            detail: &e.to_string(),
+                        }
+                        .emit(&self.metrics);
+                    }
+                }
+                Effect::Fan(outcome) => FanCommandOutcome { outcome }.emit(&self.metrics),
+            }
+        }
+        for job in self.engine.due_deliveries(now_ms()) {
+            let Some(hook) = self.webhooks.get(job.receiver).cloned() else {
+                continue;
+            };
+            let http = http.clone();
+            let done = done.clone();
+            let url = self.external_url.clone();
+            let metrics = Arc::clone(&self.metrics);
+            tokio::spawn(async move {
+                let result = match hook.send(&http, &job, &url).await {
+                    Ok(result) => result,
+                    Err(detail) => {
+                        NotificationFailed {
+                            receiver: &hook.name,
+                            detail: &detail,
+                        }
+                        .emit(&metrics);
+                        DeliveryResult::Failed
+                    }
+                };
+                metrics.record_notification(&hook.name, result);
+                let _ = done.send((job, result));
+            });
+        }
+        let changed = self.engine.take_changed();
+        if changed {
+            self.save();
+        }
+        if changed || !effects.is_empty() {
+            let _ = self.view.send(Arc::new(AlertsView::of(&self.engine, now_ms())));
+            self.metrics
+                .alerts_firing
+                .set(self.view.borrow().firing_count() as i64);
+        }
+    }
+
+    fn save(&self) {
+        if let Err(e) = self.store.save(&self.engine.saved()) {
+            tracing::error!("alert state not saved: {e}");
+        }
+    }
+}

@@ -1,0 +1,167 @@
+//! Webhook notifications: one HTTP POST per notification, in the rackwatch JSON shape or the shape
+//! Prometheus Alertmanager's `POST /api/v2/alerts` takes. One attempt here; the engine decides when
+//! to try again (with back-off) and remembers what each receiver was told.
+
+use std::time::Duration;
+
+use rackwatch_protocols::{AlertState, Severity};
+use serde_json::{Value, json};
+
+use super::config::{WebhookConfig, WebhookFormat};
+use super::engine::{DeliveryJob, DeliveryResult};
+use crate::config::ConfigError;
+
+/// A receiver ready to post to.
+#[derive(Debug, Clone)]
+pub struct Webhook {
+    pub name: String,
+    pub url: String,
+    pub format: WebhookFormat,
+    token: Option<String>,
+    timeout: Duration,
+}
+
+impl Webhook {
+    /// Reads the token now, so a missing secret fails at start.
+    pub fn from_config(config: &WebhookConfig, key: &str) -> Result<Self, ConfigError> {
+        Ok(Webhook {
+            name: config.name.to_string(),
+            url: config.url.clone(),
+            format: config.format,
+            token: config
+                .token
+                .as_ref()
+                .map(|t| t.read(&format!("{key}.token")))
+                .transpose()?,
+            timeout: config.timeout,
+        })
+    }
+
+    /// Posts one notification.
+    pub async fn send(
+        &self,
+        client: &reqwest::Client,
+        job: &DeliveryJob,
+        external_url: &str,
+    ) -> Result<DeliveryResult, String> {
+        let body = match self.format {
+            WebhookFormat::Json => json_body(job),
+            WebhookFormat::Alertmanager => alertmanager_body(job, external_url),
+        };
+        let mut request = client.post(&self.url).timeout(self.timeout).json(&body);
+        if let Some(token) = &self.token {
+            request = request.bearer_auth(token);
+        }
+        match request.send().await {
+            Ok(response) if response.status().is_success() => Ok(DeliveryResult::Delivered),
+            Ok(response) => {
+                let status = response.status();
+                let retry = status.is_server_error()
+                    || status == reqwest::StatusCode::REQUEST_TIMEOUT
+                    || status == reqwest::StatusCode::TOO_MANY_REQUESTS;
+                if retry {
+                    Err(format!("HTTP {status}"))
+                } else {
+                    Ok(DeliveryResult::Refused)
+                }
+            }
+            Err(e) => Err(e.to_string()),
+        }
+    }
+}
+
+/// The rackwatch shape: the alert message of protocols, and how it is being sent.
+pub fn json_body(job: &DeliveryJob) -> Value {
+    json!({
+        "alert": job.alert,
+        "repeat": job.repeat,
+        "acknowledged": job.acknowledged,
+        "level": job.level,
+    })
+}
+
+/// Alertmanager API v2 `postableAlerts`: labels identify the alert, `endsAt` set only on resolve
+/// (Alertmanager then closes it at once; a firing alert stays open until its `resolve_timeout`, so
+/// keep `alerts.repeat_interval` below that).
+pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
+    let alert = &job.alert;
+    let mut labels = serde_json::Map::new();
+    labels.insert("alertname".into(), json!(alert.rule.as_str()));
+    labels.insert("alert_key".into(), json!(alert.key.as_str()));
+    labels.insert(
+        "severity".into(),
+        json!(match alert.severity {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }),
+    );
+    for (name, value) in [
+        ("room", alert.room.as_deref()),
+        ("row", alert.row.as_deref()),
+        ("rack", alert.rack.as_deref()),
+        ("node", alert.node.as_deref()),
+        ("channel", alert.channel.as_deref()),
+    ] {
+        if let Some(value) = value {
+            labels.insert(name.into(), json!(value));
+        }
+    }
+    let mut annotations = serde_json::Map::new();
+    annotations.insert("summary".into(), json!(alert.summary.as_str()));
+    if let Some(value) = alert.value {
+        annotations.insert("value".into(), json!(value.to_string()));
+    }
+    if let Some(threshold) = alert.threshold {
+        annotations.insert("threshold".into(), json!(threshold.to_string()));
+    }
+    let mut entry = json!({
+        "labels": labels,
+        "annotations": annotations,
+        "startsAt": rfc3339(job.firing_since_ms),
+        "generatorURL": external_url,
+    });
+    if job.state == AlertState::Resolved
+        && let Some(object) = entry.as_object_mut()
+    {
+        object.insert(
+            "endsAt".into(),
+            json!(rfc3339(i64::try_from(alert.since_ms).unwrap_or(i64::MAX))),
+        );
+    }
+    json!([entry])
+}
+
+/// Unix milliseconds as RFC 3339 UTC (`2026-11-24T20:05:00.000Z`), by the civil-from-days
+/// algorithm of Howard Hinnant's `chrono`-compatible date algorithms.
+pub fn rfc3339(unix_ms: i64) -> String {
+    let days = unix_ms.div_euclid(86_400_000);
+    let ms_of_day = unix_ms.rem_euclid(86_400_000);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
+        ms_of_day / 3_600_000,
+        ms_of_day / 60_000 % 60,
+        ms_of_day / 1000 % 60,
+        ms_of_day % 1000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_matches_known_instants() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339(1_795_550_700_123), "2026-11-24T20:05:00.123Z");
+    }
+}
