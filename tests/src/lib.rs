@@ -17,6 +17,7 @@ pub mod fleet;
 mod gateway;
 mod mosquitto;
 mod process;
+pub mod qemu;
 mod victoria;
 
 pub use gateway::{Gateway, GatewaySettings, http_get};
