@@ -143,6 +143,10 @@ pub struct HttpConfig {
     /// Bearer token the API's acting routes (acknowledge, silence) require; without it they refuse.
     #[serde(default)]
     pub token: Option<SecretSource>,
+    /// How far back the facilities view's rack charts go, in minutes (one point per minute per
+    /// inventory rack, kept in memory).
+    #[serde(default = "default_window_minutes")]
+    pub window_minutes: usize,
 }
 
 impl Default for HttpConfig {
@@ -150,8 +154,13 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http_listen(),
             token: None,
+            window_minutes: default_window_minutes(),
         }
     }
+}
+
+fn default_window_minutes() -> usize {
+    6 * 60
 }
 
 /// Bounds on what the gateway accepts as data.

@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod cli;
 pub mod config;
+pub mod dashboard;
 pub mod deadletter;
 pub mod decode;
 pub mod events;

@@ -67,6 +67,8 @@ pub struct Sample {
     pub value: Option<f64>,
     pub status: ReadingStatus,
     pub timestamp_ms: i64,
+    /// Unix ms when the message carrying it reached the gateway (for alert latency).
+    pub received_ms: i64,
 }
 
 /// Unix time now in milliseconds.

@@ -324,7 +324,7 @@ impl Normaliser {
             return (Verdict::Stale, Some(mark));
         }
 
-        self.readings(t, timestamp_ms, out);
+        self.readings(t, timestamp_ms, received_ms, out);
         (Verdict::Accepted { gap }, Some(mark))
     }
 
@@ -371,7 +371,7 @@ impl Normaliser {
         series
     }
 
-    fn readings(&mut self, t: &Telemetry, timestamp_ms: i64, out: &mut Output) {
+    fn readings(&mut self, t: &Telemetry, timestamp_ms: i64, received_ms: i64, out: &mut Output) {
         let mut rack_touched = false;
         for reading in &t.readings {
             let series = self.series(&t.node, &reading.channel, reading.quantity);
@@ -390,6 +390,7 @@ impl Normaliser {
                     value: None,
                     status: reading.status,
                     timestamp_ms,
+                    received_ms,
                 });
                 continue;
             }
@@ -437,9 +438,10 @@ impl Normaliser {
                 value: Some(value),
                 status: ReadingStatus::Ok,
                 timestamp_ms,
+                received_ms,
             });
         }
-        self.dew_points(t, timestamp_ms, out);
+        self.dew_points(t, timestamp_ms, received_ms, out);
         if rack_touched {
             let position = self.inventory.position(&t.node);
             self.rack_lines(&position, timestamp_ms, out);
@@ -447,7 +449,7 @@ impl Normaliser {
     }
 
     /// Dew point for every channel of this message that has both temperature and humidity.
-    fn dew_points(&mut self, t: &Telemetry, timestamp_ms: i64, out: &mut Output) {
+    fn dew_points(&mut self, t: &Telemetry, timestamp_ms: i64, received_ms: i64, out: &mut Output) {
         let pairs: Vec<(ChannelName, f64, f64)> = out
             .samples
             .iter()
@@ -473,6 +475,7 @@ impl Normaliser {
                 value: Some(dew_point),
                 status: ReadingStatus::Ok,
                 timestamp_ms,
+                received_ms,
             });
         }
     }

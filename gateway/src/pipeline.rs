@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use crate::config::{Config, ConfigError};
+use crate::dashboard::Dashboard;
 use crate::deadletter::DeadLetters;
 use crate::events::Metrics;
 use crate::ingest::{Ingest, ObservationSender};
@@ -87,7 +88,19 @@ pub async fn run(
         })?;
     tracing::info!(addr = %config.http.listen, "HTTP server listening (/metrics, /health)");
 
-    // The alert engine sees every observation first and passes it on to `observers`.
+    // Observations flow ingest -> alert engine -> facilities view -> the caller's `observers`.
+    let dashboard = Dashboard::new(
+        &config.site,
+        Inventory::from_config(&config),
+        config.http.window_minutes,
+    );
+    let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
+    let dashboard_task = tokio::spawn(
+        dashboard
+            .clone()
+            .follow(dashboard_rx, observers, trigger.subscribe()),
+    );
+    let observers = Some(dashboard_tx);
     let (observers, alert_routes, alert_tasks) = match &config.alerts {
         Some(alerts) => {
             let service = crate::alert::start(&config, alerts, Arc::clone(&metrics), observers, &trigger)?;
@@ -162,7 +175,7 @@ pub async fn run(
     let http_task = tokio::spawn(http::serve(
         listener,
         Arc::clone(&metrics),
-        alert_routes,
+        alert_routes.merge(dashboard.routes()),
         trigger.subscribe(),
     ));
 
@@ -180,6 +193,7 @@ pub async fn run(
     for task in alert_tasks {
         let _ = task.await;
     }
+    let _ = dashboard_task.await;
     tracing::info!("stopped");
     Ok(())
 }

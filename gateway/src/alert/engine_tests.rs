@@ -49,6 +49,7 @@ fn sample(series: &Arc<Series>, value: f64, timestamp_ms: i64) -> Sample {
         value: Some(value),
         status: ReadingStatus::Ok,
         timestamp_ms,
+        received_ms: timestamp_ms,
     }
 }
 

@@ -84,9 +84,8 @@ impl Runner {
                     let now = now_ms();
                     match &observation {
                         Observation::Samples(samples) => {
-                            // The engine has no receipt time for samples (the model carries only the
-                            // reading's own timestamp): latency is measured from taking them.
-                            origin_us = Some(now_us());
+                            // Latency is measured from the earliest arrival in the batch.
+                            origin_us = samples.iter().map(|s| s.received_ms).min().map(|ms| ms.saturating_mul(1000));
                             self.engine.observe_samples(samples, now);
                         }
                         Observation::Status { status, received_ms } => {
