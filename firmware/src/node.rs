@@ -1049,6 +1049,10 @@ const INTERVAL_BOUNDS_MS: core::ops::RangeInclusive<u32> = 100..=3_600_000;
 
 /// What a received packet asks of the node, copied out of the receive buffer.
 #[derive(Debug)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "no heap to box the command into; one lives briefly on the stack"
+)]
 enum Handled {
     ConnAck(ConnectReturn),
     PubAck(u16),

@@ -298,7 +298,7 @@ mod tests {
     #[test]
     fn rounding_gives_the_short_decimal() {
         assert_eq!(round_to(22.3, 1), 22.3);
-        assert_eq!(round_to(22.299_999, 3), 22.3);
+        assert_eq!(round_to(22.299_95, 3), 22.3);
         assert_eq!(round_to(-0.0625, 4), -0.0625);
     }
 
