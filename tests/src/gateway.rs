@@ -21,6 +21,8 @@ pub struct GatewaySettings {
     pub influx_url: Option<String>,
     /// Extra TOML appended to the file (inventory, serial ports, normalise bounds ...).
     pub extra: String,
+    /// Extra keys of the `[http]` table (e.g. `token = { file = "..." }`).
+    pub http_extra: String,
     pub batch_max_age_ms: u64,
 }
 
@@ -32,6 +34,7 @@ impl GatewaySettings {
             client_id: "rackwatch-test".to_owned(),
             influx_url: None,
             extra: String::new(),
+            http_extra: String::new(),
             batch_max_age_ms: 200,
         }
     }
@@ -48,15 +51,50 @@ fn healthy(port: u16) -> bool {
     http_get(port, "/health").is_some_and(|body| body.starts_with("ok"))
 }
 
-/// A minimal blocking HTTP GET for the harness's own polling; returns the body of a 200.
+/// A minimal blocking HTTP GET for the harness's own polling; returns the body of a 200. Reads
+/// `Content-Length` bytes (some servers keep the connection open despite `Connection: close`).
 pub fn http_get(port: u16, path: &str) -> Option<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let (head, body) = response.split_once("\r\n\r\n")?;
-    (head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")).then(|| body.to_owned())
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut received = Vec::new();
+    let mut chunk = [0u8; 16 * 1024];
+    let header_end = loop {
+        if let Some(end) = received.windows(4).position(|w| w == b"\r\n\r\n") {
+            break end + 4;
+        }
+        let n = stream.read(&mut chunk).ok()?;
+        if n == 0 {
+            return None;
+        }
+        received.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&received[..header_end]).to_string();
+    let length = head.lines().find_map(|line| {
+        let (name, value) = line.split_once(':')?;
+        name.eq_ignore_ascii_case("content-length")
+            .then(|| value.trim().parse::<usize>().ok())?
+    });
+    match length {
+        Some(length) => {
+            while received.len() < header_end + length {
+                let n = stream.read(&mut chunk).ok()?;
+                if n == 0 {
+                    break;
+                }
+                received.extend_from_slice(&chunk[..n]);
+            }
+        }
+        None => {
+            let _ = stream.read_to_end(&mut received);
+        }
+    }
+    let body = String::from_utf8_lossy(&received[header_end..]).to_string();
+    (head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")).then_some(body)
 }
 
 impl Gateway {
@@ -70,7 +108,12 @@ impl Gateway {
         let mut toml = String::new();
         writeln!(toml, "site = \"{}\"", settings.site).unwrap();
         writeln!(toml, "[spool]\ndir = \"{}\"", dir.path().join("spool").display()).unwrap();
-        writeln!(toml, "[http]\nlisten = \"127.0.0.1:{http_port}\"").unwrap();
+        writeln!(
+            toml,
+            "[http]\nlisten = \"127.0.0.1:{http_port}\"\n{}",
+            settings.http_extra
+        )
+        .unwrap();
         if let Some(url) = &settings.mqtt_url {
             writeln!(
                 toml,

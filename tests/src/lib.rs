@@ -13,6 +13,7 @@
     reason = "test support: a panic fails the test"
 )]
 
+mod browser;
 pub mod fleet;
 mod gateway;
 mod mosquitto;
@@ -20,6 +21,7 @@ mod process;
 pub mod qemu;
 mod victoria;
 
+pub use browser::Browser;
 pub use gateway::{Gateway, GatewaySettings, http_get};
 pub use mosquitto::{Mosquitto, MosquittoConfig};
 pub use process::{Service, find_binary, free_port};
