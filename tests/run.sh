@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Runs every test of rackwatch on a fresh machine: installs what is missing (Debian packages, Rust
-# targets), then formatting, lints, unit/property/end-to-end tests, and the firmware's cross-build with
+# Runs every test of rackwatch on a fresh machine: installs what is missing (Debian packages:
+# Mosquitto, VictoriaMetrics, QEMU, Chromium and its driver; Rust targets), then formatting, lints, unit/property/end-to-end tests, and the firmware's cross-build with
 # its flash and RAM budgets. CI (.ci/run) runs exactly this. Aim: under 25 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,6 +21,8 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || missing+=(mosquitto)
 have victoria-metrics || missing+=(victoria-metrics)
 have qemu-system-arm || missing+=(qemu-system-arm)
+have chromium || missing+=(chromium)
+have chromedriver || missing+=(chromium-driver)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" -eq 0 ] || sudo=sudo
