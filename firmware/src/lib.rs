@@ -11,17 +11,20 @@
 //! - [`store`]: the store-and-forward ring of sampled records (oldest dropped and counted when full);
 //! - [`node`]: the MQTT session, publishing records oldest first at QoS 1, and commands;
 //! - [`mqtt`]: the MQTT 3.1.1 packet codec the session speaks;
-//! - [`transport`]: the byte stream the session runs over.
+//! - [`transport`]: the byte stream the session runs over;
+//! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod config_store;
 #[cfg(feature = "host")]
 pub mod host;
 pub mod mqtt;
 pub mod node;
+pub mod provisioning;
 pub mod sampling;
 pub mod store;
 pub mod transport;

@@ -80,6 +80,9 @@ pub struct NodeConfig {
     pub reconnect: Backoff,
     /// A connection that is not up (TCP and CONNACK) within this is given up and retried.
     pub connect_timeout_ms: u32,
+    /// MQTT user name and password (§3.1.3.4, §3.1.3.5), from the provisioned configuration.
+    pub user_name: Option<heapless::String<32>>,
+    pub password: Option<rackwatch_protocols::Secret>,
 }
 
 impl NodeConfig {
@@ -97,6 +100,8 @@ impl NodeConfig {
             keep_alive_s: 15,
             reconnect: Backoff::default(),
             connect_timeout_ms: 5_000,
+            user_name: None,
+            password: None,
         }
     }
 }
@@ -374,6 +379,26 @@ impl<const RING: usize> Node<RING> {
     /// The oldest event not yet taken.
     pub fn next_event(&mut self) -> Option<Event> {
         self.events.pop_front()
+    }
+
+    /// Takes a provisioned identity, interval and credentials. The session starts again at once with
+    /// a CONNECT under the new client id (the old id's last will marks it offline); records not yet
+    /// acknowledged are published again under the new id. The board switches the broker address.
+    pub fn apply_provisioned<T: Transport + ?Sized>(
+        &mut self,
+        provisioned: &rackwatch_protocols::NodeConfig,
+        now_ms: u64,
+        transport: &mut T,
+    ) {
+        self.config.site = provisioned.site.clone();
+        self.config.node = provisioned.node.clone();
+        self.config.interval_ms = provisioned.interval_ms;
+        self.config.user_name = provisioned.broker.username.clone();
+        self.config.password = provisioned.broker.password.clone();
+        self.sampler.set_default_interval(provisioned.interval_ms, now_ms);
+        self.lose(now_ms, transport, "provisioned");
+        self.attempts = 0;
+        self.session = Session::Offline { retry_at_ms: now_ms };
     }
 
     /// Starts a clean shutdown: publish `offline`, DISCONNECT, close. Polls report `stopped` when done.
@@ -863,6 +888,7 @@ impl<const RING: usize> Node<RING> {
         };
         let will_topic = topic::node(&self.config.site, &self.config.node, NodeTopic::Status);
         let node = self.config.node.clone();
+        let (user_name, password) = (self.config.user_name.clone(), self.config.password.clone());
         self.write(&Packet::Connect(Connect {
             client_id: node.as_str(),
             keep_alive_s: self.config.keep_alive_s,
@@ -875,8 +901,8 @@ impl<const RING: usize> Node<RING> {
                 qos: QoS::AtLeastOnce,
                 retain: true,
             }),
-            user_name: None,
-            password: None,
+            user_name: user_name.as_deref(),
+            password: password.as_ref().map(|p| p.expose().as_bytes()),
         }))
     }
 

@@ -3,6 +3,9 @@
 //!
 //! This file only wires the board to the application core (`rackwatch_firmware::Node`): it builds the
 //! drivers from a device table, names the channels, and polls the network and the node in one loop.
+//! Provisioning frames on UART0 (`rackwatch node provision`) are answered between polls; the stored
+//! configuration lives in RAM on this board (QEMU has no flash model that keeps writes), so it is lost
+//! at a reset and the `-append` settings apply again.
 //! A loop that stops (a wedged bus, a bug) stops feeding the watchdog, which resets the node.
 #![no_std]
 #![no_main]
@@ -15,15 +18,17 @@ use embedded_hal_bus::i2c::RefCellDevice;
 use rackwatch_board_lm3s6965evb::board::{self, Board, Clock, I2c0, Uart0Tx};
 use rackwatch_board_lm3s6965evb::link::TcpLink;
 use rackwatch_board_lm3s6965evb::settings::Settings;
+use rackwatch_firmware::config_store::{ConfigStore, RamFlash};
+use rackwatch_firmware::provisioning::{self, Provisioning, Request};
 use rackwatch_firmware::{ChannelSetup, Filter, Node, NodeConfig};
 use rackwatch_hardware::adm1272::Adm1272Config;
 use rackwatch_hardware::device::{Device, DeviceConfig};
 use rackwatch_hardware::tmp105::Resolution;
 use rackwatch_hardware::{Channel, Measurement};
-use rackwatch_protocols::ChannelName;
+use rackwatch_protocols::{AckResult, BrokerConfig, ChannelName, NodeState, Status};
 use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
 
 const NODE_ADDRESS: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
 const NODE_PREFIX: u8 = 24;
@@ -55,6 +60,9 @@ const HOT_SWAP: u8 = 1;
 const FANS: u8 = 2;
 
 type Bus<'a> = RefCellDevice<'a, I2c0>;
+/// A slot of the configuration store: a configuration's JSON with a few calibrated channels fits.
+const CONFIG_SLOT: usize = 1024;
+type Store = ConfigStore<&'static mut RamFlash<{ 2 * CONFIG_SLOT }>, CONFIG_SLOT>;
 
 #[entry]
 fn main() -> ! {
@@ -68,7 +76,11 @@ fn main() -> ! {
     else {
         board::reset()
     };
-    let (mut console, _keys) = console.split();
+    let (console, mut keys) = console.split();
+    let mut console = Console {
+        tx: console,
+        frames: false,
+    };
     watchdog.start(WATCHDOG_TIMEOUT_MS);
     let mac = nic.mac_address();
 
@@ -76,19 +88,13 @@ fn main() -> ! {
     let mut line = [0u8; 256];
     let command_line = board::command_line(&mut line).unwrap_or_default();
     if let Err(bad) = settings.apply_overrides(command_line) {
-        log(
-            &mut console,
-            format_args!("settings: {} ignored (bad value)", bad.0),
-        );
+        console.log(format_args!("settings: {} ignored (bad value)", bad.0));
     }
     let boot = boot_id(mac, &clock);
-    log(
-        &mut console,
-        format_args!(
-            "rackwatch node {} on lm3s6965evb, site {}, boot {boot:08x}, broker {}, every {} ms",
-            settings.node, settings.site, settings.broker, settings.interval_ms
-        ),
-    );
+    console.log(format_args!(
+        "rackwatch node {} on lm3s6965evb, site {}, boot {boot:08x}, broker {}, every {} ms",
+        settings.node, settings.site, settings.broker, settings.interval_ms
+    ));
 
     // The sensors: one driver per part, sharing I2C0 (single thread, no interrupts on the bus).
     let bus = RefCell::new(i2c);
@@ -96,10 +102,7 @@ fn main() -> ! {
         PARTS.map(|part| part.build(RefCellDevice::new(&bus), clock));
     for (index, (device, part)) in devices.iter_mut().zip(PARTS.iter()).enumerate() {
         if let Err(fault) = device.init(part) {
-            log(
-                &mut console,
-                format_args!("sensor setup of device {index}: {fault}"),
-            );
+            console.log(format_args!("sensor setup of device {index}: {fault}"));
         }
     }
     let channels = channels();
@@ -143,6 +146,18 @@ fn main() -> ! {
     let mut local_port = 0;
     let mut identifying = false;
 
+    let mut provisioning = Provisioning::new();
+    let mut provisioned = initial_config(&settings);
+    let (Some(store), Some(scratch)) = (
+        cortex_m::singleton!(: RamFlash<{ 2 * CONFIG_SLOT }> = RamFlash::new()),
+        cortex_m::singleton!(: [u8; CONFIG_SLOT] = [0; CONFIG_SLOT]),
+    ) else {
+        board::reset()
+    };
+    let Ok(mut store) = Store::new(store, 0) else {
+        board::reset()
+    };
+
     loop {
         let now = clock.now_ms();
         interface.poll(clock.now(), &mut nic, &mut sockets);
@@ -159,19 +174,44 @@ fn main() -> ! {
         );
         // Send what the node queued now rather than on the next turn.
         interface.poll(clock.now(), &mut nic, &mut sockets);
+        while let Ok(Some(byte)) = keys.try_read_byte() {
+            let Some((tag, request)) = provisioning.feed(byte) else {
+                continue;
+            };
+            console.frames = provisioning.host_attached();
+            let mut link = TcpLink {
+                interface: &mut interface,
+                sockets: &mut sockets,
+                socket,
+                broker: settings.broker,
+                local_port: &mut local_port,
+            };
+            let answer = Answer {
+                node,
+                provisioned: &provisioned,
+                tag,
+                now,
+            };
+            if let Some(config) = answer.send(request, &mut console.tx, &mut store, scratch) {
+                settings.broker = config.1;
+                node.apply_provisioned(&config.0, now, &mut link);
+                console.log(format_args!("provisioned as {}", config.0.node));
+                provisioned = config.0;
+            }
+        }
         while let Some(event) = node.next_event() {
-            log(&mut console, format_args!("{event}"));
+            console.log(format_args!("{event}"));
         }
         if node.identifying(now) != identifying {
             identifying = !identifying;
             // The evaluation board's status LED would blink; QEMU has none to show.
-            log(
-                &mut console,
-                format_args!("identify: {}", if identifying { "on" } else { "off" }),
-            );
+            console.log(format_args!(
+                "identify: {}",
+                if identifying { "on" } else { "off" }
+            ));
         }
         if poll.reboot {
-            log(&mut console, format_args!("reboot requested, resetting"));
+            console.log(format_args!("reboot requested, resetting"));
             board::reset();
         }
         watchdog.feed();
@@ -223,6 +263,150 @@ fn boot_id(mac: [u8; 6], clock: &Clock) -> u32 {
     (x >> 32) as u32 ^ x as u32
 }
 
-fn log(console: &mut Uart0Tx, line: core::fmt::Arguments<'_>) {
-    let _ = write!(console, "{line}\r\n");
+/// UART0's transmit side: plain log lines, or `Log` frames once a provisioning host is attached.
+struct Console {
+    tx: Uart0Tx,
+    frames: bool,
+}
+
+impl Console {
+    fn log(&mut self, line: core::fmt::Arguments<'_>) {
+        if !self.frames {
+            let _ = write!(self.tx, "{line}\r\n");
+            return;
+        }
+        let mut text: heapless::String<160> = heapless::String::new();
+        let _ = write!(text, "{line}");
+        let mut out = [0u8; 176];
+        if let Some(frame) = provisioning::log_frame(&text, &mut out) {
+            let _ = embedded_io::Write::write_all(&mut self.tx, frame);
+        }
+    }
+}
+
+/// The answer to one provisioning request.
+struct Answer<'a> {
+    node: &'a Node<RING>,
+    provisioned: &'a rackwatch_protocols::NodeConfig,
+    tag: u8,
+    now: u64,
+}
+
+impl Answer<'_> {
+    /// Writes the answer to `request`; a configuration that was stored comes back, with the broker
+    /// address it names, for the caller to apply.
+    fn send(
+        self,
+        request: Request,
+        tx: &mut Uart0Tx,
+        store: &mut Store,
+        scratch: &mut [u8; CONFIG_SLOT],
+    ) -> Option<(rackwatch_protocols::NodeConfig, IpEndpoint)> {
+        let mut body = [0u8; CONFIG_SLOT];
+        let mut out = [0u8; CONFIG_SLOT + 16];
+        let node_id = self.node.config().node.clone();
+        let (frame, applied) = match request {
+            Request::Hello => {
+                let config = self.node.config();
+                let status = Status {
+                    version: rackwatch_protocols::VERSION,
+                    node: node_id,
+                    state: if self.node.is_online() {
+                        NodeState::Online
+                    } else {
+                        NodeState::Offline
+                    },
+                    boot: config.boot,
+                    firmware: Some(config.firmware.clone()),
+                    serial: config.serial.clone(),
+                    uptime_ms: Some(self.now),
+                    interval_ms: Some(self.node.interval_ms()),
+                };
+                (
+                    provisioning::info_frame(self.tag, &status, &mut body, &mut out),
+                    None,
+                )
+            }
+            Request::GetConfig => (
+                provisioning::config_frame(self.tag, self.provisioned, &mut body, &mut out),
+                None,
+            ),
+            Request::Refused(reason) => (
+                provisioning::result_frame(
+                    self.tag,
+                    node_id,
+                    AckResult::Rejected,
+                    Some(reason),
+                    &mut body,
+                    &mut out,
+                ),
+                None,
+            ),
+            Request::SetConfig(config) => {
+                let stored = broker_endpoint(&config.broker)
+                    .ok_or("broker host not IPv4")
+                    .and_then(|broker| {
+                        let len = config.encode(&mut body).map_err(|_| "too large")?;
+                        let json = body.get(..len).ok_or("too large")?;
+                        store.save(json, scratch).map_err(|_| "too large")?;
+                        Ok(broker)
+                    });
+                match stored {
+                    Ok(broker) => (
+                        provisioning::result_frame(
+                            self.tag,
+                            config.node.clone(),
+                            AckResult::Ok,
+                            None,
+                            &mut body,
+                            &mut out,
+                        ),
+                        Some((config, broker)),
+                    ),
+                    Err(reason) => (
+                        provisioning::result_frame(
+                            self.tag,
+                            node_id,
+                            AckResult::Rejected,
+                            Some(reason),
+                            &mut body,
+                            &mut out,
+                        ),
+                        None,
+                    ),
+                }
+            }
+        };
+        if let Some(frame) = frame {
+            let _ = embedded_io::Write::write_all(tx, frame);
+        }
+        applied
+    }
+}
+
+/// The broker address of a configuration: this board's network stack takes IPv4 literals only (no DNS).
+fn broker_endpoint(broker: &BrokerConfig) -> Option<IpEndpoint> {
+    let address: Ipv4Address = broker.host.parse().ok()?;
+    Some(IpEndpoint::new(IpAddress::Ipv4(address), broker.port))
+}
+
+/// The configuration in force before any provisioning: the settings, nothing calibrated.
+fn initial_config(settings: &Settings) -> rackwatch_protocols::NodeConfig {
+    let mut host = heapless::String::new();
+    let _ = write!(host, "{}", settings.broker.addr);
+    rackwatch_protocols::NodeConfig {
+        version: rackwatch_protocols::VERSION,
+        node: settings.node.clone(),
+        site: settings.site.clone(),
+        location: rackwatch_protocols::Location::default(),
+        interval_ms: settings.interval_ms,
+        broker: BrokerConfig {
+            host,
+            port: settings.broker.port,
+            tls: false,
+            username: None,
+            password: None,
+        },
+        channels: heapless::Vec::new(),
+    }
 }
