@@ -19,6 +19,7 @@ mod gateway;
 mod mosquitto;
 mod process;
 pub mod qemu;
+pub mod room;
 mod victoria;
 
 pub use browser::Browser;

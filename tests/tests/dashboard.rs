@@ -9,14 +9,11 @@
     reason = "test code: a panic is a failed test"
 )]
 
-use std::collections::HashSet;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use fantoccini::Locator;
-use rackwatch_protocols::{ChannelName, NodeId, Quantity, Reading, Telemetry, Unit};
+use rackwatch_tests::room::{INLET_HOT_RULE, Room, within};
 use rackwatch_tests::{Browser, Gateway, GatewaySettings, Mosquitto};
-use rumqttc::{AsyncClient, MqttOptions, QoS};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
 const TOKEN: &str = "let-me-acknowledge";
@@ -28,82 +25,6 @@ const RACKS: [(&str, &str); 6] = [
     ("r02", "b02"),
     ("r02", "b03"),
 ];
-
-fn inventory() -> String {
-    RACKS
-        .iter()
-        .map(|(row, rack)| {
-            format!("[nodes.n-{rack}]\nroom = \"hall-a\"\nrow = \"{row}\"\nrack = \"{rack}\"\n")
-        })
-        .collect()
-}
-
-/// One node per rack, publishing its inlet probes and outlet every 300 ms; racks in `hot` run at 36 °C.
-fn start_room(port: u16, hot: Arc<Mutex<HashSet<&'static str>>>) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let (client, mut eventloop) = AsyncClient::new(MqttOptions::new("room-sim", "127.0.0.1", port), 1000);
-        tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
-        // Bounded: at most 10 minutes of readings.
-        for seq in 0..2000u32 {
-            for (_, rack) in RACKS {
-                let inlet = if hot.lock().unwrap().contains(rack) {
-                    36.0
-                } else {
-                    22.0
-                };
-                let mut readings = heapless::Vec::new();
-                for (channel, value) in [
-                    ("inlet_top", inlet + 0.5),
-                    ("inlet_middle", inlet),
-                    ("inlet_bottom", inlet - 0.5),
-                    ("outlet", inlet + 12.0),
-                ] {
-                    let reading = Reading::ok(
-                        ChannelName::new(channel).unwrap(),
-                        Quantity::Temperature,
-                        value,
-                        Unit::Celsius,
-                    );
-                    readings.push(reading).unwrap();
-                }
-                let telemetry = Telemetry {
-                    version: 1,
-                    node: NodeId::new(&format!("n-{rack}")).unwrap(),
-                    boot: 1,
-                    seq,
-                    timestamp_ms: Some(rackwatch_tests::now_ms() as u64),
-                    uptime_ms: u64::from(seq) * 300,
-                    dropped: 0,
-                    readings,
-                };
-                let mut buf = [0u8; 1024];
-                let n = telemetry.encode(&mut buf).unwrap();
-                let topic = format!("rackwatch/v1/lab/n-{rack}/telemetry");
-                client
-                    .publish(topic, QoS::AtLeastOnce, false, buf[..n].to_vec())
-                    .await
-                    .unwrap();
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
-        }
-    })
-}
-
-/// Polls `check` every 200 ms until it holds or `timeout` passes; returns how long it took.
-async fn within<F, Fut>(timeout: Duration, mut check: F) -> Option<Duration>
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = bool>,
-{
-    let start = Instant::now();
-    while start.elapsed() < timeout {
-        if check().await {
-            return Some(start.elapsed());
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    None
-}
 
 async fn alerts(gateway: &Gateway) -> serde_json::Value {
     let response = reqwest::get(format!("http://127.0.0.1:{}/api/alerts", gateway.http_port()))
@@ -124,13 +45,10 @@ async fn floor_plan_shows_a_hot_rack_live_and_acknowledges_only_with_the_token()
     let mut settings = GatewaySettings::new("lab");
     settings.mqtt_url = Some(broker.url());
     settings.http_extra = format!("token = {{ file = \"{}\" }}", token_file.display());
-    settings.extra = format!(
-        "{}\n[alerts]\n[[alerts.rules]]\nname = \"inlet_hot\"\nkind = \"threshold\"\nquantity = \"temperature\"\nside = \"inlet\"\nabove = 32.0\nclear = 30.0\nseverity = \"critical\"\ngroup_by = \"rack\"\n",
-        inventory()
-    );
+    let room = Room::new("lab", &RACKS);
+    settings.extra = format!("{}\n{INLET_HOT_RULE}", room.inventory());
     let gateway = Gateway::start(GATEWAY, &settings);
-    let hot = Arc::new(Mutex::new(HashSet::new()));
-    let room = start_room(broker.port(), Arc::clone(&hot));
+    let publisher = room.start(broker.port());
 
     let browser = Browser::start().await;
     let page = &browser.client;
@@ -158,7 +76,7 @@ async fn floor_plan_shows_a_hot_rack_live_and_acknowledges_only_with_the_token()
     }
 
     // Rack b02 runs hot: its tile turns to the alert colour, without reloading the page.
-    hot.lock().unwrap().insert("b02");
+    room.set_hot("b02", true);
     let turned = within(Duration::from_secs(10), || async {
         let tile = page.find(Locator::Css(".rack[data-rack='b02']")).await.unwrap();
         tile.attr("data-band").await.unwrap().as_deref() == Some("hot")
@@ -242,5 +160,5 @@ async fn floor_plan_shows_a_hot_rack_live_and_acknowledges_only_with_the_token()
 
     let path = browser.screenshot("dashboard.png").await;
     println!("screenshot: {}", path.display());
-    room.abort();
+    publisher.abort();
 }

@@ -1,0 +1,247 @@
+//! The OpenAPI description the gateway serves is checked against its real responses: for every read
+//! route and every acting route, with and without the token, the body validates against the schema
+//! the document gives for that path, method and status.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::time::Duration;
+
+use rackwatch_tests::room::{INLET_HOT_RULE, Room, within};
+use rackwatch_tests::{Gateway, GatewaySettings, Mosquitto};
+use serde_json::{Value, json};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
+const TOKEN: &str = "api-test-token";
+
+struct Api {
+    base: String,
+    http: reqwest::Client,
+    document: Value,
+    checked: usize,
+}
+
+impl Api {
+    /// Sends a request and validates the response body against the document's schema for it.
+    async fn call(
+        &mut self,
+        method: &str,
+        path: &str,
+        template: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        let mut request = match method {
+            "get" => self.http.get(url),
+            "post" => self.http.post(url),
+            "delete" => self.http.delete(url),
+            _ => unreachable!(),
+        };
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let operation = &self.document["paths"][template][method];
+        assert!(
+            operation.is_object(),
+            "{method} {template} is not in the OpenAPI document"
+        );
+        let documented = &operation["responses"][status.to_string()];
+        assert!(
+            documented.is_object(),
+            "{method} {path} answered {status}, which the document does not list: {text}"
+        );
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text.clone()))
+        };
+        if let Some(schema) = documented["content"]["application/json"].get("schema") {
+            let mut rooted = schema.clone();
+            rooted["components"] = self.document["components"].clone();
+            let validator = jsonschema::validator_for(&rooted).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&value)
+                .map(|e| format!("{} at {}", e, e.instance_path))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{method} {path} ({status}) does not match the document: {errors:?}\nbody: {text}"
+            );
+            self.checked += 1;
+        }
+        (status, value)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_answers_as_the_openapi_document_says() {
+    let broker = Mosquitto::start();
+    let token_dir = tempfile::tempdir().unwrap();
+    let token_file = token_dir.path().join("token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let room = Room::new("api", &[("r01", "a01"), ("r01", "a02")]);
+    let mut settings = GatewaySettings::new("api");
+    settings.mqtt_url = Some(broker.url());
+    settings.http_extra = format!("token = {{ file = \"{}\" }}", token_file.display());
+    settings.extra = format!("{}\n{INLET_HOT_RULE}", room.inventory());
+    let gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+    room.set_hot("a02", true);
+
+    let base = format!("http://127.0.0.1:{}", gateway.http_port());
+    let document: Value = reqwest::get(format!("{base}/api/openapi.json"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let served_file: Value = serde_json::from_str(include_str!("../../gateway/openapi.json")).unwrap();
+    assert_eq!(document, served_file, "the gateway serves gateway/openapi.json");
+    let mut api = Api {
+        base,
+        http: reqwest::Client::new(),
+        document,
+        checked: 0,
+    };
+
+    // Wait until the hot rack's alert fires, so every list below has content to check.
+    let fired = within(Duration::from_secs(15), || {
+        let http = api.http.clone();
+        let url = format!("{}/api/alerts", api.base);
+        async move {
+            let alerts: Value = http.get(url).send().await.unwrap().json().await.unwrap();
+            alerts
+                .as_array()
+                .is_some_and(|a| a.iter().any(|i| i["state"] == "firing"))
+        }
+    })
+    .await;
+    assert!(fired.is_some(), "the hot rack's alert never fired");
+
+    let (status, room_body) = api.call("get", "/api/room", "/api/room", None, None).await;
+    assert_eq!(status, 200);
+    assert_eq!(room_body["racks"].as_array().unwrap().len(), 2);
+    let (status, rack) = api
+        .call("get", "/api/racks/hall-a.r01.a02", "/api/racks/{id}", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(rack["inlet_max"], 36.5);
+    assert_eq!(rack["probes"].as_array().unwrap().len(), 4);
+    let (status, _) = api
+        .call("get", "/api/racks/nowhere", "/api/racks/{id}", None, None)
+        .await;
+    assert_eq!(status, 404);
+    let (status, nodes) = api.call("get", "/api/nodes", "/api/nodes", None, None).await;
+    assert_eq!((status, nodes.as_array().unwrap().len()), (200, 2));
+
+    let (status, alerts) = api.call("get", "/api/alerts", "/api/alerts", None, None).await;
+    assert_eq!(status, 200);
+    let key = alerts
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["state"] == "firing")
+        .unwrap()["key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let one = format!("/api/alerts/{key}");
+    assert_eq!(
+        api.call("get", &one, "/api/alerts/{key}", None, None).await.0,
+        200
+    );
+    assert_eq!(
+        api.call("get", "/api/alerts/none", "/api/alerts/{key}", None, None)
+            .await
+            .0,
+        404
+    );
+
+    // Acting: refused without the token or with a wrong one, done with it.
+    let ack = format!("/api/alerts/{key}/ack");
+    let by = Some(json!({ "by": "api test" }));
+    assert_eq!(
+        api.call("post", &ack, "/api/alerts/{key}/ack", None, by.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        api.call("post", &ack, "/api/alerts/{key}/ack", Some("wrong"), by.clone())
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        api.call("post", &ack, "/api/alerts/{key}/ack", Some(TOKEN), by)
+            .await
+            .0,
+        204
+    );
+    // The read view follows the engine asynchronously.
+    let shown = within(Duration::from_secs(5), || {
+        let request = api.http.get(format!("{}{one}", api.base));
+        async move {
+            let alert: Value = request.send().await.unwrap().json().await.unwrap();
+            alert["acknowledged"]["by"] == "api test"
+        }
+    })
+    .await;
+    assert!(shown.is_some(), "the acknowledgement does not show in GET {one}");
+    let (_, acknowledged) = api.call("get", &one, "/api/alerts/{key}", None, None).await;
+    assert_eq!(acknowledged["acknowledged"]["by"], "api test");
+
+    let silence = Some(json!({ "matchers": { "rack": "a01" }, "minutes": 30, "created_by": "api test" }));
+    assert_eq!(
+        api.call("post", "/api/silences", "/api/silences", None, silence.clone())
+            .await
+            .0,
+        401
+    );
+    let (status, created) = api
+        .call("post", "/api/silences", "/api/silences", Some(TOKEN), silence)
+        .await;
+    assert_eq!(status, 201);
+    let bad = Some(json!({ "matchers": {}, "minutes": 30, "ends_ms": 5 }));
+    assert_eq!(
+        api.call("post", "/api/silences", "/api/silences", Some(TOKEN), bad)
+            .await
+            .0,
+        400
+    );
+    let (status, silences) = api
+        .call("get", "/api/silences", "/api/silences", None, None)
+        .await;
+    assert_eq!((status, silences.as_array().unwrap().len()), (200, 1));
+    let remove = format!("/api/silences/{}", created["id"]);
+    assert_eq!(
+        api.call("delete", &remove, "/api/silences/{id}", None, None)
+            .await
+            .0,
+        401
+    );
+    assert_eq!(
+        api.call("delete", &remove, "/api/silences/{id}", Some(TOKEN), None)
+            .await
+            .0,
+        204
+    );
+
+    assert!(
+        api.checked >= 15,
+        "only {} bodies were checked against a schema",
+        api.checked
+    );
+    publisher.abort();
+}
