@@ -44,6 +44,6 @@ for board in firmware/boards/*/; do
   step "board $(basename "$board"): fmt, clippy, release build, size budget" bash -c "
     cd '$board' && cargo fmt -- --check && cargo clippy --release -- -D warnings && cargo build --release && ./size.sh"
 done
-step "cargo test" cargo test --workspace --all-features
+step "cargo test" cargo test --workspace --all-features --no-fail-fast
 
 echo "tests/run.sh: all checks passed in $((SECONDS - started)) s"

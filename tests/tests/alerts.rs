@@ -350,6 +350,9 @@ ack_timeout = "2s"
         manager[1][0]["endsAt"].as_str().is_some(),
         "the resolve carries endsAt"
     );
-    assert!(gateway.metric("rackwatch_alert_latency_seconds_count") >= 3.0);
+    // Transitions that follow a reading are timed from its arrival; one that the ticker causes (a
+    // `for` running out between readings) has no arrival to time. The first, pending, always follows
+    // a reading.
+    assert!(gateway.metric("rackwatch_alert_latency_seconds_count") >= 1.0);
     assert!(gateway.dir().join("spool/alerts-state.json").exists());
 }
