@@ -147,6 +147,11 @@ pub struct HttpConfig {
     /// inventory rack, kept in memory).
     #[serde(default = "default_window_minutes")]
     pub window_minutes: usize,
+    /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
+    #[serde(default)]
+    pub tls_cert_file: Option<PathBuf>,
+    #[serde(default)]
+    pub tls_key_file: Option<PathBuf>,
 }
 
 impl Default for HttpConfig {
@@ -155,6 +160,8 @@ impl Default for HttpConfig {
             listen: default_http_listen(),
             token: None,
             window_minutes: default_window_minutes(),
+            tls_cert_file: None,
+            tls_key_file: None,
         }
     }
 }
@@ -360,6 +367,12 @@ impl Config {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
+            return Err(invalid(
+                "http.tls_key_file",
+                "tls_cert_file and tls_key_file go together",
+            ));
+        }
         if let Some(token) = &self.http.token {
             token.validate("http.token")?;
         }

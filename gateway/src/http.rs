@@ -1,4 +1,6 @@
-//! The HTTP server: `/metrics` (Prometheus text format) and `/health`.
+//! The HTTP server: `/metrics` (Prometheus text format), `/health`, and the stages' routes (the
+//! facilities view, the alert API). Plain HTTP on loopback by default; TLS when `[http]` names a
+//! certificate and key.
 
 use std::sync::Arc;
 
@@ -11,13 +13,12 @@ use axum::routing::get;
 use crate::events::Metrics;
 use crate::shutdown::Shutdown;
 
-/// Serves `/metrics`, `/health` and the stages' own `routes` (the alert API) until shutdown.
-pub async fn serve(
-    listener: tokio::net::TcpListener,
-    metrics: Arc<Metrics>,
-    routes: Router,
-    mut shutdown: Shutdown,
-) {
+/// Serves `/metrics`, `/health` and the stages' own `routes` until shutdown.
+pub async fn serve<L>(listener: L, metrics: Arc<Metrics>, routes: Router, mut shutdown: Shutdown)
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
     let app = Router::new()
         .route("/metrics", get(render_metrics))
         .route("/health", get(health))
@@ -40,4 +41,120 @@ async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoRespons
 
 async fn health() -> &'static str {
     "ok\n"
+}
+
+/// A listener that completes TLS handshakes (tokio-rustls) before handing connections to axum.
+/// Handshakes run in their own tasks with a timeout, so a slow or silent client delays nobody.
+#[derive(Debug)]
+pub struct TlsListener {
+    accepted: tokio::sync::mpsc::Receiver<(
+        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+        std::net::SocketAddr,
+    )>,
+    local: std::net::SocketAddr,
+}
+
+/// Why the TLS certificate or key could not be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct TlsError {
+    pub key: &'static str,
+    pub message: String,
+}
+
+impl TlsListener {
+    pub fn new(
+        listener: tokio::net::TcpListener,
+        cert_file: &std::path::Path,
+        key_file: &std::path::Path,
+    ) -> Result<Self, TlsError> {
+        let read = |key: &'static str, path: &std::path::Path| {
+            std::fs::read(path).map_err(|e| TlsError {
+                key,
+                message: format!("cannot read {}: {e}", path.display()),
+            })
+        };
+        let cert_pem = read("http.tls_cert_file", cert_file)?;
+        let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| TlsError {
+                key: "http.tls_cert_file",
+                message: e.to_string(),
+            })?;
+        let key_pem = read("http.tls_key_file", key_file)?;
+        let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+            .map_err(|e| TlsError {
+                key: "http.tls_key_file",
+                message: e.to_string(),
+            })?
+            .ok_or_else(|| TlsError {
+                key: "http.tls_key_file",
+                message: "no private key in the file".into(),
+            })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError {
+                key: "http",
+                message: e.to_string(),
+            })?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError {
+                key: "http.tls_key_file",
+                message: e.to_string(),
+            })?;
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let local = listener.local_addr().map_err(|e| TlsError {
+            key: "http.listen",
+            message: e.to_string(),
+        })?;
+        let (tx, accepted) = tokio::sync::mpsc::channel(64);
+        tokio::spawn(async move {
+            loop {
+                let (stream, peer) = match listener.accept().await {
+                    Ok(accepted) => accepted,
+                    Err(e) => {
+                        tracing::warn!("HTTP accept: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                if tx.is_closed() {
+                    return;
+                }
+                let acceptor = acceptor.clone();
+                let handed = tx.clone();
+                tokio::spawn(async move {
+                    let handshake =
+                        tokio::time::timeout(std::time::Duration::from_secs(10), acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(tls)) => {
+                            let _ = handed.send((tls, peer)).await;
+                        }
+                        Ok(Err(e)) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                        Err(_) => tracing::debug!(%peer, "TLS handshake timed out"),
+                    }
+                });
+            }
+        });
+        Ok(TlsListener { accepted, local })
+    }
+}
+
+impl axum::serve::Listener for TlsListener {
+    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
+    type Addr = std::net::SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
+        match self.accepted.recv().await {
+            Some(accepted) => accepted,
+            // The accept task only ends once this listener is dropped.
+            None => std::future::pending().await,
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<Self::Addr> {
+        Ok(self.local)
+    }
 }

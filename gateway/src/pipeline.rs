@@ -27,6 +27,8 @@ pub enum StartError {
     DeadLetters(std::io::Error),
     #[error(transparent)]
     Alerts(#[from] crate::alert::StartError),
+    #[error(transparent)]
+    Tls(#[from] http::TlsError),
     #[error("HTTP server on {addr}: {source}")]
     Http {
         addr: std::net::SocketAddr,
@@ -172,12 +174,24 @@ pub async fn run(
             None
         }
     };
-    let http_task = tokio::spawn(http::serve(
-        listener,
-        Arc::clone(&metrics),
-        alert_routes.merge(dashboard.routes()),
-        trigger.subscribe(),
-    ));
+    let routes = alert_routes.merge(dashboard.routes());
+    let http_task = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
+        (Some(cert), Some(key)) => {
+            let listener = http::TlsListener::new(listener, cert, key)?;
+            tokio::spawn(http::serve(
+                listener,
+                Arc::clone(&metrics),
+                routes,
+                trigger.subscribe(),
+            ))
+        }
+        _ => tokio::spawn(http::serve(
+            listener,
+            Arc::clone(&metrics),
+            routes,
+            trigger.subscribe(),
+        )),
+    };
 
     let mut shutdown: Shutdown = trigger.subscribe();
     shutdown.recv().await;

@@ -245,3 +245,108 @@ async fn every_route_answers_as_the_openapi_document_says() {
     );
     publisher.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serves_https_only_when_a_certificate_is_configured() {
+    // A CA and a server certificate it signs (webpki refuses a CA certificate as a server's own).
+    let dir = tempfile::tempdir().unwrap();
+    let file = |name: &str| dir.path().join(name);
+    std::fs::write(
+        file("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+    )
+    .unwrap();
+    let openssl = rackwatch_tests::find_binary("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let output = std::process::Command::new(&openssl)
+            .current_dir(dir.path())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-days",
+            "1",
+            "-subj",
+            "/CN=rackwatch test CA",
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-subj",
+            "/CN=127.0.0.1",
+            "-keyout",
+            "key.pem",
+            "-out",
+            "server.csr",
+        ],
+    ]
+    .concat());
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "1",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "cert.pem",
+    ]);
+    let (cert, key) = (file("cert.pem"), file("key.pem"));
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("tls");
+    settings.mqtt_url = Some(broker.url());
+    settings.tls = Some((cert, key));
+    let gateway = Gateway::start(GATEWAY, &settings);
+
+    let ca = reqwest::Certificate::from_pem(&std::fs::read(file("ca.pem")).unwrap()).unwrap();
+    let https = reqwest::Client::builder()
+        .add_root_certificate(ca)
+        .build()
+        .unwrap();
+    let url = format!("https://127.0.0.1:{}/health", gateway.http_port());
+    let body = within(Duration::from_secs(10), || {
+        let request = https.get(url.clone());
+        async move { request.send().await.is_ok_and(|r| r.status().is_success()) }
+    })
+    .await;
+    assert!(
+        body.is_some(),
+        "no answer over HTTPS; gateway log:\n{}",
+        gateway.log()
+    );
+    let plain = reqwest::get(format!("http://127.0.0.1:{}/health", gateway.http_port())).await;
+    assert!(
+        plain.is_err() || !plain.unwrap().status().is_success(),
+        "plain HTTP must not be served"
+    );
+}
