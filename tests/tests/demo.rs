@@ -1,0 +1,194 @@
+//! `rackwatch demo` as a newcomer runs it: one command, nothing else started. The dashboard shows
+//! every rack of the simulated room; the cooling failure fires alerts, the fans are raised and
+//! acknowledged, the repair resolves the alerts; Ctrl-C ends the demo cleanly.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    clippy::print_stdout,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use fantoccini::Locator;
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use rackwatch_tests::{Browser, free_port, http_get};
+
+const RACKWATCH: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
+const RACKS: usize = 20;
+
+/// The demo process; killed if the test ends before it exited.
+struct Demo {
+    child: Child,
+    /// Every line it printed so far.
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Demo {
+    fn start(http_port: u16, data_dir: &std::path::Path) -> Self {
+        let mut child = Command::new(RACKWATCH)
+            .args(["demo", "--http", &format!("127.0.0.1:{http_port}"), "--data-dir"])
+            .arg(data_dir)
+            .args([
+                "--speed",
+                "30",
+                "--scenario",
+                "crac-failure",
+                "--scenario-start",
+                "10s",
+                "--scenario-duration",
+                "15s",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let stdout = child.stdout.take().unwrap();
+        let collected = Arc::clone(&lines);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                println!("demo | {line}");
+                collected.lock().unwrap().push(line);
+            }
+        });
+        Demo { child, lines }
+    }
+
+    fn printed(&self, text: &str) -> bool {
+        self.lines.lock().unwrap().iter().any(|line| line.contains(text))
+    }
+}
+
+impl Drop for Demo {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Polls `check` every 250 ms until it holds or `timeout` passes; returns how long it took.
+async fn within<F, Fut>(timeout: Duration, mut check: F) -> Option<Duration>
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let start = Instant::now();
+    while start.elapsed() < timeout {
+        if check().await {
+            return Some(start.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_the_room_plays_a_cooling_failure_and_stops_on_ctrl_c() {
+    let started = Instant::now();
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut demo = Demo::start(port, data.path());
+
+    let up = within(Duration::from_secs(30), || async {
+        http_get(port, "/").is_some()
+    })
+    .await;
+    assert!(up.is_some(), "the dashboard did not answer within 30 s");
+    assert!(demo.printed(&format!("Dashboard: http://127.0.0.1:{port}/")));
+
+    let browser = Browser::start().await;
+    let page = &browser.client;
+    page.goto(&format!("http://127.0.0.1:{port}/")).await.unwrap();
+
+    // Every rack of the room is drawn and has readings (a band other than `none`).
+    let reporting = within(Duration::from_secs(30), || async {
+        let tiles = page.find_all(Locator::Css(".rack[data-rack]")).await.unwrap();
+        let mut with_readings = 0;
+        for tile in &tiles {
+            let band = tile.attr("data-band").await.unwrap();
+            if band.is_some_and(|b| b != "none") {
+                with_readings += 1;
+            }
+        }
+        tiles.len() == RACKS && with_readings == RACKS
+    })
+    .await;
+    assert!(reporting.is_some(), "not all {RACKS} racks showed readings");
+    for rack in ["a01", "a10", "b01", "b10"] {
+        page.find(Locator::Css(&format!(".rack[data-rack='{rack}']")))
+            .await
+            .unwrap();
+    }
+
+    // The cooling unit fails 10 s in; the hot row's alerts show on the page.
+    let fired = within(Duration::from_secs(45), || async {
+        let tiles = page
+            .find_all(Locator::Css(".rack[data-alert='firing']"))
+            .await
+            .unwrap();
+        !tiles.is_empty()
+    })
+    .await;
+    assert!(fired.is_some(), "no rack turned to the alert colour");
+    assert!(demo.printed("cooling unit CRAC-2 failed"));
+    let hot_tiles = page
+        .find_all(Locator::Css(".rack[data-alert='firing']"))
+        .await
+        .unwrap();
+    for tile in &hot_tiles {
+        let rack = tile.attr("data-rack").await.unwrap().unwrap();
+        assert!(rack.starts_with('b'), "rack {rack} of the cooled row alerts");
+    }
+    let path = browser.screenshot("demo.png").await;
+    println!(
+        "alert on the page {:?} after start; screenshot {}",
+        started.elapsed(),
+        path.display()
+    );
+
+    // The gateway raised the hot racks' fans and the nodes acknowledged.
+    let fans = within(Duration::from_secs(20), || async {
+        demo.printed("raised to 100 % (acknowledged)")
+    })
+    .await;
+    assert!(fans.is_some(), "no fan raise was acknowledged");
+
+    // The unit is repaired 15 s later; every alert resolves and the fans go back.
+    let resolved = within(Duration::from_secs(90), || async {
+        page.find_all(Locator::Css(".rack[data-alert='firing']"))
+            .await
+            .unwrap()
+            .is_empty()
+            && demo.printed("All alerts resolved")
+    })
+    .await;
+    assert!(resolved.is_some(), "the alerts did not resolve");
+    assert!(demo.printed("Cooling restored"));
+    assert!(demo.printed("returned to 60 % (acknowledged)"));
+    println!("all alerts resolved {:?} after start", started.elapsed());
+
+    // Ctrl-C: the demo stops cleanly, with exit status 0, within seconds.
+    let pid = Pid::from_raw(i32::try_from(demo.child.id()).unwrap());
+    kill(pid, Signal::SIGINT).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = demo.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the demo did not stop within 10 s of Ctrl-C"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(status.success(), "the demo exited with {status}");
+    assert!(demo.printed("Stopped."));
+    println!("demo test took {:?}", started.elapsed());
+}
