@@ -29,18 +29,27 @@ enum Command {
         #[arg(long, short, env = "RACKWATCH_CONFIG", default_value = "rackwatch.toml")]
         config: PathBuf,
     },
+    /// Try rackwatch without hardware: an embedded broker, a simulated room of 20 racks with their
+    /// sensor nodes, the gateway and its dashboard, and a cooling failure played out.
+    Demo(crate::demo::DemoOptions),
 }
 
 /// Runs the command line: parses the arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The demo talks to a person on the terminal; its log shows only what went wrong.
+    let default_filter = match cli.command {
+        Command::Demo(_) => "warn,rumqttd=off",
+        _ => "info",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
+        Command::Demo(options) => crate::demo::main(options),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(parsed) => {
                 eprintln!(
@@ -91,7 +100,7 @@ pub fn main() -> ExitCode {
 }
 
 /// SIGTERM (systemd, `docker stop`) or Ctrl-C.
-async fn wait_for_signal() {
+pub(crate) async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     let Ok(mut term) = signal(SignalKind::terminate()) else {
         let _ = tokio::signal::ctrl_c().await;

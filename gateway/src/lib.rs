@@ -10,6 +10,7 @@ pub mod config;
 pub mod dashboard;
 pub mod deadletter;
 pub mod decode;
+pub mod demo;
 pub mod events;
 pub mod http;
 pub mod influx;

@@ -38,6 +38,8 @@ pub enum StartError {
 
 /// How long shutdown waits for the spool to drain into the database.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long shutdown waits for HTTP clients (open dashboards) to finish.
+const HTTP_GRACE: Duration = Duration::from_secs(2);
 
 /// Runs the gateway until `shutdown`, then stops the sources, commits, and drains what it can.
 pub async fn run(
@@ -203,7 +205,11 @@ pub async fn run(
     if let Some(sink) = sink {
         let _ = sink.await;
     }
-    let _ = http_task.await;
+    // Graceful shutdown waits for open connections, and a dashboard's event stream never ends by
+    // itself: give clients a moment, then leave them.
+    if tokio::time::timeout(HTTP_GRACE, http_task).await.is_err() {
+        tracing::info!("HTTP clients still connected at shutdown were dropped");
+    }
     for task in alert_tasks {
         let _ = task.await;
     }
