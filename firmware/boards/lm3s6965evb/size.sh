@@ -2,6 +2,8 @@
 # Flash and static RAM of the release image, from the section sizes llvm-size reports (llvm-tools component).
 # Fails when flash > 128 KiB or static RAM > 32 KiB: half the LM3S6965's 256 KiB / 64 KiB, leaving the rest
 # for the application core, the stack and a second firmware slot.
+# Panic locations embed absolute source paths (cargo registry, checkout), so the figure moves by a few bytes
+# from one machine to another: keep a margin below the limit, not a handful of bytes.
 # Usage: ./size.sh [binary name]   (default rackwatch-node, the application; builds it first)
 set -euo pipefail
 cd "$(dirname "$0")"
