@@ -289,6 +289,8 @@ pub struct Node<const RING: usize = DEFAULT_RING_CAPACITY> {
     config: NodeConfig,
     sampler: Sampler,
     ring: Ring<RING>,
+    /// The newest sampling round, for a local console; the ring's copy may already be in flight.
+    last_sampled: Option<Record>,
     next_seq: u32,
     in_flight: heapless::Deque<InFlight, MAX_IN_FLIGHT>,
     pending_acks: heapless::Deque<PendingAck, MAX_PENDING_ACKS>,
@@ -325,6 +327,7 @@ impl<const RING: usize> Node<RING> {
             sampler: Sampler::new(channels, config.interval_ms)?,
             config,
             ring: Ring::default(),
+            last_sampled: None,
             next_seq: 0,
             in_flight: heapless::Deque::new(),
             pending_acks: heapless::Deque::new(),
@@ -381,7 +384,14 @@ impl<const RING: usize> Node<RING> {
         self.events.pop_front()
     }
 
-    /// Takes a provisioned identity, interval and credentials. The session starts again at once with
+    /// Whether this node can take a provisioned configuration: every channel it calibrates exists.
+    pub fn accepts(&self, provisioned: &rackwatch_protocols::NodeConfig) -> Result<(), &'static str> {
+        self.sampler
+            .check(&provisioned.channels)
+            .map_err(|_| "unknown channel")
+    }
+
+    /// Takes a provisioned identity, interval, credentials and channel calibration. The session starts again at once with
     /// a CONNECT under the new client id (the old id's last will marks it offline); records not yet
     /// acknowledged are published again under the new id. The board switches the broker address.
     pub fn apply_provisioned<T: Transport + ?Sized>(
@@ -396,6 +406,8 @@ impl<const RING: usize> Node<RING> {
         self.config.user_name = provisioned.broker.username.clone();
         self.config.password = provisioned.broker.password.clone();
         self.sampler.set_default_interval(provisioned.interval_ms, now_ms);
+        // Checked before the configuration was stored (`accepts`); an unknown channel changes nothing.
+        let _ = self.sampler.configure(&provisioned.channels, now_ms);
         self.lose(now_ms, transport, "provisioned");
         self.attempts = 0;
         self.session = Session::Offline { retry_at_ms: now_ms };
@@ -445,11 +457,13 @@ impl<const RING: usize> Node<RING> {
             faults: u8::try_from(faults).unwrap_or(u8::MAX),
         });
         let before = self.ring.len();
-        self.ring.push(Record {
+        let record = Record {
             seq,
             uptime_ms: now_ms,
             readings,
-        });
+        };
+        self.last_sampled = Some(record.clone());
+        self.ring.push(record);
         if self.ring.len() == before {
             self.event(Event::Dropped { records: 1 });
         }
@@ -840,6 +854,12 @@ impl<const RING: usize> Node<RING> {
                 message.encode(out).ok()
             }
         }
+    }
+
+    /// The newest sampling round as telemetry, as it is (or will be) published.
+    pub fn last_telemetry(&self) -> Option<Telemetry> {
+        let record = self.last_sampled.as_ref()?;
+        Some(self.telemetry(record, 0))
     }
 
     /// The telemetry message of a record.

@@ -12,7 +12,7 @@
 //! the board wrote before it ends there instead of corrupting the frame.
 
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind};
-use rackwatch_protocols::{Ack, AckResult, EncodeError, NodeConfig, NodeId, Status};
+use rackwatch_protocols::{Ack, AckResult, EncodeError, NodeConfig, NodeId, Status, Telemetry};
 
 /// The longest frame the node accepts: a configuration with every channel calibrated fits.
 pub const MAX_FRAME_LEN: usize = 2048;
@@ -138,6 +138,11 @@ pub fn result_frame<'o>(
     let mut ack = Ack::new(u32::from(tag), node, result);
     ack.detail = detail.and_then(|d| heapless::String::try_from(d).ok());
     write_frame(FrameKind::Result, tag, |b| ack.encode(b), body, out)
+}
+
+/// `Telemetry` frame of the newest readings, for `rackwatch node console` (tag 0: not an answer).
+pub fn telemetry_frame<'o>(telemetry: &Telemetry, body: &mut [u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
+    write_frame(FrameKind::Telemetry, 0, |b| telemetry.encode(b), body, out)
 }
 
 /// `Log` carrying one line for the console.

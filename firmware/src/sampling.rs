@@ -6,7 +6,7 @@
 //! window alone; the other channels of the same round are read as usual.
 
 use rackwatch_hardware::{Channel, SensorSet};
-use rackwatch_protocols::ReadingStatus;
+use rackwatch_protocols::{ChannelConfig, ReadingStatus};
 
 use crate::store::StoredReading;
 
@@ -128,6 +128,9 @@ impl Window {
 #[derive(Debug, Clone)]
 struct ChannelState {
     setup: ChannelSetup,
+    /// The board's own calibration and interval, which a provisioned configuration overrides and a
+    /// later one that leaves the channel out brings back.
+    factory: (Calibration, Option<u32>),
     next_due_ms: u64,
     window: Window,
 }
@@ -143,6 +146,10 @@ pub struct Sampler {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TooManyChannels;
 
+/// A provisioned configuration names a channel this node does not have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnknownChannel;
+
 impl Sampler {
     /// Every channel is due at once (the first telemetry follows boot).
     pub fn new(channels: &[ChannelSetup], default_interval_ms: u32) -> Result<Self, TooManyChannels> {
@@ -151,6 +158,7 @@ impl Sampler {
             states
                 .push(ChannelState {
                     setup: setup.clone(),
+                    factory: (setup.calibration, setup.interval_ms),
                     next_due_ms: 0,
                     window: Window::default(),
                 })
@@ -176,6 +184,43 @@ impl Sampler {
                     .min(now_ms + u64::from(self.default_interval_ms));
             }
         }
+    }
+
+    /// Whether every channel of a provisioned configuration is one of this node's.
+    pub fn check(&self, provisioned: &[ChannelConfig]) -> Result<(), UnknownChannel> {
+        let known = |config: &ChannelConfig| {
+            self.channels
+                .iter()
+                .any(|state| state.setup.channel.name == config.channel)
+        };
+        provisioned.iter().all(known).then_some(()).ok_or(UnknownChannel)
+    }
+
+    /// Applies a provisioned configuration's per-channel calibration and intervals: a channel it names
+    /// takes its gain, offset and interval, one it leaves out goes back to the board's own. A changed
+    /// channel starts a fresh filter window and is sampled now. Nothing changes when a channel is
+    /// unknown.
+    pub fn configure(&mut self, provisioned: &[ChannelConfig], now_ms: u64) -> Result<(), UnknownChannel> {
+        self.check(provisioned)?;
+        for state in &mut self.channels {
+            let (calibration, interval_ms) = provisioned
+                .iter()
+                .find(|config| config.channel == state.setup.channel.name)
+                .map_or(state.factory, |config| {
+                    let calibration = Calibration {
+                        gain: config.gain,
+                        offset: config.offset,
+                    };
+                    (calibration, config.interval_ms.or(state.factory.1))
+                });
+            if (calibration, interval_ms) != (state.setup.calibration, state.setup.interval_ms) {
+                state.setup.calibration = calibration;
+                state.setup.interval_ms = interval_ms;
+                state.window = Window::default();
+                state.next_due_ms = now_ms;
+            }
+        }
+        Ok(())
     }
 
     /// Makes every channel due now (after a command whose effect the next telemetry must show).
@@ -317,6 +362,40 @@ mod tests {
         let mut sampler = Sampler::new(&[temperature(0).with_calibration(1.02, -0.5)], 1000).unwrap();
         let reading = sampler.sample_due(0, &mut Script(std::vec![25.0])).unwrap()[0];
         assert_eq!(round_to(reading.value, 3), 25.0);
+    }
+
+    fn provisioned(name: &str, gain: f32, offset: f32) -> ChannelConfig {
+        ChannelConfig {
+            channel: ChannelName::new(name).unwrap(),
+            placement: None,
+            gain,
+            offset,
+            interval_ms: Some(5000),
+        }
+    }
+
+    #[test]
+    fn provisioned_calibration_replaces_the_boards_until_left_out() {
+        let mut sampler = Sampler::new(&[temperature(0).with_calibration(1.0, 1.0)], 1000).unwrap();
+        let mut sensors = Script(std::vec![20.0; 4]);
+        sampler.configure(&[provisioned("t", 2.0, -0.5)], 10).unwrap();
+        let reading = sampler.sample_due(10, &mut sensors).unwrap()[0];
+        assert_eq!(round_to(reading.value, 3), 39.5);
+        assert_eq!(sampler.next_due_ms(), 5010);
+
+        sampler.configure(&[], 20).unwrap();
+        let reading = sampler.sample_due(20, &mut sensors).unwrap()[0];
+        assert_eq!(round_to(reading.value, 3), 21.0);
+        assert_eq!(sampler.next_due_ms(), 1020);
+    }
+
+    #[test]
+    fn an_unknown_channel_changes_nothing() {
+        let mut sampler = Sampler::new(&[temperature(0)], 1000).unwrap();
+        let config = [provisioned("t", 2.0, 0.0), provisioned("nope", 1.0, 0.0)];
+        assert_eq!(sampler.configure(&config, 0), Err(UnknownChannel));
+        let reading = sampler.sample_due(0, &mut Script(std::vec![20.0])).unwrap()[0];
+        assert_eq!(round_to(reading.value, 3), 20.0);
     }
 
     #[test]

@@ -18,6 +18,13 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Find, provision and watch sensor nodes on serial lines.
+    Node {
+        #[command(subcommand)]
+        command: crate::node_cli::NodeCommand,
+    },
+    /// Write Mosquitto password and ACL files so each node may use only its own topics.
+    BrokerAcl(crate::node_cli::BrokerAclOptions),
     /// Run the gateway: ingest, normalise, spool, write to InfluxDB.
     Run {
         /// The configuration file (TOML).
@@ -65,6 +72,8 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Node { command } => crate::node_cli::main(command),
+        Command::BrokerAcl(options) => crate::node_cli::broker_acl_main(options),
         Command::Run { config } => {
             let config = match Config::load(&config) {
                 Ok(config) => config,

@@ -18,6 +18,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod line_protocol;
 pub mod model;
+pub mod node_cli;
 pub mod normalise;
 pub mod pipeline;
 pub mod shutdown;

@@ -52,37 +52,59 @@ pub struct Qemu {
     dir: TempDir,
 }
 
+/// QEMU's own default Ethernet address for the board.
+pub const DEFAULT_MAC: &str = "52:54:00:12:34:56";
+const QMP_SOCKET: &str = "qmp.sock";
+
+fn temp_dir() -> TempDir {
+    tempfile::Builder::new()
+        .prefix("rackwatch-qemu-")
+        .tempdir()
+        .unwrap()
+}
+
+/// The board with the rack's I2C parts, user-mode networking and QMP in `dir`; UART0 goes to `serial`.
+fn command(image: &Path, append: &str, dir: &Path, serial: &str, mac: &str) -> Command {
+    let mut command = Command::new(find_binary("qemu-system-arm", "qemu-system-arm"));
+    command
+        .args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
+        .args(["-semihosting-config", "enable=on,target=native"])
+        .args(["-serial", serial])
+        .arg("-qmp")
+        .arg(format!(
+            "unix:{},server=on,wait=off",
+            dir.join(QMP_SOCKET).display()
+        ))
+        .args(["-device", "tmp105,address=0x48"])
+        .args(["-device", "adm1272,address=0x10"])
+        .args(["-device", "max31785,address=0x52"])
+        .args(["-nic", &format!("user,mac={mac}")])
+        .arg("-kernel")
+        .arg(image)
+        .args(["-append", append])
+        .stdin(Stdio::null())
+        .stderr(Stdio::null());
+    command
+}
+
 impl Qemu {
     /// Boots `image` with `append` as its command line (the node reads `key=value` words from it
     /// through semihosting, e.g. `broker=10.0.2.2:PORT interval_ms=1000`).
     pub fn start(image: &Path, append: &str) -> Self {
-        let program = find_binary("qemu-system-arm", "qemu-system-arm");
-        let dir = tempfile::Builder::new()
-            .prefix("rackwatch-qemu-")
-            .tempdir()
-            .unwrap();
-        let qmp = dir.path().join("qmp.sock");
+        let dir = temp_dir();
         let console = dir.path().join("console.log");
-        let child = Command::new(program)
-            .args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
-            .args(["-semihosting-config", "enable=on,target=native"])
-            .arg("-serial")
-            .arg(format!("file:{}", console.display()))
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()))
-            .args(["-device", "tmp105,address=0x48"])
-            .args(["-device", "adm1272,address=0x10"])
-            .args(["-device", "max31785,address=0x52"])
-            .args(["-nic", "user"])
-            .arg("-kernel")
-            .arg(image)
-            .args(["-append", append])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start qemu-system-arm: {e}"));
+        let child = command(
+            image,
+            append,
+            dir.path(),
+            &format!("file:{}", console.display()),
+            DEFAULT_MAC,
+        )
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| panic!("cannot start qemu-system-arm: {e}"));
         let qemu = Qemu { child, dir };
+        let qmp = qemu.dir.path().join(QMP_SOCKET);
         for _ in 0..100 {
             if qmp.exists() {
                 return qemu;
@@ -90,6 +112,35 @@ impl Qemu {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("QEMU did not open its QMP socket; console:\n{}", qemu.console());
+    }
+
+    /// Boots `image` like [`Qemu::start`], but with UART0 on a pseudo-terminal (`-serial pty`), whose
+    /// path QEMU 7.2 prints on its standard output ("char device redirected to /dev/pts/N (label
+    /// serial0)"); returns that path too. `mac` is the Ethernet address, from which the node derives
+    /// its serial number (QEMU's default [`DEFAULT_MAC`] gives `LM3S6965-123456`).
+    pub fn start_with_pty(image: &Path, append: &str, mac: &str) -> (Self, PathBuf) {
+        let dir = temp_dir();
+        let mut child = command(image, append, dir.path(), "pty", mac)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start qemu-system-arm: {e}"));
+        let stdout = child.stdout.take().unwrap();
+        let (found, pty) = std::sync::mpsc::channel();
+        // Reads QEMU's output to the end, so QEMU never blocks on a full pipe.
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if let Some((_, rest)) = line.split_once("redirected to ")
+                    && let Some(path) = rest.split_whitespace().next()
+                {
+                    let _ = found.send(PathBuf::from(path));
+                }
+            }
+        });
+        let qemu = Qemu { child, dir };
+        let pty = pty
+            .recv_timeout(Duration::from_secs(10))
+            .unwrap_or_else(|_| panic!("QEMU named no pseudo-terminal within 10 s"));
+        (qemu, pty)
     }
 
     /// What the firmware printed on UART0 so far.

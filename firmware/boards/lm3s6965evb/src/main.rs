@@ -201,6 +201,9 @@ fn main() -> ! {
         }
         while let Some(event) = node.next_event() {
             console.log(format_args!("{event}"));
+            if matches!(event, rackwatch_firmware::Event::Sampled { .. }) {
+                console.readings(node);
+            }
         }
         if node.identifying(now) != identifying {
             identifying = !identifying;
@@ -282,6 +285,21 @@ impl Console {
             let _ = embedded_io::Write::write_all(&mut self.tx, frame);
         }
     }
+
+    /// The newest readings as a `Telemetry` frame, once a host is attached (`rackwatch node console`).
+    fn readings(&mut self, node: &Node<RING>) {
+        if !self.frames {
+            return;
+        }
+        let Some(telemetry) = node.last_telemetry() else {
+            return;
+        };
+        let mut body = [0u8; CONFIG_SLOT];
+        let mut out = [0u8; CONFIG_SLOT + 16];
+        if let Some(frame) = provisioning::telemetry_frame(&telemetry, &mut body, &mut out) {
+            let _ = embedded_io::Write::write_all(&mut self.tx, frame);
+        }
+    }
 }
 
 /// The answer to one provisioning request.
@@ -343,8 +361,14 @@ impl Answer<'_> {
                 None,
             ),
             Request::SetConfig(config) => {
-                let stored = broker_endpoint(&config.broker)
-                    .ok_or("broker host not IPv4")
+                // This board has no TLS stack: refusing `tls` beats connecting in clear unasked.
+                let stored = self
+                    .node
+                    .accepts(&config)
+                    .and_then(|()| match config.broker.tls {
+                        true => Err("no TLS on this board"),
+                        false => broker_endpoint(&config.broker).ok_or("broker host not IPv4"),
+                    })
                     .and_then(|broker| {
                         let len = config.encode(&mut body).map_err(|_| "too large")?;
                         let json = body.get(..len).ok_or("too large")?;
