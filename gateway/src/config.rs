@@ -40,6 +40,21 @@ pub struct Config {
     /// The alert engine (gateway/ALERTS.md); it runs when this section is present.
     #[serde(default)]
     pub alerts: Option<crate::alert::config::AlertsConfig>,
+    /// Several gateways sharing the site, each serving one partition of its rows (gateway/CLUSTER.md).
+    #[serde(default)]
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// This gateway's share of a site served by several (gateway/CLUSTER.md). Every gateway of the site
+/// has the same `partitions` and its own `partition`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterConfig {
+    /// The partition this gateway serves: an index into `partitions`.
+    pub partition: usize,
+    /// The inventory rows of each partition. A node in no listed row, or missing from the
+    /// inventory, belongs to partition 0.
+    pub partitions: Vec<Vec<Label>>,
 }
 
 /// The MQTT broker the gateway subscribes to.
@@ -405,6 +420,28 @@ impl Config {
             }
             if let Some(group) = &mqtt.share_group {
                 Label::new(group).map_err(|e| invalid("mqtt.share_group", format!("{e}")))?;
+            }
+        }
+        if let Some(cluster) = &self.cluster {
+            if cluster.partition >= cluster.partitions.len() {
+                return Err(invalid(
+                    "cluster.partition",
+                    format!(
+                        "{} is not one of the {} partitions (counted from 0)",
+                        cluster.partition,
+                        cluster.partitions.len()
+                    ),
+                ));
+            }
+            let mut rows = std::collections::HashSet::new();
+            if let Some(row) = cluster.partitions.iter().flatten().find(|row| !rows.insert(*row)) {
+                return Err(invalid(
+                    "cluster.partitions",
+                    format!("row {row} is in two partitions"),
+                ));
+            }
+            if self.mqtt.is_none() {
+                return Err(invalid("cluster", "partitions are served over [mqtt]"));
             }
         }
         if let Some(influx) = &self.influxdb {

@@ -41,6 +41,7 @@ pub struct ReceiverLabel {
 pub struct Metrics {
     registry: Registry,
     pub messages_received: Counter,
+    pub messages_not_ours: Counter,
     pub messages_rejected: Family<ReasonLabel, Counter>,
     pub readings_accepted: Counter,
     pub readings_rejected: Family<ReasonLabel, Counter>,
@@ -75,6 +76,7 @@ impl Metrics {
         let mut registry = Registry::with_prefix("rackwatch");
         let metrics = Metrics {
             messages_received: Counter::default(),
+            messages_not_ours: Counter::default(),
             messages_rejected: Family::default(),
             readings_accepted: Counter::default(),
             readings_rejected: Family::default(),
@@ -103,6 +105,11 @@ impl Metrics {
             "messages_received",
             "Messages received from all sources",
             metrics.messages_received.clone(),
+        );
+        registry.register(
+            "messages_not_ours",
+            "Messages of another gateway's partition, acknowledged and left alone (gateway/CLUSTER.md)",
+            metrics.messages_not_ours.clone(),
         );
         registry.register(
             "messages_rejected",

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::cluster::Partition;
 use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
 use crate::events::{MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFull};
@@ -31,6 +32,8 @@ pub struct Ingest {
     pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     pub observers: Option<ObservationSender>,
+    /// This gateway's partition of the site, when it shares the site with others.
+    pub partition: Option<Partition>,
 }
 
 impl Ingest {
@@ -81,6 +84,14 @@ impl Ingest {
         observations: &mut Vec<Observation>,
     ) {
         self.metrics.messages_received.inc();
+        if let Some(partition) = &self.partition
+            && !partition.owns_route(&message.route)
+        {
+            // Acknowledged with the batch and left to its gateway: only partition 0's wildcard and
+            // the status and ack subscriptions bring these here.
+            self.metrics.messages_not_ours.inc();
+            return;
+        }
         let decoded = match decode(&self.site, &message.route, &message.payload) {
             Ok(decoded) => decoded,
             Err(rejection) => return self.reject(message, &rejection),

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use crate::cluster::Partition;
 use crate::config::{Config, ConfigError};
 use crate::dashboard::Dashboard;
 use crate::deadletter::DeadLetters;
@@ -47,6 +48,12 @@ pub async fn run(
     trigger: ShutdownTrigger,
     observers: Option<ObservationSender>,
 ) -> Result<(), StartError> {
+    let mut config = config;
+    let partition = config.cluster.as_ref().map(|c| Partition::new(c, &config));
+    if let Some(partition) = &partition {
+        // Alerts and the dashboard watch this partition's nodes only; the others are their gateways'.
+        partition.retain_own_nodes(&mut config);
+    }
     let metrics = Arc::new(Metrics::new());
     let inventory = Inventory::from_config(&config);
     let mut normaliser = Normaliser::new(config.site.clone(), inventory, config.normalise.clone());
@@ -127,6 +134,7 @@ pub async fn run(
         committed: Arc::clone(&committed),
         metrics: Arc::clone(&metrics),
         observers,
+        partition: partition.clone(),
     };
     let ingest_thread = std::thread::Builder::new()
         .name("rackwatch-ingest".into())
@@ -138,10 +146,11 @@ pub async fn run(
 
     let mut sources = tokio::task::JoinSet::new();
     if let Some((options, _)) = mqtt {
-        let filters = source::mqtt::subscriptions(
-            &config.site,
-            config.mqtt.as_ref().and_then(|m| m.share_group.as_deref()),
-        );
+        let share_group = config.mqtt.as_ref().and_then(|m| m.share_group.as_deref());
+        let filters = match &partition {
+            Some(partition) => partition.subscriptions(&config.site, share_group.unwrap_or("rackwatch")),
+            None => source::mqtt::subscriptions(&config.site, share_group),
+        };
         sources.spawn(source::mqtt::run(
             options,
             filters,
