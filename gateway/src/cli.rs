@@ -30,6 +30,9 @@ enum Command {
         /// The configuration file (TOML).
         #[arg(long, short, env = "RACKWATCH_CONFIG", default_value = "rackwatch.toml")]
         config: PathBuf,
+        /// Serve this partition of `[cluster]` (gateway/CLUSTER.md): one file for every gateway.
+        #[arg(long, env = "RACKWATCH_PARTITION")]
+        partition: Option<usize>,
     },
     /// Check a configuration file and say what is wrong with it, key by key.
     CheckConfig {
@@ -74,8 +77,14 @@ pub fn main() -> ExitCode {
         },
         Command::Node { command } => crate::node_cli::main(command),
         Command::BrokerAcl(options) => crate::node_cli::broker_acl_main(options),
-        Command::Run { config } => {
-            let config = match Config::load(&config) {
+        Command::Run { config, partition } => {
+            let loaded = Config::load(&config).and_then(|mut config| {
+                if let Some(partition) = partition {
+                    config.serve_partition(partition)?;
+                }
+                Ok(config)
+            });
+            let config = match loaded {
                 Ok(config) => config,
                 Err(e) => {
                     eprintln!("{e}");

@@ -202,4 +202,29 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn one_file_serves_every_partition() {
+        let mut config = config();
+        config.serve_partition(0).unwrap();
+        assert_eq!(config.cluster.as_ref().unwrap().partition, 0);
+        assert_eq!(config.mqtt.as_ref().unwrap().client_id, "rackwatch-gateway-p0");
+        assert_eq!(config.spool.dir, std::path::Path::new("/tmp/unused/p0"));
+        assert!(config.serve_partition(5).is_err());
+    }
+
+    #[test]
+    fn the_compose_files_configuration_is_valid_for_both_gateways() {
+        let text = include_str!("../../deploy/compose/rackwatch.toml");
+        for partition in 0..2 {
+            let mut config = Config::parse(text).unwrap();
+            config.serve_partition(partition).unwrap();
+            let cluster = config.cluster.clone().unwrap();
+            let filters = Partition::new(&cluster, &config).subscriptions(&config.site, "rackwatch");
+            assert!(
+                filters[0].starts_with(&format!("$share/rackwatch-p{partition}/")),
+                "{filters:?}"
+            );
+        }
+    }
 }

@@ -381,6 +381,21 @@ impl Config {
         Ok(config)
     }
 
+    /// Serves partition `partition` of `[cluster]` (`rackwatch run --partition N`), so one file can
+    /// configure every gateway of a site: the MQTT client id gets `-pN` and the spool folder a `pN`
+    /// subfolder, since each partition's broker session and spool are its own.
+    pub fn serve_partition(&mut self, partition: usize) -> Result<(), ConfigError> {
+        let Some(cluster) = self.cluster.as_mut() else {
+            return Err(invalid("cluster", "--partition needs a [cluster] section"));
+        };
+        cluster.partition = partition;
+        if let Some(mqtt) = self.mqtt.as_mut() {
+            mqtt.client_id = format!("{}-p{partition}", mqtt.client_id);
+        }
+        self.spool.dir = self.spool.dir.join(format!("p{partition}"));
+        self.validate()
+    }
+
     fn validate(&self) -> Result<(), ConfigError> {
         if self.http.tls_cert_file.is_some() != self.http.tls_key_file.is_some() {
             return Err(invalid(
