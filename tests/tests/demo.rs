@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use fantoccini::Locator;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use rackwatch_tests::{Browser, free_port, http_get};
+use rackwatch_tests::{Browser, Mosquitto, VictoriaMetrics, free_port, http_get};
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const RACKWATCH: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
 const RACKS: usize = 20;
@@ -32,20 +33,14 @@ struct Demo {
 }
 
 impl Demo {
-    fn start(http_port: u16, data_dir: &std::path::Path) -> Self {
+    /// `rackwatch demo` at 30× speed with `scenario` from 10 s in for 15 s, and `extra` options.
+    fn start(http_port: u16, data_dir: &std::path::Path, scenario: &str, extra: &[&str]) -> Self {
         let mut child = Command::new(RACKWATCH)
             .args(["demo", "--http", &format!("127.0.0.1:{http_port}"), "--data-dir"])
             .arg(data_dir)
-            .args([
-                "--speed",
-                "30",
-                "--scenario",
-                "crac-failure",
-                "--scenario-start",
-                "10s",
-                "--scenario-duration",
-                "15s",
-            ])
+            .args(["--speed", "30", "--scenario", scenario])
+            .args(["--scenario-start", "10s", "--scenario-duration", "15s"])
+            .args(extra)
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -94,7 +89,7 @@ async fn demo_shows_the_room_plays_a_cooling_failure_and_stops_on_ctrl_c() {
     let started = Instant::now();
     let data = tempfile::tempdir().unwrap();
     let port = free_port();
-    let mut demo = Demo::start(port, data.path());
+    let mut demo = Demo::start(port, data.path(), "crac-failure", &[]);
 
     let up = within(Duration::from_secs(30), || async {
         http_get(port, "/").is_some()
@@ -191,4 +186,92 @@ async fn demo_shows_the_room_plays_a_cooling_failure_and_stops_on_ctrl_c() {
     assert!(status.success(), "the demo exited with {status}");
     assert!(demo.printed("Stopped."));
     println!("demo test took {:?}", started.elapsed());
+}
+
+/// The demo against services a site already runs: an external Mosquitto (`--broker`) and an InfluxDB
+/// v2 write API (`--influx-url`, here VictoriaMetrics). A tripped power feed is alerted on the
+/// broker's alert topics, resolved after the reset, and the rack's power readings in the database
+/// show the drop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_with_an_external_broker_and_database_plays_a_power_trip() {
+    let broker = Mosquitto::start();
+    let db = VictoriaMetrics::start();
+    let mut options = MqttOptions::new("demo-watcher", "127.0.0.1", broker.port());
+    options.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = AsyncClient::new(options, 64);
+    client
+        .subscribe("rackwatch/v1/demo/alerts/events", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    let transitions = Arc::new(Mutex::new(Vec::<serde_json::Value>::new()));
+    let seen = Arc::clone(&transitions);
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(publish)) = event {
+                seen.lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&publish.payload).unwrap());
+            }
+        }
+    });
+
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let demo = Demo::start(
+        port,
+        data.path(),
+        "psu-trip",
+        &["--broker", &broker.url(), "--influx-url", &db.url()],
+    );
+    let resolved = within(Duration::from_secs(90), || async {
+        demo.printed("All alerts resolved")
+    })
+    .await;
+    assert!(
+        resolved.is_some(),
+        "the power trip's alert did not resolve within 90 s"
+    );
+    assert!(demo.printed("Rack a05: power feed tripped"));
+    assert!(demo.printed("Rack a05: power lost"));
+
+    // The alert system on the broker saw the incident fire and resolve, for rack a05 only.
+    let states = within(Duration::from_secs(10), || async {
+        let seen = transitions.lock().unwrap();
+        ["firing", "resolved"]
+            .iter()
+            .all(|state| seen.iter().any(|t| t["state"] == *state && t["rack"] == "a05"))
+    })
+    .await;
+    let seen = transitions.lock().unwrap().clone();
+    assert!(states.is_some(), "alert transitions on the broker: {seen:?}");
+    assert!(seen.iter().all(|t| t["rack"] == "a05"), "{seen:?}");
+
+    // The database has the room, and rack a05's power fell to next to nothing and came back.
+    let power = db
+        .export_until(
+            "{__name__=\"reading_value\",site=\"demo\",rack=\"a05\",quantity=\"power\"}",
+            Duration::from_secs(30),
+            |series| series.iter().any(|s| s.values.len() > 20),
+        )
+        .await;
+    let values: Vec<f64> = power.iter().flat_map(|s| s.values.iter().copied()).collect();
+    let (low, high) = values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    assert!(
+        high > 1000.0 && low < 0.1 * high,
+        "rack a05 power from {low} to {high} W"
+    );
+    let racks = db
+        .export_until(
+            "{__name__=\"reading_value\",site=\"demo\",quantity=\"temperature\"}",
+            Duration::from_secs(30),
+            |_| true,
+        )
+        .await;
+    let racks: std::collections::BTreeSet<&str> = racks
+        .iter()
+        .filter_map(|s| s.metric.get("rack").map(String::as_str))
+        .collect();
+    assert_eq!(racks.len(), RACKS, "{racks:?}");
 }

@@ -359,10 +359,10 @@ impl Rule {
                 format!("no reading for over {} s", self.condition.trigger())
             }
             RuleKind::Rate => format!(
-                "changed by {:.1} {} within {} min, limit {}",
+                "changed by {:.1} {} within {}, limit {}",
                 value.unwrap_or(f64::NAN),
                 self.unit,
-                self.window_ms / 60_000,
+                span(self.window_ms),
                 self.condition.trigger()
             ),
             _ => format!(
@@ -374,7 +374,7 @@ impl Rule {
             ),
         };
         let hold = if self.for_ms > 0 {
-            format!(" for {} s", self.for_ms / 1000)
+            format!(" for {}", span(self.for_ms))
         } else {
             String::new()
         };
@@ -384,6 +384,19 @@ impl Rule {
             String::new()
         };
         format!("{} {state}: {}{count}: {what}{hold}", self.name, scope.describe())
+    }
+}
+
+/// A duration for a person: `45 s`, `15 min`, `1 h 30 min` (rule windows shortened for the demo
+/// come out in seconds rather than as `0 min`).
+fn span(ms: i64) -> String {
+    let secs = ms.max(0).unsigned_abs().div_ceil(1000);
+    match (secs / 3600, secs % 3600 / 60, secs % 60) {
+        (0, 0, s) => format!("{s} s"),
+        (0, m, 0) => format!("{m} min"),
+        (0, m, s) => format!("{m} min {s} s"),
+        (h, 0, _) => format!("{h} h"),
+        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 
@@ -451,5 +464,17 @@ mod tests {
         let b = alert_key(&rule, &long(&format!("{}b", "a".repeat(31))));
         assert_eq!(a.len(), MAX_KEY_LEN);
         assert_ne!(a, b);
+    }
+
+    #[test]
+    fn spans_read_like_a_person_would_say_them() {
+        let spans: Vec<String> = [1_500, 45_000, 900_000, 90_000, 3_600_000, 5_400_000]
+            .into_iter()
+            .map(span)
+            .collect();
+        assert_eq!(
+            spans,
+            ["2 s", "45 s", "15 min", "1 min 30 s", "1 h", "1 h 30 min"]
+        );
     }
 }

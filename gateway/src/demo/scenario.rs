@@ -45,9 +45,20 @@ pub async fn play(mut plan: Plan) {
         say("Scenario: none. The room runs normally.");
         return;
     }
+    let what = match plan.scenario {
+        Scenario::CracFailure => {
+            let row = plan.room.rows().get(FAILED_ROW).map(|row| row.label.clone());
+            format!("the cooling unit of row {} fails", row.unwrap_or_default())
+        }
+        Scenario::FanFailure => format!("fans of rack {} stop", rack_label(&plan.room, FAN_FAILURE_RACK)),
+        Scenario::PsuTrip => format!(
+            "the power feed of rack {} trips",
+            rack_label(&plan.room, PSU_TRIP_RACK)
+        ),
+        Scenario::None => String::new(),
+    };
     say(&format!(
-        "Scenario {:?} starts in {} s and lasts {} s.",
-        plan.scenario,
+        "Scenario: {what} in {} s, for {} s.",
         plan.start.as_secs(),
         plan.duration.as_secs()
     ));
@@ -66,15 +77,16 @@ enum Step {
     Repair,
 }
 
+fn rack_label(room: &Layout, index: usize) -> String {
+    room.racks()
+        .into_iter()
+        .find(|rack| rack.index == index)
+        .map_or_else(|| format!("#{index}"), |rack| rack.label.clone())
+}
+
 fn apply(plan: &Plan, step: Step) {
     let hall = &plan.hall;
-    let rack_label = |index: usize| {
-        plan.room
-            .racks()
-            .into_iter()
-            .find(|rack| rack.index == index)
-            .map_or_else(|| format!("#{index}"), |rack| rack.label.clone())
-    };
+    let rack_label = |index: usize| rack_label(&plan.room, index);
     match (plan.scenario, step) {
         (Scenario::None, _) => {}
         (Scenario::CracFailure, Step::Break) => {
