@@ -228,6 +228,11 @@ fn describe(alert: &Alert) -> String {
         "ashrae_rate_15m" | "ashrae_rate_1h" => format!(
             "{place}: inlet temperature changing faster than ASHRAE allows ({threshold} °C per window)"
         ),
+        "fan_stopped" if resolved => format!("{place}: fans turning again"),
+        "fan_stopped" => format!(
+            "{place}: a fan stopped ({} rpm) — the rack is losing airflow",
+            alert.value.map_or(0.0, |v| v.round())
+        ),
         "rack_power_lost" if resolved => format!("{place}: power back"),
         "rack_power_lost" => format!("{place}: power lost — the rack draws next to nothing"),
         _ => alert.summary.to_string(),

@@ -89,6 +89,17 @@ clear_for = "1m"
 severity = "critical"
 group_by = "rack"
 
+# A fan whose tachometer reads next to nothing has stopped: the rack loses airflow.
+[[alerts.rules]]
+name = "fan_stopped"
+kind = "threshold"
+quantity = "fan_speed"
+below = 500.0
+clear = 1000.0
+for = "30s"
+clear_for = "1m"
+group_by = "rack"
+
 [alerts.cooling]
 rules = ["inlet_hot", "ashrae_a1_inlet_high"]
 boost_duty_percent = 100.0
