@@ -2,9 +2,31 @@
 //! uses it as is.
 
 use rackwatch_firmware::{LinkError, LinkState, Transport};
-use smoltcp::iface::{Interface, SocketHandle, SocketSet};
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::Device;
 use smoltcp::socket::tcp;
-use smoltcp::wire::IpEndpoint;
+use smoltcp::time::Instant;
+use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+
+/// The node's address on QEMU's user network (`-nic user`).
+pub const NODE_ADDRESS: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
+/// Its prefix length: 10.0.2.0/24.
+pub const NODE_PREFIX: u8 = 24;
+/// QEMU's user-network gateway, which is the host's loopback (where the broker runs).
+pub const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
+
+/// The IP interface on QEMU's user network: static address, default route to its gateway. `seed`
+/// varies TCP initial sequence numbers and ports from one boot to the next.
+pub fn interface<D: Device + ?Sized>(nic: &mut D, mac: [u8; 6], seed: u64, now: Instant) -> Interface {
+    let mut config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
+    config.random_seed = seed;
+    let mut interface = Interface::new(config, nic, now);
+    interface.update_ip_addrs(|addresses| {
+        let _ = addresses.push(IpCidr::new(IpAddress::Ipv4(NODE_ADDRESS), NODE_PREFIX));
+    });
+    let _ = interface.routes_mut().add_default_ipv4_route(GATEWAY);
+    interface
+}
 
 /// First local port; each connection takes the next one, so a new SYN is never mistaken for a segment
 /// of the previous connection.

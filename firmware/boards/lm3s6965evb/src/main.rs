@@ -16,7 +16,7 @@ use core::fmt::Write as _;
 use cortex_m_rt::entry;
 use embedded_hal_bus::i2c::RefCellDevice;
 use rackwatch_board_lm3s6965evb::board::{self, Board, Clock, I2c0, Uart0Tx};
-use rackwatch_board_lm3s6965evb::link::TcpLink;
+use rackwatch_board_lm3s6965evb::link::{self, TcpLink};
 use rackwatch_board_lm3s6965evb::settings::Settings;
 use rackwatch_firmware::config_store::{ConfigStore, RamFlash};
 use rackwatch_firmware::provisioning::{self, Provisioning, Request};
@@ -26,13 +26,10 @@ use rackwatch_hardware::device::{Device, DeviceConfig};
 use rackwatch_hardware::tmp105::Resolution;
 use rackwatch_hardware::{Channel, Measurement};
 use rackwatch_protocols::{AckResult, BrokerConfig, ChannelName, NodeState, Status};
-use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
 
-const NODE_ADDRESS: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
-const NODE_PREFIX: u8 = 24;
-const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
 /// Longer than any one loop iteration, including a whole I2C sampling round and a JSON encode.
 const WATCHDOG_TIMEOUT_MS: u32 = 2_000;
 /// Store-and-forward capacity: 128 records of 112 bytes (14 KiB), 21 minutes at the default 10 s.
@@ -124,13 +121,8 @@ fn main() -> ! {
     };
 
     // smoltcp: static address on QEMU's user network, default route to its gateway.
-    let mut interface_config = Config::new(HardwareAddress::Ethernet(EthernetAddress(mac)));
-    interface_config.random_seed = u64::from(boot) << 32 | u64::from(boot.rotate_left(16));
-    let mut interface = Interface::new(interface_config, &mut nic, clock.now());
-    interface.update_ip_addrs(|addresses| {
-        let _ = addresses.push(IpCidr::new(IpAddress::Ipv4(NODE_ADDRESS), NODE_PREFIX));
-    });
-    let _ = interface.routes_mut().add_default_ipv4_route(GATEWAY);
+    let seed = u64::from(boot) << 32 | u64::from(boot.rotate_left(16));
+    let mut interface = link::interface(&mut nic, mac, seed, clock.now());
     let (Some(storage), Some(rx_buffer), Some(tx_buffer)) = (
         cortex_m::singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
         cortex_m::singleton!(: [u8; 1024] = [0; 1024]),
@@ -349,17 +341,7 @@ impl Answer<'_> {
                 provisioning::config_frame(self.tag, self.provisioned, &mut body, &mut out),
                 None,
             ),
-            Request::Refused(reason) => (
-                provisioning::result_frame(
-                    self.tag,
-                    node_id,
-                    AckResult::Rejected,
-                    Some(reason),
-                    &mut body,
-                    &mut out,
-                ),
-                None,
-            ),
+            Request::Refused(reason) => self.verdict(Err(reason), &mut body, &mut out),
             Request::SetConfig(config) => {
                 // This board has no TLS stack: refusing `tls` beats connecting in clear unasked.
                 let stored = self
@@ -373,38 +355,38 @@ impl Answer<'_> {
                         let len = config.encode(&mut body).map_err(|_| "too large")?;
                         let json = body.get(..len).ok_or("too large")?;
                         store.save(json, scratch).map_err(|_| "too large")?;
-                        Ok(broker)
+                        Ok((config, broker))
                     });
-                match stored {
-                    Ok(broker) => (
-                        provisioning::result_frame(
-                            self.tag,
-                            config.node.clone(),
-                            AckResult::Ok,
-                            None,
-                            &mut body,
-                            &mut out,
-                        ),
-                        Some((config, broker)),
-                    ),
-                    Err(reason) => (
-                        provisioning::result_frame(
-                            self.tag,
-                            node_id,
-                            AckResult::Rejected,
-                            Some(reason),
-                            &mut body,
-                            &mut out,
-                        ),
-                        None,
-                    ),
-                }
+                self.verdict(stored, &mut body, &mut out)
             }
         };
         if let Some(frame) = frame {
             let _ = embedded_io::Write::write_all(tx, frame);
         }
         applied
+    }
+
+    /// The `Result` frame for a stored configuration (its new node id) or a refusal (with the reason),
+    /// and the configuration to apply.
+    fn verdict<'o>(
+        &self,
+        stored: Result<(rackwatch_protocols::NodeConfig, IpEndpoint), &'static str>,
+        body: &mut [u8],
+        out: &'o mut [u8],
+    ) -> (
+        Option<&'o [u8]>,
+        Option<(rackwatch_protocols::NodeConfig, IpEndpoint)>,
+    ) {
+        let (node, result, reason) = match &stored {
+            Ok((config, _)) => (config.node.clone(), AckResult::Ok, None),
+            Err(reason) => (
+                self.node.config().node.clone(),
+                AckResult::Rejected,
+                Some(*reason),
+            ),
+        };
+        let frame = provisioning::result_frame(self.tag, node, result, reason, body, out);
+        (frame, stored.ok())
     }
 }
 

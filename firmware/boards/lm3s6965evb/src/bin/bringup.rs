@@ -13,16 +13,14 @@ use cortex_m_rt::entry;
 use embedded_hal::delay::DelayNs;
 use embedded_hal::i2c::{I2c, NoAcknowledgeSource};
 use rackwatch_board_lm3s6965evb::board::{self, Board, I2c0, I2cError, Uart0Tx};
-use smoltcp::iface::{Config, Interface, SocketSet, SocketStorage};
+use rackwatch_board_lm3s6965evb::link::{self, GATEWAY, NODE_ADDRESS, NODE_PREFIX};
+use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{EthernetAddress, HardwareAddress, IpAddress, IpCidr, Ipv4Address};
+use smoltcp::wire::{EthernetAddress, IpAddress};
 
 /// TCP port of the gateway's broker, reached through QEMU's user networking at 10.0.2.2 (the host's
 /// loopback). Set at build time with `RACKWATCH_BROKER_PORT`; MQTT's registered port otherwise.
 const BROKER_PORT: u16 = port_from_env(option_env!("RACKWATCH_BROKER_PORT"));
-const GATEWAY: Ipv4Address = Ipv4Address::new(10, 0, 2, 2);
-const NODE_ADDRESS: Ipv4Address = Ipv4Address::new(10, 0, 2, 15);
-const NODE_PREFIX: u8 = 24;
 const LOCAL_PORT: u16 = 49_152;
 
 /// TMP105 (TI SBOS363): temperature register, two bytes, 12-bit two's complement left-justified, 1/16 °C.
@@ -131,14 +129,8 @@ fn main() -> ! {
     );
 
     // smoltcp: static address on QEMU's user network, the broker behind the gateway.
-    let mut config = Config::new(HardwareAddress::Ethernet(station));
-    config.random_seed =
-        u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]) ^ clock.now_ms();
-    let mut interface = Interface::new(config, &mut nic, clock.now());
-    interface.update_ip_addrs(|addresses| {
-        let _ = addresses.push(IpCidr::new(IpAddress::Ipv4(NODE_ADDRESS), NODE_PREFIX));
-    });
-    let _ = interface.routes_mut().add_default_ipv4_route(GATEWAY);
+    let seed = u64::from_le_bytes([mac[0], mac[1], mac[2], mac[3], mac[4], mac[5], 0, 0]) ^ clock.now_ms();
+    let mut interface = link::interface(&mut nic, mac, seed, clock.now());
 
     let (Some(storage), Some(rx_buffer), Some(tx_buffer)) = (
         cortex_m::singleton!(: [SocketStorage<'static>; 1] = [SocketStorage::EMPTY; 1]),
