@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
+use rackwatch_protocols::AlertState;
+
 use crate::cluster::Partition;
 use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
@@ -187,6 +189,11 @@ impl Ingest {
                     });
                 }
             }
+            Decoded::Alert(alert) => {
+                let mut lines = Vec::with_capacity(256);
+                alert_line(&mut lines, &self.site, &alert);
+                self.append(None, &lines);
+            }
         }
     }
 
@@ -268,4 +275,33 @@ impl Ingest {
             }
         }
     }
+}
+
+/// One alert transition as a point of the `alert` measurement (gateway/README.md, "InfluxDB schema"),
+/// dated when the alert entered its state, so a replay writes the same point again.
+fn alert_line(lines: &mut Vec<u8>, site: &str, alert: &rackwatch_protocols::Alert) {
+    let mut line = Line::new(lines, "alert")
+        .tag("key", &alert.key)
+        .tag("rule", &alert.rule)
+        .tag("severity", alert.severity.as_str())
+        .tag("site", site)
+        .tag("state", alert.state.as_str());
+    for (key, value) in [
+        ("room", alert.room.as_deref()),
+        ("row", alert.row.as_deref()),
+        ("rack", alert.rack.as_deref()),
+        ("node", alert.node.as_deref()),
+    ] {
+        if let Some(value) = value {
+            line = line.tag(key, value);
+        }
+    }
+    line = line.int("firing", i64::from(alert.state == AlertState::Firing));
+    for (key, value) in [("value", alert.value), ("threshold", alert.threshold)] {
+        if let Some(value) = value.filter(|v| v.is_finite()) {
+            line = line.float(key, value);
+        }
+    }
+    line.string("summary", &alert.summary)
+        .finish(i64::try_from(alert.since_ms).unwrap_or(i64::MAX));
 }

@@ -78,6 +78,20 @@ impl<'a> Line<'a> {
         self
     }
 
+    /// A string field: `"` and `\` escaped, as line protocol wants them.
+    pub fn string(mut self, key: &str, value: &str) -> Self {
+        self.field_key(key);
+        self.out.push(b'"');
+        for byte in value.bytes() {
+            if byte == b'"' || byte == b'\\' {
+                self.out.push(b'\\');
+            }
+            self.out.push(byte);
+        }
+        self.out.push(b'"');
+        self
+    }
+
     /// Ends the line with its timestamp in milliseconds (writes use `precision=ms`).
     pub fn finish(self, timestamp_ms: i64) {
         self.out.push(b' ');
@@ -116,5 +130,14 @@ mod tests {
         let text = String::from_utf8(out).unwrap();
         let value: f64 = text.split(['=', ' ']).nth(2).unwrap().parse().unwrap();
         assert_eq!(value, 0.1 + 0.2);
+    }
+
+    #[test]
+    fn string_fields_escape_quotes_and_backslashes() {
+        let mut out = Vec::new();
+        Line::new(&mut out, "alert")
+            .string("summary", r#"inlet "top" 30 \ C"#)
+            .finish(1);
+        assert_eq!(out, b"alert summary=\"inlet \\\"top\\\" 30 \\\\ C\" 1\n");
     }
 }

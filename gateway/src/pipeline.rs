@@ -112,16 +112,24 @@ pub async fn run(
             .follow(dashboard_rx, observers, trigger.subscribe()),
     );
     let observers = Some(dashboard_tx);
+    let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
+    let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
     let (observers, alert_routes, alert_tasks) = match &config.alerts {
         Some(alerts) => {
-            let service = crate::alert::start(&config, alerts, Arc::clone(&metrics), observers, &trigger)?;
+            let history = Some(incoming_tx.downgrade());
+            let service = crate::alert::start(
+                &config,
+                alerts,
+                Arc::clone(&metrics),
+                observers,
+                history,
+                &trigger,
+            )?;
             (Some(service.observations), service.routes, service.tasks)
         }
         None => (observers, axum::Router::new(), Vec::new()),
     };
 
-    let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
-    let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let committed = Arc::new(Notify::new());
 

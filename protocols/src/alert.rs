@@ -24,6 +24,27 @@ pub enum AlertState {
     Resolved,
 }
 
+impl Severity {
+    /// The wire name, as in the JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Severity::Warning => "warning",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+impl AlertState {
+    /// The wire name, as in the JSON.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Pending => "pending",
+            AlertState::Firing => "firing",
+            AlertState::Resolved => "resolved",
+        }
+    }
+}
+
 /// One alert of one rule for one scope (a channel, a rack, a row or a room).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Alert {

@@ -274,4 +274,24 @@ async fn demo_with_an_external_broker_and_database_plays_a_power_trip() {
         .filter_map(|s| s.metric.get("rack").map(String::as_str))
         .collect();
     assert_eq!(racks.len(), RACKS, "{racks:?}");
+
+    // The alert's history is in the database too, for Grafana annotations: pending, fired, resolved.
+    let history = db
+        .export_until(
+            "{__name__=\"alert_firing\",site=\"demo\",rule=\"rack_power_lost\",rack=\"a05\"}",
+            Duration::from_secs(30),
+            |series| {
+                series
+                    .iter()
+                    .any(|s| s.metric.get("state").map(String::as_str) == Some("resolved"))
+            },
+        )
+        .await;
+    let states: std::collections::BTreeMap<&str, Vec<f64>> = history
+        .iter()
+        .filter_map(|s| Some((s.metric.get("state")?.as_str(), s.values.clone())))
+        .collect();
+    assert_eq!(states.get("pending"), Some(&vec![0.0]), "{states:?}");
+    assert_eq!(states.get("firing"), Some(&vec![1.0]), "{states:?}");
+    assert_eq!(states.get("resolved"), Some(&vec![0.0]), "{states:?}");
 }

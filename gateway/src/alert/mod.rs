@@ -127,12 +127,14 @@ pub fn settings(config: &Config, alerts: &AlertsConfig) -> Settings {
 }
 
 /// Starts the engine (and its MQTT connection when `[mqtt]` is configured). `downstream` gets every
-/// observation after the engine has seen it.
+/// observation after the engine has seen it; `history` (ingest's input) gets every transition, to
+/// keep in the database.
 pub fn start(
     config: &Config,
     alerts: &AlertsConfig,
     metrics: Arc<Metrics>,
     downstream: Option<ObservationSender>,
+    history: Option<mpsc::WeakSender<crate::model::Incoming>>,
     trigger: &ShutdownTrigger,
 ) -> Result<AlertService, StartError> {
     let webhooks = alerts
@@ -181,6 +183,7 @@ pub fn start(
         engine,
         observations,
         downstream,
+        history,
         api,
         view: view_tx,
         publisher,

@@ -4,6 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use rackwatch_protocols::{Alert, MAX_MESSAGE_LEN};
 use tokio::sync::{mpsc, oneshot, watch};
 
 use super::engine::{ApiError, DeliveryJob, DeliveryResult, Effect, Engine};
@@ -14,7 +16,7 @@ use super::store::StateFile;
 use super::webhook::Webhook;
 use crate::events::{AlertPublishFailed, FanCommandOutcome, Metrics, NotificationFailed};
 use crate::ingest::ObservationSender;
-use crate::model::{Observation, now_ms};
+use crate::model::{Incoming, Observation, Route, now_ms};
 use crate::shutdown::Shutdown;
 
 /// A request from the HTTP API that changes the engine's state.
@@ -47,6 +49,8 @@ pub struct Runner {
     pub observations: mpsc::Receiver<Observation>,
     /// Later consumers of the observations (the dashboard, tests), fed after the engine.
     pub downstream: Option<ObservationSender>,
+    /// Ingest's input: transitions go there to be spooled and written like readings.
+    pub history: Option<mpsc::WeakSender<Incoming>>,
     pub api: mpsc::Receiver<ApiRequest>,
     pub view: watch::Sender<Arc<AlertsView>>,
     pub publisher: Option<AlertPublisher>,
@@ -165,6 +169,7 @@ impl Runner {
                         .emit(&self.metrics);
                     }
                     if *event {
+                        self.keep(alert);
                         self.metrics
                             .record_alert_transition(alert, origin_us.map(|o| now_us().saturating_sub(o)));
                         tracing::info!(key = %alert.key, state = ?alert.state, "alert: {}", alert.summary);
@@ -217,6 +222,30 @@ impl Runner {
                 .alerts_firing
                 .set(self.view.borrow().firing_count() as i64);
         }
+    }
+
+    /// Sends a transition to ingest, to be spooled and written like a reading (the `alert`
+    /// measurement). Never waits: the send runs on its own task, and is given up once ingest has
+    /// stopped at shutdown.
+    fn keep(&self, alert: &Alert) {
+        let Some(incoming) = self.history.as_ref().and_then(mpsc::WeakSender::upgrade) else {
+            return;
+        };
+        let mut payload = vec![0u8; MAX_MESSAGE_LEN];
+        let Ok(len) = alert.encode(&mut payload) else {
+            tracing::warn!(key = %alert.key, "alert transition too long to keep in the database");
+            return;
+        };
+        payload.truncate(len);
+        let message = Incoming {
+            route: Route::Alert,
+            payload: Bytes::from(payload),
+            received_ms: now_ms(),
+            ack: None,
+        };
+        tokio::spawn(async move {
+            let _ = incoming.send(message).await;
+        });
     }
 
     fn save(&self) {

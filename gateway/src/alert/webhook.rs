@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use rackwatch_protocols::{AlertState, Severity};
+use rackwatch_protocols::AlertState;
 use serde_json::{Value, json};
 
 use super::config::{WebhookConfig, WebhookFormat};
@@ -88,13 +88,7 @@ pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
     let mut labels = serde_json::Map::new();
     labels.insert("alertname".into(), json!(alert.rule.as_str()));
     labels.insert("alert_key".into(), json!(alert.key.as_str()));
-    labels.insert(
-        "severity".into(),
-        json!(match alert.severity {
-            Severity::Warning => "warning",
-            Severity::Critical => "critical",
-        }),
-    );
+    labels.insert("severity".into(), json!(alert.severity.as_str()));
     for (name, value) in [
         ("room", alert.room.as_deref()),
         ("row", alert.row.as_deref()),
