@@ -127,7 +127,9 @@ impl Runner {
                 comment,
                 reply,
             } => {
-                let _ = reply.send(self.engine.acknowledge(&key, by, comment, now));
+                let result = self.engine.acknowledge(&key, by, comment, now);
+                self.refresh_view();
+                let _ = reply.send(result);
             }
             ApiRequest::Silence {
                 matchers,
@@ -137,13 +139,16 @@ impl Runner {
                 comment,
                 reply,
             } => {
-                let _ = reply.send(
-                    self.engine
-                        .silence(matchers, starts_ms, ends_ms, created_by, comment),
-                );
+                let result = self
+                    .engine
+                    .silence(matchers, starts_ms, ends_ms, created_by, comment);
+                self.refresh_view();
+                let _ = reply.send(result);
             }
             ApiRequest::Unsilence { id, reply } => {
-                let _ = reply.send(self.engine.unsilence(id));
+                let result = self.engine.unsilence(id);
+                self.refresh_view();
+                let _ = reply.send(result);
             }
         }
     }
@@ -217,11 +222,17 @@ impl Runner {
             self.save();
         }
         if changed || !effects.is_empty() {
-            let _ = self.view.send(Arc::new(AlertsView::of(&self.engine, now_ms())));
-            self.metrics
-                .alerts_firing
-                .set(self.view.borrow().firing_count() as i64);
+            self.refresh_view();
         }
+    }
+
+    /// What the HTTP API shows. Refreshed before an API request is answered, so a client reads its
+    /// own change (a silence it created is in the next `GET /api/silences`).
+    fn refresh_view(&self) {
+        let _ = self.view.send(Arc::new(AlertsView::of(&self.engine, now_ms())));
+        self.metrics
+            .alerts_firing
+            .set(self.view.borrow().firing_count() as i64);
     }
 
     /// Sends a transition to ingest, to be spooled and written like a reading (the `alert`
