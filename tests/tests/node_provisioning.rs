@@ -353,6 +353,23 @@ async fn one_run_provisions_a_row_from_an_inventory_file() {
             missing.retain(|topic| *topic != publish.topic);
         }
     }
+
+    // `node list` asks both ports at once and shows each node as provisioned.
+    let output = rackwatch()
+        .args(["node", "list", "--port"])
+        .arg(&first_pty)
+        .arg("--port")
+        .arg(&second_pty)
+        .output()
+        .unwrap();
+    let (stdout, stderr) = stdout_and_stderr(&output);
+    assert!(output.status.success(), "{stderr}");
+    for line in [
+        "node r01-n1\tfirmware 0.1.0\tserial LM3S6965-000001\tlocation hall-a/r01/a01/U41",
+        "node r01-n2\tfirmware 0.1.0\tserial LM3S6965-000002\tlocation hall-a/r01/a02/U40",
+    ] {
+        assert!(stdout.contains(line), "{line:?} missing from\n{stdout}");
+    }
     drop((first, second));
 }
 

@@ -210,28 +210,35 @@ async fn list(extra: Vec<String>, line: &LineOptions) -> Result<(), String> {
         .map(|ports| ports.into_iter().map(|p| p.port_name).collect())
         .unwrap_or_default();
     ports.extend(extra);
-    let mut found = 0;
-    for port in ports {
-        let Ok(mut link) = open(&port, line) else { continue };
-        let Ok(info) = hello(&mut link, &port).await else {
-            continue;
-        };
-        let location = match read_config(&mut link, &port).await {
-            Ok(config) => show_location(&config.location),
-            Err(_) => "?".to_owned(),
-        };
-        found += 1;
-        say(&format!(
-            "{port}\tnode {}\tfirmware {}\tserial {}\tlocation {location}",
-            info.node,
-            info.firmware.as_deref().unwrap_or("?"),
-            info.serial.as_deref().unwrap_or("?"),
-        ));
+    ports.sort();
+    ports.dedup();
+    eprintln!("asking {} serial port(s) at once", ports.len());
+    // All ports at once: a row of nodes answers in one timeout, not one timeout per port.
+    let answers = futures_util::future::join_all(ports.iter().map(|port| identify(port, line))).await;
+    let found: Vec<String> = answers.into_iter().flatten().collect();
+    for line in &found {
+        say(line);
     }
-    if found == 0 {
+    if found.is_empty() {
         say("no rackwatch node answered");
     }
     Ok(())
+}
+
+/// One `node list` line for the node on `port`, or `None` when nothing answers as a node.
+async fn identify(port: &str, line: &LineOptions) -> Option<String> {
+    let mut link = open(port, line).ok()?;
+    let info = hello(&mut link, port).await.ok()?;
+    let location = match read_config(&mut link, port).await {
+        Ok(config) => show_location(&config.location),
+        Err(_) => "?".to_owned(),
+    };
+    Some(format!(
+        "{port}\tnode {}\tfirmware {}\tserial {}\tlocation {location}",
+        info.node,
+        info.firmware.as_deref().unwrap_or("?"),
+        info.serial.as_deref().unwrap_or("?"),
+    ))
 }
 
 async fn provision_all(options: &ProvisionOptions) -> Result<(), String> {
