@@ -80,7 +80,7 @@ struct Shape {
 
 impl Shape {
     fn is_alerting(&self, node: usize) -> bool {
-        self.alert_every > 0 && node % self.alert_every == 0
+        self.alert_every > 0 && node.is_multiple_of(self.alert_every)
     }
 
     /// The value a node publishes: deterministic, exactly representable, so the database can be
@@ -1150,7 +1150,7 @@ fn thousands(value: f64) -> String {
     let digits = whole.abs().to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
             out.push(',');
         }
         out.push(c);
@@ -1716,7 +1716,7 @@ async fn profile(shape: &Shape, scenario: &str, warm: u64, secs: u64) -> Result<
     let (_, tasks) = start_load(&shape, run.broker.port(), &marks, &counters);
     tokio::time::sleep(Duration::from_secs(warm)).await;
     let recorded = tokio::process::Command::new(perf)
-        .args(["record", "-F", "499", "-e", "cpu-clock", "-g", "-p"])
+        .args(["record", "-F", "999", "-e", "cpu-clock", "-g", "-p"])
         .arg(run.pids.gateway.to_string())
         .arg("-o")
         .arg(&data)
@@ -1752,7 +1752,8 @@ async fn profile(shape: &Shape, scenario: &str, warm: u64, secs: u64) -> Result<
                 String::from_utf8_lossy(&o.stdout)
                     .lines()
                     .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
-                    .map(str::to_owned)
+                    // `perf report` pads every line with empty columns (`-      -`).
+                    .map(|l| l.trim_end().trim_end_matches([' ', '-']).to_owned())
                     .collect::<Vec<_>>()
             })
             .unwrap_or_default()
@@ -1764,7 +1765,7 @@ async fn profile(shape: &Shape, scenario: &str, warm: u64, secs: u64) -> Result<
     let mut text = String::new();
     writeln!(
         text,
-        "perf record -F 499 -e cpu-clock -g -p <gateway> for {secs} s of {scenario}\n"
+        "perf record -F 999 -e cpu-clock -g -p <gateway> for {secs} s of {scenario}\n"
     )
     .unwrap();
     for (title, lines) in [
@@ -1780,7 +1781,7 @@ async fn profile(shape: &Shape, scenario: &str, warm: u64, secs: u64) -> Result<
     }
     std::fs::write(results_dir().join(format!("{scenario}-profile.txt")), &text).unwrap();
     let mut md = format!(
-        "\n## Profile of the gateway under {scenario}\n\n`perf record -F 499 -e cpu-clock -g -p <gateway pid>` for {secs} s \
+        "\n## Profile of the gateway under {scenario}\n\n`perf record -F 999 -e cpu-clock -g -p <gateway pid>` for {secs} s \
          (after {warm} s of load) of a second, separate run of the same load (full output: \
          [{scenario}-profile.txt]({scenario}-profile.txt)).\n\n"
     );
