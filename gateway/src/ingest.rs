@@ -51,12 +51,9 @@ impl Ingest {
                 self.process(&message, &mut out, &mut samples, &mut observations);
                 acks.extend(message.ack);
             }
-            self.commit();
-            for ack in acks.drain(..) {
-                // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
-                let _ = self.acks.send(ack);
-            }
-            self.committed.notify_one();
+            // The alert engine and the dashboard see the batch before the spool's fdatasync: an alert
+            // must not wait for the disk. If the gateway dies before the commit, the broker delivers
+            // the messages again and the engine sees the same readings twice, which changes nothing.
             if let Some(sender) = &self.observers {
                 if !samples.is_empty() {
                     observations.push(Observation::Samples(Arc::from(std::mem::take(&mut samples))));
@@ -71,6 +68,12 @@ impl Ingest {
             }
             samples.clear();
             observations.clear();
+            self.commit();
+            for ack in acks.drain(..) {
+                // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
+                let _ = self.acks.send(ack);
+            }
+            self.committed.notify_one();
             self.metrics
                 .spool_bytes
                 .set(i64::try_from(self.spool.bytes()).unwrap_or(i64::MAX));

@@ -9,6 +9,39 @@ use tempfile::TempDir;
 
 use crate::process::{Service, find_binary, free_port};
 
+impl Drop for Browser {
+    /// Chromium outlives chromedriver when a test fails before the session is closed: every process
+    /// started with this browser's profile folder on its command line is killed with it.
+    fn drop(&mut self) {
+        let profile = self._profile.path().display().to_string();
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else {
+                continue;
+            };
+            let cmdline = std::fs::read(entry.path().join("cmdline")).unwrap_or_default();
+            if String::from_utf8_lossy(&cmdline).contains(&profile) {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+        }
+    }
+}
+
+/// One rack tile of the dashboard's floor plan, as its data attributes say.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RackTile {
+    pub rack: String,
+    /// `none` before any reading, else the ASHRAE band of the hottest inlet.
+    pub band: String,
+    /// `firing` while an alert of the rack fires, else empty.
+    pub alert: String,
+}
+
 /// A chromedriver process and a WebDriver session on a headless Chromium.
 #[derive(Debug)]
 pub struct Browser {
@@ -71,6 +104,20 @@ impl Browser {
             _driver: service,
             _profile: profile,
         }
+    }
+
+    /// Every rack tile of the floor plan as (rack, band, alert), read in one script run: the page
+    /// redraws tiles as readings arrive, so element handles taken one by one can go stale between
+    /// two reads.
+    pub async fn rack_tiles(&self) -> Vec<RackTile> {
+        let script = "return Array.from(document.querySelectorAll('.rack[data-rack]'))\
+                      .map(e => [e.dataset.rack || '', e.dataset.band || '', e.dataset.alert || '']);";
+        let value = self.client.execute(script, Vec::new()).await.unwrap();
+        serde_json::from_value::<Vec<(String, String, String)>>(value)
+            .unwrap()
+            .into_iter()
+            .map(|(rack, band, alert)| RackTile { rack, band, alert })
+            .collect()
     }
 
     /// Saves a screenshot under `tests/artifacts/` and returns its path.

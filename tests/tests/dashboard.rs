@@ -78,9 +78,11 @@ async fn floor_plan_shows_a_hot_rack_live_and_acknowledges_only_with_the_token()
     // Rack b02 runs hot: its tile turns to the alert colour, without reloading the page.
     room.set_hot("b02", true);
     let turned = within(Duration::from_secs(10), || async {
-        let tile = page.find(Locator::Css(".rack[data-rack='b02']")).await.unwrap();
-        tile.attr("data-band").await.unwrap().as_deref() == Some("hot")
-            && tile.attr("data-alert").await.unwrap().as_deref() == Some("firing")
+        browser
+            .rack_tiles()
+            .await
+            .iter()
+            .any(|t| t.rack == "b02" && t.band == "hot" && t.alert == "firing")
     })
     .await
     .expect("rack b02 did not turn to the alert colour within 10 s");

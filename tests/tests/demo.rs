@@ -104,15 +104,8 @@ async fn demo_shows_the_room_plays_a_cooling_failure_and_stops_on_ctrl_c() {
 
     // Every rack of the room is drawn and has readings (a band other than `none`).
     let reporting = within(Duration::from_secs(30), || async {
-        let tiles = page.find_all(Locator::Css(".rack[data-rack]")).await.unwrap();
-        let mut with_readings = 0;
-        for tile in &tiles {
-            let band = tile.attr("data-band").await.unwrap();
-            if band.is_some_and(|b| b != "none") {
-                with_readings += 1;
-            }
-        }
-        tiles.len() == RACKS && with_readings == RACKS
+        let tiles = browser.rack_tiles().await;
+        tiles.len() == RACKS && tiles.iter().all(|t| t.band != "none" && !t.band.is_empty())
     })
     .await;
     assert!(reporting.is_some(), "not all {RACKS} racks showed readings");
@@ -124,22 +117,17 @@ async fn demo_shows_the_room_plays_a_cooling_failure_and_stops_on_ctrl_c() {
 
     // The cooling unit fails 10 s in; the hot row's alerts show on the page.
     let fired = within(Duration::from_secs(45), || async {
-        let tiles = page
-            .find_all(Locator::Css(".rack[data-alert='firing']"))
-            .await
-            .unwrap();
-        !tiles.is_empty()
+        browser.rack_tiles().await.iter().any(|t| t.alert == "firing")
     })
     .await;
     assert!(fired.is_some(), "no rack turned to the alert colour");
     assert!(demo.printed("cooling unit CRAC-2 failed"));
-    let hot_tiles = page
-        .find_all(Locator::Css(".rack[data-alert='firing']"))
-        .await
-        .unwrap();
-    for tile in &hot_tiles {
-        let rack = tile.attr("data-rack").await.unwrap().unwrap();
-        assert!(rack.starts_with('b'), "rack {rack} of the cooled row alerts");
+    for tile in browser.rack_tiles().await.iter().filter(|t| t.alert == "firing") {
+        assert!(
+            tile.rack.starts_with('b'),
+            "rack {} of the cooled row alerts",
+            tile.rack
+        );
     }
     let path = browser.screenshot("demo.png").await;
     println!(
@@ -157,11 +145,7 @@ async fn demo_shows_the_room_plays_a_cooling_failure_and_stops_on_ctrl_c() {
 
     // The unit is repaired 15 s later; every alert resolves and the fans go back.
     let resolved = within(Duration::from_secs(90), || async {
-        page.find_all(Locator::Css(".rack[data-alert='firing']"))
-            .await
-            .unwrap()
-            .is_empty()
-            && demo.printed("All alerts resolved")
+        browser.rack_tiles().await.iter().all(|t| t.alert != "firing") && demo.printed("All alerts resolved")
     })
     .await;
     assert!(resolved.is_some(), "the alerts did not resolve");
