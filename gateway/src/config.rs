@@ -146,6 +146,10 @@ pub struct SpoolConfig {
     pub max_mb: u64,
     #[serde(default = "default_segment_mb")]
     pub segment_mb: u64,
+    /// How long a group commit waits for more messages to share its fdatasync; the broker's PUBACK
+    /// waits as long. 0 commits each batch as it comes.
+    #[serde(default = "default_commit_linger_ms")]
+    pub commit_linger_ms: u64,
 }
 
 /// The HTTP server: `/metrics`, `/health` and the API.
@@ -324,6 +328,9 @@ fn default_max_backoff_secs() -> u64 {
 fn default_spool_max_mb() -> u64 {
     10 * 1024
 }
+fn default_commit_linger_ms() -> u64 {
+    5
+}
 fn default_segment_mb() -> u64 {
     64
 }
@@ -436,6 +443,10 @@ impl Config {
             if let Some(group) = &mqtt.share_group {
                 Label::new(group).map_err(|e| invalid("mqtt.share_group", format!("{e}")))?;
             }
+        }
+        if self.spool.commit_linger_ms > 1000 {
+            // The broker waits as long for its PUBACK: beyond a second, nodes would time out.
+            return Err(invalid("spool.commit_linger_ms", "must be 0 to 1000"));
         }
         if let Some(cluster) = &self.cluster {
             if cluster.partition >= cluster.partitions.len() {

@@ -143,10 +143,14 @@ pub async fn run(
         metrics: Arc::clone(&metrics),
         observers,
         partition: partition.clone(),
+        commit_linger: Duration::from_millis(config.spool.commit_linger_ms),
     };
     let ingest_thread = std::thread::Builder::new()
         .name("rackwatch-ingest".into())
-        .spawn(move || ingest.run(incoming_rx))
+        .spawn({
+            let runtime = tokio::runtime::Handle::current();
+            move || runtime.block_on(ingest.run(incoming_rx))
+        })
         .map_err(|e| StartError::Spool {
             path: "ingest thread".into(),
             source: e.into(),
