@@ -974,6 +974,8 @@ struct Report {
     rows: Vec<Row>,
     sections: String,
     notes: Vec<String>,
+    /// How busy the machine was: the benchmark shares it.
+    context: String,
 }
 
 fn command_line(program: &str, args: &[&str]) -> Option<String> {
@@ -1067,6 +1069,7 @@ fn write_report(report: &Report) {
         report.started, report.scenario
     )
     .unwrap();
+    writeln!(md, "{}\n", report.context).unwrap();
     md.push_str(&table(&report.rows));
     md.push('\n');
     md.push_str(&report.sections);
@@ -1089,7 +1092,8 @@ fn write_report(report: &Report) {
         })
         .collect();
     let summary = serde_json::json!({
-        "scenario": report.scenario, "title": report.title, "started": report.started, "rows": rows
+        "scenario": report.scenario, "title": report.title, "started": report.started, "rows": rows,
+        "context": report.context
     });
     std::fs::write(
         dir.join(format!("{}.json", report.scenario)),
@@ -1123,7 +1127,11 @@ fn write_summary(dir: &Path) {
             md,
             "## [{}]({scenario}.md)\n\n{}\n",
             summary["title"].as_str().unwrap_or(scenario),
-            format_args!("Run {}.", summary["started"].as_str().unwrap_or("?"))
+            format_args!(
+                "Run {}. {}",
+                summary["started"].as_str().unwrap_or("?"),
+                summary["context"].as_str().unwrap_or("")
+            )
         )
         .unwrap();
         md.push_str("| figure | measured | target | |\n|---|---:|---|---|\n");
@@ -1139,6 +1147,12 @@ fn write_summary(dir: &Path) {
             .unwrap();
         }
         md.push('\n');
+    }
+    if dir.join("analysis.md").is_file() {
+        md.push_str(
+            "Why the missed targets were missed, with profiles, and what the gateway could change: \
+             [analysis.md](analysis.md).\n\n",
+        );
     }
     md.push_str("## Machine\n\n");
     md.push_str(&machine_description());
@@ -1181,6 +1195,23 @@ struct Measured {
 }
 
 impl Measured {
+    /// How busy the machine was over the measured window, the benchmark's own processes aside.
+    fn context(&self) -> String {
+        let c = &self.cpu;
+        let others = (c.machine_busy - c.gateway - c.broker - c.database - c.bench).max(0.0);
+        let cores = c.machine_capacity / c.wall.max(1e-9);
+        format!(
+            "The machine was {:.0} % busy over the measured window; processes other than the benchmark's own \
+             (another engineer's builds and tests) used {:.2} of its {:.0} cores on average. Load average \
+             `{}` before, `{}` after.",
+            100.0 * c.machine_busy / c.machine_capacity.max(1e-9),
+            others / c.wall.max(1e-9),
+            cores,
+            self.load_before,
+            self.load_after
+        )
+    }
+
     fn end_to_end_rate(&self) -> f64 {
         self.readings as f64 / self.last_visible.duration_since(self.first_publish).as_secs_f64()
     }
@@ -1681,6 +1712,7 @@ async fn flood() -> Report {
         }
     }
     Report {
+        context: m.context(),
         scenario: "flood",
         title: format!(
             "flood ({nodes} nodes × {} readings a message, as fast as possible)",
@@ -1867,6 +1899,7 @@ async fn steady() -> Report {
         }
     }
     Report {
+        context: m.context(),
         scenario: "steady",
         title: format!(
             "steady ({} nodes, one message each per {} s, {secs} s)",
@@ -1983,6 +2016,7 @@ async fn backlog() -> Report {
         ));
     }
     Report {
+        context: m.context(),
         scenario: "backlog",
         title: format!(
             "backlog ({} nodes steady, database down {} min, then drain)",
@@ -2070,6 +2104,11 @@ fn main() {
     runtime.block_on(async {
         let scenarios: Vec<&str> = match scenario.as_str() {
             "all" => vec!["flood", "steady", "backlog"],
+            // Only rewrites README.md from the scenarios' latest results.
+            "summary" => {
+                write_summary(&results_dir());
+                return;
+            }
             "flood" | "steady" | "backlog" => vec![scenario.as_str()],
             other => {
                 eprintln!("unknown scenario `{other}`: flood, steady, backlog or all");
