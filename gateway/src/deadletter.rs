@@ -24,6 +24,8 @@ struct Entry<'a> {
 #[derive(Debug)]
 pub struct DeadLetters {
     file: BufWriter<File>,
+    /// Entries written since the last sync: most commits have none, and skip the fdatasync.
+    unsynced: bool,
 }
 
 impl DeadLetters {
@@ -34,6 +36,7 @@ impl DeadLetters {
         let file = OpenOptions::new().create(true).append(true).open(path)?;
         Ok(DeadLetters {
             file: BufWriter::new(file),
+            unsynced: false,
         })
     }
 
@@ -58,13 +61,19 @@ impl DeadLetters {
             detail,
             payload,
         };
+        self.unsynced = true;
         serde_json::to_writer(&mut self.file, &entry)?;
         self.file.write_all(b"\n")
     }
 
     /// Makes the entries durable: a rejected message is acknowledged only after this.
     pub fn sync(&mut self) -> std::io::Result<()> {
+        if !self.unsynced {
+            return Ok(());
+        }
         self.file.flush()?;
-        self.file.get_ref().sync_data()
+        self.file.get_ref().sync_data()?;
+        self.unsynced = false;
+        Ok(())
     }
 }

@@ -58,7 +58,8 @@ pub struct Series {
     pub channel: ChannelName,
     pub quantity: Quantity,
     pub placement: Option<Placement>,
-    pub position: Position,
+    /// Shared by every series of the node.
+    pub position: Arc<Position>,
     /// `reading,channel=..,node=..,...` up to the field set: built once per series.
     pub line_prefix: Vec<u8>,
 }

@@ -338,7 +338,12 @@ impl Normaliser {
         if let Some(series) = track.series.get(&(channel.clone(), quantity)) {
             return Arc::clone(series);
         }
-        let position = self.inventory.position(node);
+        // One copy of the node's position for all of its series.
+        let position = track
+            .series
+            .values()
+            .next()
+            .map_or_else(|| Arc::new(self.inventory.position(node)), |s| Arc::clone(&s.position));
         let placement = self.inventory.placement(node, channel);
         let mut prefix = Vec::with_capacity(160);
         // Tags in key order, as InfluxDB recommends for write performance.
@@ -357,6 +362,9 @@ impl Normaliser {
             line = line.tag("row", row);
         }
         let _ = line.tag("site", &self.site);
+        // Kept for the series' life: exactly its length (at 100,000 series, the spare capacity of
+        // a 160-byte buffer is 10 MB).
+        prefix.shrink_to_fit();
         let series = Arc::new(Series {
             node: node.clone(),
             channel: channel.clone(),

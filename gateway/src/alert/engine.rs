@@ -400,7 +400,7 @@ impl Engine {
         }
         let rules = &self.settings.rules;
         let position = &series.position;
-        let rack = self.racks.entry(position.clone()).or_insert_with(|| {
+        let rack = self.racks.entry(Position::clone(position)).or_insert_with(|| {
             let scope = Scope::of_position(position);
             let watches = rules
                 .iter()

@@ -38,7 +38,7 @@ fn series(node: &str, channel: &str, quantity: Quantity, rack: &str) -> Arc<Seri
         channel: ChannelName::new(channel).unwrap(),
         quantity,
         placement: Placement::from_channel(channel),
-        position: position(rack),
+        position: position(rack).into(),
         line_prefix: Vec::new(),
     })
 }

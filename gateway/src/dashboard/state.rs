@@ -385,7 +385,7 @@ mod tests {
                 channel: ChannelName::new(channel).unwrap(),
                 quantity,
                 placement: inventory.placement(node, channel),
-                position: inventory.position(node),
+                position: inventory.position(node).into(),
                 line_prefix: Vec::new(),
             }),
             value,
