@@ -1035,6 +1035,42 @@ fn machine_description() -> String {
     )
 }
 
+/// The commit the gateway under test was built from (read when the benchmark starts, right after
+/// `run.sh` built it), and whether `gateway/` or `protocols/` had uncommitted changes.
+static GATEWAY_SOURCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+fn gateway_source() -> String {
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo.to_str().unwrap_or(".");
+    let commit = command_line(
+        "git",
+        &[
+            "-C",
+            repo,
+            "log",
+            "-1",
+            "--format=%h %s",
+            "--",
+            "gateway",
+            "protocols",
+        ],
+    )
+    .unwrap_or_else(|| "unknown".into());
+    let commit: String = commit.chars().take(90).collect();
+    let dirty = std::process::Command::new("git")
+        .args(["-C", repo, "status", "--porcelain", "--", "gateway", "protocols"])
+        .output()
+        .is_ok_and(|o| !o.stdout.is_empty());
+    format!(
+        "Gateway built from the source of commit `{commit}` (the last to touch gateway/ or protocols/){}.",
+        if dirty {
+            " with uncommitted changes in gateway/ or protocols/"
+        } else {
+            ""
+        }
+    )
+}
+
 fn results_dir() -> PathBuf {
     std::env::var_os("BENCH_RESULTS_DIR").map_or_else(
         || Path::new(env!("CARGO_MANIFEST_DIR")).join("../bench/results"),
@@ -1069,7 +1105,13 @@ fn write_report(report: &Report) {
         report.started, report.scenario
     )
     .unwrap();
-    writeln!(md, "{}\n", report.context).unwrap();
+    writeln!(
+        md,
+        "{} {}\n",
+        report.context,
+        GATEWAY_SOURCE.get().map_or("", String::as_str)
+    )
+    .unwrap();
     md.push_str(&table(&report.rows));
     md.push('\n');
     md.push_str(&report.sections);
@@ -1093,7 +1135,7 @@ fn write_report(report: &Report) {
         .collect();
     let summary = serde_json::json!({
         "scenario": report.scenario, "title": report.title, "started": report.started, "rows": rows,
-        "context": report.context
+        "context": format!("{} {}", report.context, GATEWAY_SOURCE.get().map_or("", String::as_str))
     });
     std::fs::write(
         dir.join(format!("{}.json", report.scenario)),
@@ -2096,6 +2138,7 @@ async fn backlog_phase(run: &mut Run, counters: &Counters, warmup: u64, outage: 
 
 fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    let _ = GATEWAY_SOURCE.set(gateway_source());
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
