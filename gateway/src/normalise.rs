@@ -339,11 +339,10 @@ impl Normaliser {
             return Arc::clone(series);
         }
         // One copy of the node's position for all of its series.
-        let position = track
-            .series
-            .values()
-            .next()
-            .map_or_else(|| Arc::new(self.inventory.position(node)), |s| Arc::clone(&s.position));
+        let position = track.series.values().next().map_or_else(
+            || Arc::new(self.inventory.position(node)),
+            |s| Arc::clone(&s.position),
+        );
         let placement = self.inventory.placement(node, channel);
         let mut prefix = Vec::with_capacity(160);
         // Tags in key order, as InfluxDB recommends for write performance.
