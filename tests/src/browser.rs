@@ -120,6 +120,35 @@ impl Browser {
             .collect()
     }
 
+    /// The text of every element that matches `css`, read in one script run (see [`Browser::rack_tiles`]).
+    pub async fn texts(&self, css: &str) -> Vec<String> {
+        let script = "return Array.from(document.querySelectorAll(arguments[0])).map(e => e.textContent);";
+        let value = self
+            .client
+            .execute(script, vec![serde_json::Value::from(css)])
+            .await
+            .unwrap();
+        serde_json::from_value(value).unwrap()
+    }
+
+    /// Clicks the first element that matches `css` as a person would (a WebDriver click), finding it
+    /// again when the page redrew it between the find and the click.
+    pub async fn click(&self, css: &str) {
+        let mut last = None;
+        for _ in 0..20 {
+            let clicked = match self.client.find(fantoccini::Locator::Css(css)).await {
+                Ok(element) => element.click().await.map(drop),
+                Err(e) => Err(e),
+            };
+            match clicked {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("could not click {css}: {last:?}");
+    }
+
     /// Saves a screenshot under `tests/artifacts/` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();
