@@ -40,19 +40,16 @@ impl CorruptingLine {
     fn new(node_pty: &std::path::Path, to_node: FrameKind, to_host: FrameKind) -> Self {
         let pair = nix::pty::openpty(None, None).unwrap();
         let path = std::fs::read_link(format!("/proc/self/fd/{}", pair.slave.as_raw_fd())).unwrap();
-        for fd in [pair.slave.as_fd(), pair.master.as_fd()] {
-            let mut termios = nix::sys::termios::tcgetattr(fd).unwrap();
-            nix::sys::termios::cfmakeraw(&mut termios);
-            nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
-        }
         let node = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .open(node_pty)
             .unwrap();
-        let mut termios = nix::sys::termios::tcgetattr(&node).unwrap();
-        nix::sys::termios::cfmakeraw(&mut termios);
-        nix::sys::termios::tcsetattr(&node, nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
+        for fd in [pair.slave.as_fd(), pair.master.as_fd(), node.as_fd()] {
+            let mut termios = nix::sys::termios::tcgetattr(fd).unwrap();
+            nix::sys::termios::cfmakeraw(&mut termios);
+            nix::sys::termios::tcsetattr(fd, nix::sys::termios::SetArg::TCSANOW, &termios).unwrap();
+        }
         let host = std::fs::File::from(pair.master);
         relay(host.try_clone().unwrap(), node.try_clone().unwrap(), to_node);
         relay(node, host, to_host);

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use bytes::Bytes;
 use rackwatch_protocols::topic::{self, NodeTopic};
 use rackwatch_protocols::{Alert, Command, NodeId, SiteId};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -88,18 +89,16 @@ impl AlertPublisher {
         (AlertPublisher { client, site }, task)
     }
 
-    /// The alert's state, retained, and (when `event`) the transition on the events topic.
-    pub fn alert(&self, alert: &Alert, event: bool) -> Result<(), PublishError> {
-        let mut buf = vec![0u8; rackwatch_protocols::MAX_MESSAGE_LEN];
-        let n = alert.encode(&mut buf).map_err(PublishError::Encode)?;
-        buf.truncate(n);
+    /// The alert's state (`payload`, its JSON), retained, and (when `event`) the transition on the
+    /// events topic.
+    pub fn alert(&self, alert: &Alert, payload: &Bytes, event: bool) -> Result<(), PublishError> {
         let state_topic = topic::alert(&self.site, &alert.key);
         self.client
-            .try_publish(state_topic.as_str(), QoS::AtLeastOnce, true, buf.clone())?;
+            .try_publish(state_topic.as_str(), QoS::AtLeastOnce, true, payload.clone())?;
         if event {
             let events = topic::alert_events(&self.site);
             self.client
-                .try_publish(events.as_str(), QoS::AtLeastOnce, false, buf)?;
+                .try_publish(events.as_str(), QoS::AtLeastOnce, false, payload.clone())?;
         }
         Ok(())
     }

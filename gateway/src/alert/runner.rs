@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use super::engine::{ApiError, DeliveryJob, DeliveryResult, Effect, Engine};
 use super::http::AlertsView;
-use super::mqtt::AlertPublisher;
+use super::mqtt::{AlertPublisher, PublishError};
 use super::silence::Matchers;
 use super::store::StateFile;
 use super::webhook::Webhook;
@@ -165,16 +165,23 @@ impl Runner {
         for effect in &effects {
             match effect {
                 Effect::Publish { alert, event } => {
-                    if let Some(publisher) = &self.publisher
-                        && let Err(e) = publisher.alert(alert, *event)
-                    {
+                    // Encoded once, for the broker and for the database's history.
+                    let payload = encode(alert);
+                    let published = match (&self.publisher, &payload) {
+                        (Some(publisher), Ok(payload)) => publisher.alert(alert, payload, *event),
+                        (Some(_), Err(e)) => Err(PublishError::Encode(*e)),
+                        (None, _) => Ok(()),
+                    };
+                    if let Err(e) = published {
                         AlertPublishFailed {
                             detail: &e.to_string(),
                         }
                         .emit(&self.metrics);
                     }
                     if *event {
-                        self.keep(alert);
+                        if let Ok(payload) = payload {
+                            self.keep(payload);
+                        }
                         self.metrics
                             .record_alert_transition(alert, origin_us.map(|o| now_us().saturating_sub(o)));
                         tracing::info!(key = %alert.key, state = ?alert.state, "alert: {}", alert.summary);
@@ -235,22 +242,16 @@ impl Runner {
             .set(self.view.borrow().firing_count() as i64);
     }
 
-    /// Sends a transition to ingest, to be spooled and written like a reading (the `alert`
-    /// measurement). Never waits: the send runs on its own task, and is given up once ingest has
-    /// stopped at shutdown.
-    fn keep(&self, alert: &Alert) {
+    /// Sends a transition (its JSON) to ingest, to be spooled and written like a reading (the
+    /// `alert` measurement). Never waits: the send runs on its own task, and is given up once ingest
+    /// has stopped at shutdown.
+    fn keep(&self, payload: Bytes) {
         let Some(incoming) = self.history.as_ref().and_then(mpsc::WeakSender::upgrade) else {
             return;
         };
-        let mut payload = vec![0u8; MAX_MESSAGE_LEN];
-        let Ok(len) = alert.encode(&mut payload) else {
-            tracing::warn!(key = %alert.key, "alert transition too long to keep in the database");
-            return;
-        };
-        payload.truncate(len);
         let message = Incoming {
             route: Route::Alert,
-            payload: Bytes::from(payload),
+            payload,
             received_ms: now_ms(),
             ack: None,
         };
@@ -264,4 +265,12 @@ impl Runner {
             tracing::error!("alert state not saved: {e}");
         }
     }
+}
+
+/// An alert's JSON, as published and kept.
+fn encode(alert: &Alert) -> Result<Bytes, rackwatch_protocols::EncodeError> {
+    let mut payload = vec![0u8; MAX_MESSAGE_LEN];
+    let len = alert.encode(&mut payload)?;
+    payload.truncate(len);
+    Ok(Bytes::from(payload))
 }

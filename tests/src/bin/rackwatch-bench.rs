@@ -1715,10 +1715,7 @@ async fn flood() -> Report {
         ts_base: Some(now_ms() - 600_000),
     };
     println!("flood: {nodes} nodes for {secs} s");
-    let mut run = start_run(&shape);
-    let notes_shape = shape.clone();
-    let load = begin(&run, shape);
-    let m = finish(&mut run, load).await;
+    let (run, notes_shape, m) = measure(shape).await;
     let rate = m.end_to_end_rate();
     let mut rows = vec![row(
         "readings/s end to end (first publish → last reading visible in the database)",
@@ -1739,19 +1736,8 @@ async fn flood() -> Report {
          the site's readings (`count_over_time`, polled every 200 ms) reached the number published."
     )];
     let missed = rate < TARGET_FLOOD_READINGS_PER_SEC || m.cpu_us_per_reading() > TARGET_CPU_US_PER_READING;
-    if missed && env_u64("BENCH_PROFILE", 1) == 1 {
-        drop(run);
-        match profile(&notes_shape, "flood", 2, env_u64("BENCH_PROFILE_SECS", 15)).await {
-            Ok(summary) => {
-                sections.push_str(&summary);
-                notes.push(
-                    "A target was missed, so a second, separate flood ran under `perf record` for the profile \
-                     above; the figures in the table come from the first, unprofiled run."
-                        .into(),
-                );
-            }
-            Err(e) => notes.push(format!("No profile: {e}")),
-        }
+    if missed {
+        profile_missed(run, &notes_shape, "flood", 2, 15, &mut sections, &mut notes).await;
     }
     Report {
         context: m.context(),
@@ -1764,6 +1750,49 @@ async fn flood() -> Report {
         rows,
         sections,
         notes,
+    }
+}
+
+/// Runs `shape` from start to finish: its servers (still up), the shape, and the measurements.
+async fn measure(shape: Shape) -> (Run, Shape, Measured) {
+    let mut run = start_run(&shape);
+    let notes_shape = shape.clone();
+    let load = begin(&run, shape);
+    let m = finish(&mut run, load).await;
+    (run, notes_shape, m)
+}
+
+/// After a missed target, profiles a second, separate run of `shape` (unless `BENCH_PROFILE=0`)
+/// once `run`'s servers are gone, and adds the profile to the report.
+async fn profile_missed(
+    run: Run,
+    shape: &Shape,
+    scenario: &str,
+    warmup_secs: u64,
+    default_secs: u64,
+    sections: &mut String,
+    notes: &mut Vec<String>,
+) {
+    if env_u64("BENCH_PROFILE", 1) != 1 {
+        return;
+    }
+    drop(run);
+    match profile(
+        shape,
+        scenario,
+        warmup_secs,
+        env_u64("BENCH_PROFILE_SECS", default_secs),
+    )
+    .await
+    {
+        Ok(summary) => {
+            sections.push_str(&summary);
+            notes.push(format!(
+                "A target was missed, so a second, separate {scenario} run went under `perf record` for \
+                 the profile above; the figures in the table come from the first, unprofiled run."
+            ));
+        }
+        Err(e) => notes.push(format!("No profile: {e}")),
     }
 }
 
@@ -1896,10 +1925,7 @@ async fn steady() -> Report {
     let secs = env_u64("BENCH_STEADY_SECS", 180);
     let shape = steady_shape("steady", nodes, Duration::from_secs(secs));
     println!("steady: {nodes} nodes for {secs} s");
-    let mut run = start_run(&shape);
-    let notes_shape = shape.clone();
-    let load = begin(&run, shape);
-    let m = finish(&mut run, load).await;
+    let (run, notes_shape, m) = measure(shape).await;
     let rate = m.end_to_end_rate();
     let mut rows = vec![row(
         "readings/s end to end (offered load)",
@@ -1926,19 +1952,8 @@ async fn steady() -> Report {
     }
     let missed =
         m.cpu_us_per_reading() > TARGET_CPU_US_PER_READING || m.peak_rss_kib as f64 / 1024.0 > TARGET_RSS_MIB;
-    if missed && env_u64("BENCH_PROFILE", 1) == 1 {
-        drop(run);
-        match profile(&notes_shape, "steady", 15, env_u64("BENCH_PROFILE_SECS", 40)).await {
-            Ok(summary) => {
-                sections.push_str(&summary);
-                notes.push(
-                    "A target was missed, so a second, separate steady run went under `perf record` for the \
-                     profile above; the figures in the table come from the first, unprofiled run."
-                        .into(),
-                );
-            }
-            Err(e) => notes.push(format!("No profile: {e}")),
-        }
+    if missed {
+        profile_missed(run, &notes_shape, "steady", 15, 40, &mut sections, &mut notes).await;
     }
     Report {
         context: m.context(),
