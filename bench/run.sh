@@ -17,6 +17,9 @@ case "$scenario" in
   *) echo "usage: bench/run.sh [flood|steady|backlog|all]" >&2; exit 2 ;;
 esac
 
+# Mosquitto, VictoriaMetrics, perf for the profile of a missed target, and the toolchain's parts.
+bash tests/setup.sh --bench
+
 # Our own target folder: no lock contention with other builds in the workspace.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target-bench}"
 cargo build --release --locked -p rackwatch-tests --bin rackwatch-e2e --bin rackwatch-bench

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Runs every test of rackwatch on a fresh machine: installs what is missing (Debian packages:
-# Mosquitto, VictoriaMetrics, QEMU, Chromium and its driver; Rust targets), then formatting, lints, unit/property/end-to-end tests, and the firmware's cross-build with
-# its flash and RAM budgets. CI (.ci/run) runs exactly this. Aim: under 25 minutes on 2 cores.
+# Runs every test of rackwatch on a fresh machine: installs what is missing (tests/setup.sh: Debian
+# packages for the real servers, QEMU, Chromium and its driver; the Rust targets and components of every
+# rust-toolchain.toml), then formatting, lints, unit/property/end-to-end tests, and the firmware's
+# cross-build with its flash and RAM budgets. CI (.ci/run) runs exactly this. Aim: under 25 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -16,23 +17,10 @@ step() {
 }
 
 # --- What the tests need that a fresh machine may not have -------------------------------------
-missing=()
-have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
-have mosquitto || missing+=(mosquitto)
-have victoria-metrics || missing+=(victoria-metrics)
-have qemu-system-arm || missing+=(qemu-system-arm)
-have chromium || missing+=(chromium)
-have chromedriver || missing+=(chromium-driver)
-if ((${#missing[@]})); then
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo=sudo
-  echo "==> installing ${missing[*]}"
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-fi
-# rust-toolchain.toml names the toolchain, its components and the embedded targets; rustup installs
-# whatever of it is missing on first use.
-rustup show active-toolchain >/dev/null
+# Debian packages, and every target and component the rust-toolchain.toml files name (rustup does not
+# add those by itself when the toolchain is already installed); fails, naming the file, when a script
+# or cargo config builds for a target no toolchain file names.
+step "install what is missing" bash tests/setup.sh
 
 # --- Checks ---------------------------------------------------------------------------------------
 step "cargo fmt --check" cargo fmt --all -- --check
