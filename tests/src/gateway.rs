@@ -175,10 +175,7 @@ impl Gateway {
 
     /// The value of one metric line (`name{labels}` exactly as exposed), or 0 when absent.
     pub fn metric(&self, series: &str) -> f64 {
-        self.metrics()
-            .lines()
-            .find_map(|line| line.strip_prefix(series)?.strip_prefix(' ')?.trim().parse().ok())
-            .unwrap_or(0.0)
+        crate::metrics::metric(&crate::metrics::parse_metrics(&self.metrics()), series)
     }
 
     pub fn kill(&mut self) {

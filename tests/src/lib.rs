@@ -13,9 +13,11 @@
     reason = "test support: a panic fails the test"
 )]
 
+pub mod bench;
 mod browser;
 pub mod fleet;
 mod gateway;
+pub mod metrics;
 mod mosquitto;
 mod process;
 pub mod qemu;
@@ -26,7 +28,7 @@ pub use browser::Browser;
 pub use gateway::{Gateway, GatewaySettings, http_get};
 pub use mosquitto::{Mosquitto, MosquittoConfig};
 pub use process::{Service, find_binary, free_port};
-pub use victoria::{ExportedSeries, VictoriaMetrics};
+pub use victoria::{ExportedSeries, VictoriaClient, VictoriaMetrics};
 
 /// Unix time now in milliseconds.
 pub fn now_ms() -> i64 {

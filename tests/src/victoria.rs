@@ -15,6 +15,14 @@ use crate::process::{Service, find_binary, free_port};
 pub struct VictoriaMetrics {
     service: Service,
     dir: TempDir,
+    client: VictoriaClient,
+}
+
+/// What reads a VictoriaMetrics back (and writes test lines to it): a cheap clone that tasks can
+/// own, apart from the server process.
+#[derive(Debug, Clone)]
+pub struct VictoriaClient {
+    url: String,
     http: reqwest::Client,
 }
 
@@ -75,11 +83,11 @@ impl VictoriaMetrics {
         ];
         let log = dir.path().join("victoria-metrics.log");
         let service = Service::start("victoria-metrics", program, args, log, port, healthy);
-        VictoriaMetrics {
-            service,
-            dir,
+        let client = VictoriaClient {
+            url: format!("http://127.0.0.1:{port}"),
             http: reqwest::Client::new(),
-        }
+        };
+        VictoriaMetrics { service, dir, client }
     }
 
     pub fn port(&self) -> u16 {
@@ -88,7 +96,12 @@ impl VictoriaMetrics {
 
     /// The base URL a client of the InfluxDB v2 API is pointed at.
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port())
+        self.client.url.clone()
+    }
+
+    /// A client of this server that can outlive a borrow of it (a task's own).
+    pub fn client(&self) -> VictoriaClient {
+        self.client.clone()
     }
 
     pub fn stop(&mut self) {
@@ -121,7 +134,14 @@ impl VictoriaMetrics {
             "{}/api/v2/write?org=rackwatch&bucket=rackwatch&precision=ms",
             self.url()
         );
-        Ok(self.http.post(url).body(lines.to_owned()).send().await?.status())
+        Ok(self
+            .client
+            .http
+            .post(url)
+            .body(lines.to_owned())
+            .send()
+            .await?
+            .status())
     }
 
     /// Polls [`Self::export`] every 200 ms until `done` holds for its result or `timeout` passes,
@@ -146,30 +166,80 @@ impl VictoriaMetrics {
     /// Every series matching the series selector `selector` (e.g. `{__name__="reading_value"}`)
     /// as stored now.
     pub async fn export(&self, selector: &str) -> Vec<ExportedSeries> {
-        let flush = format!("{}/internal/force_flush", self.url());
-        self.http
-            .get(flush)
-            .send()
+        let response = self
+            .client
+            .export(selector, 0, true)
             .await
-            .unwrap()
-            .error_for_status()
-            .unwrap();
+            .expect("export from VictoriaMetrics");
+        let mut series = Vec::new();
+        VictoriaClient::for_each_series(response, |s| series.push(s)).await;
+        series
+    }
+}
+
+impl VictoriaClient {
+    /// The value of a PromQL query whose result is one number (`sum(...)`): 0 when it matches no
+    /// series, `None` when the query failed (the database is down).
+    pub async fn query_scalar(&self, query: &str) -> Option<f64> {
         let response = self
             .http
-            .post(format!("{}/api/v1/export", self.url()))
-            .form(&[("match[]", selector), ("start", "0")])
+            .get(format!("{}/api/v1/query", self.url))
+            .query(&[("query", query), ("nocache", "1")])
+            .timeout(Duration::from_secs(60))
             .send()
             .await
-            .unwrap()
-            .error_for_status()
-            .unwrap()
-            .text()
+            .ok()?;
+        let body: serde_json::Value = response.json().await.ok()?;
+        let result = body["data"]["result"].as_array()?;
+        match result.first() {
+            None => Some(0.0),
+            Some(first) => first["value"][1].as_str()?.parse().ok(),
+        }
+    }
+
+    /// `/api/v1/export` of the series matching `selector` from `start_ms` on, as a response to
+    /// read in chunks ([`Self::for_each_series`]); `flush` first makes every accepted point
+    /// searchable. `None` when the database did not answer 2xx.
+    pub async fn export(&self, selector: &str, start_ms: i64, flush: bool) -> Option<reqwest::Response> {
+        if flush {
+            self.http
+                .get(format!("{}/internal/force_flush", self.url))
+                .send()
+                .await
+                .ok()?
+                .error_for_status()
+                .ok()?;
+        }
+        let start = format!("{:.3}", start_ms as f64 / 1000.0);
+        self.http
+            .post(format!("{}/api/v1/export", self.url))
+            .form(&[("match[]", selector), ("start", start.as_str())])
+            .timeout(Duration::from_secs(600))
+            .send()
             .await
-            .unwrap();
-        response
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect()
+            .ok()?
+            .error_for_status()
+            .ok()
+    }
+
+    /// Feeds every series line of an export to `each`, reading the response in chunks so a large
+    /// export is never held whole.
+    pub async fn for_each_series(mut response: reqwest::Response, mut each: impl FnMut(ExportedSeries)) {
+        let mut pending: Vec<u8> = Vec::new();
+        while let Some(chunk) = response.chunk().await.expect("export body") {
+            pending.extend_from_slice(&chunk);
+            let mut consumed = 0;
+            while let Some(end) = pending[consumed..].iter().position(|b| *b == b'\n') {
+                let line = &pending[consumed..consumed + end];
+                if !line.is_empty() {
+                    each(serde_json::from_slice(line).expect("an export line"));
+                }
+                consumed += end + 1;
+            }
+            pending.drain(..consumed);
+        }
+        if !pending.is_empty() {
+            each(serde_json::from_slice(&pending).expect("an export line"));
+        }
     }
 }
