@@ -12,7 +12,8 @@
 //! - [`node`]: the MQTT session, publishing records oldest first at QoS 1, and commands;
 //! - [`mqtt`]: the MQTT 3.1.1 packet codec the session speaks;
 //! - [`transport`]: the byte stream the session runs over;
-//! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store.
+//! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store;
+//! - [`update`]: signed firmware updates received into the inactive slot.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -28,6 +29,7 @@ pub mod provisioning;
 pub mod sampling;
 pub mod store;
 pub mod transport;
+pub mod update;
 
 pub use node::{Backoff, DEFAULT_INTERVAL_MS, Event, MAX_IN_FLIGHT, Node, NodeConfig, Poll};
 pub use sampling::{Calibration, ChannelSetup, Filter, MAX_CHANNELS};

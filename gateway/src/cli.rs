@@ -23,6 +23,11 @@ enum Command {
         #[command(subcommand)]
         command: crate::node_cli::NodeCommand,
     },
+    /// Make update keys, sign firmware images into update files, and check them.
+    Firmware {
+        #[command(subcommand)]
+        command: crate::firmware_cli::FirmwareCommand,
+    },
     /// Write Mosquitto password and ACL files so each node may use only its own topics.
     BrokerAcl(crate::node_cli::BrokerAclOptions),
     /// Run the gateway: ingest, normalise, spool, write to InfluxDB.
@@ -76,6 +81,7 @@ pub fn main() -> ExitCode {
             }
         },
         Command::Node { command } => crate::node_cli::main(command),
+        Command::Firmware { command } => crate::firmware_cli::main(command),
         Command::BrokerAcl(options) => crate::node_cli::broker_acl_main(options),
         Command::Run { config, partition } => {
             let loaded = Config::load(&config).and_then(|mut config| {

@@ -108,11 +108,11 @@ pub fn decode_mqtt(site: &str, topic: &str, payload: &[u8]) -> Result<Decoded, R
         NodeTopic::Telemetry => Telemetry::decode(payload).map(Decoded::Telemetry),
         NodeTopic::Status => Status::decode(payload).map(Decoded::Status),
         NodeTopic::Ack => Ack::decode(payload).map(Decoded::Ack),
-        NodeTopic::Command => {
+        NodeTopic::Command | NodeTopic::Ota | NodeTopic::OtaAck => {
             return Err(reject(
                 RejectReason::WrongTopic,
                 node,
-                "commands are not ingested",
+                "commands and firmware updates are not ingested",
             ));
         }
     }

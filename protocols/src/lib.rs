@@ -6,6 +6,7 @@
 //! - [`Telemetry`], [`Status`], [`Command`], [`Ack`], [`Alert`], [`NodeConfig`]: the messages, as plain
 //!   structs with `decode(&[u8])` and `encode(&self, &mut [u8])`. The encoding is JSON (serde-json-core:
 //!   no heap, bounded sizes); decoders ignore unknown fields so the format can grow.
+//! - [`update`]: the signed firmware update file and the binary frames that carry it over MQTT.
 //! - [`frame`]: COBS frames with a CRC-16 for nodes on UART, USB or RS-485 (provisioning, and
 //!   telemetry from serial-attached nodes).
 //!
@@ -28,6 +29,7 @@ mod quantity;
 mod status;
 mod telemetry;
 pub mod topic;
+pub mod update;
 
 pub use ack::{Ack, AckResult};
 pub use alert::{Alert, AlertState, Severity};
@@ -38,6 +40,7 @@ pub use ident::{ChannelName, IdError, Label, NodeId, SiteId};
 pub use quantity::{Quantity, ReadingStatus, Unit};
 pub use status::{NodeState, Status};
 pub use telemetry::{MAX_READINGS, Reading, Telemetry};
+pub use update::{FirmwareVersion, OtaAck, OtaFrame, OtaResult, UpdateError, UpdateHeader};
 
 /// Version of this wire format: the `v1` in every topic and the `"v":1` in every message.
 pub const VERSION: u8 = 1;

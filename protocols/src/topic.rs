@@ -5,6 +5,8 @@
 //! rackwatch/v1/{site}/{node}/status      node -> all       QoS 1, retained (birth and last will)
 //! rackwatch/v1/{site}/{node}/cmd         gateway -> node   QoS 1
 //! rackwatch/v1/{site}/{node}/cmd/ack     node -> gateway   QoS 1
+//! rackwatch/v1/{site}/{node}/ota         gateway -> node   QoS 1 (binary firmware update frames)
+//! rackwatch/v1/{site}/{node}/ota/ack     node -> gateway   QoS 1
 //! rackwatch/v1/{site}/alerts/{key}       gateway -> all    QoS 1, retained (current state)
 //! rackwatch/v1/{site}/alerts/events      gateway -> all    QoS 1 (every transition)
 //! ```
@@ -34,6 +36,10 @@ pub enum NodeTopic {
     Status,
     Command,
     Ack,
+    /// Firmware update frames ([`crate::OtaFrame`]), binary.
+    Ota,
+    /// A node's answers to them ([`crate::OtaAck`]).
+    OtaAck,
 }
 
 impl NodeTopic {
@@ -43,11 +49,13 @@ impl NodeTopic {
             NodeTopic::Status => "status",
             NodeTopic::Command => "cmd",
             NodeTopic::Ack => "cmd/ack",
+            NodeTopic::Ota => "ota",
+            NodeTopic::OtaAck => "ota/ack",
         }
     }
 }
 
-/// `rackwatch/v1/{site}/{node}/{telemetry|status|cmd|cmd/ack}`.
+/// `rackwatch/v1/{site}/{node}/{telemetry|status|cmd|cmd/ack|ota|ota/ack}`.
 pub fn node(site: &SiteId, node: &NodeId, kind: NodeTopic) -> TopicBuf {
     let mut topic = TopicBuf::new();
     // Cannot overflow: 12 + 1 + 32 + 1 + 32 + 1 + 7 < MAX_TOPIC_LEN.
@@ -88,7 +96,7 @@ pub struct ParsedTopic<'a> {
 pub enum TopicError {
     #[error("topic does not start with {PREFIX}/")]
     NotRackwatch,
-    #[error("topic is not {PREFIX}/{{site}}/{{node}}/{{telemetry|status|cmd|cmd/ack}}")]
+    #[error("topic is not {PREFIX}/{{site}}/{{node}}/{{telemetry|status|cmd|cmd/ack|ota|ota/ack}}")]
     UnknownLayout,
     #[error("site level: {0}")]
     BadSite(IdError),
@@ -109,6 +117,8 @@ pub fn parse(topic: &str) -> Result<ParsedTopic<'_>, TopicError> {
         "status" => NodeTopic::Status,
         "cmd" => NodeTopic::Command,
         "cmd/ack" => NodeTopic::Ack,
+        "ota" => NodeTopic::Ota,
+        "ota/ack" => NodeTopic::OtaAck,
         _ => return Err(TopicError::UnknownLayout),
     };
     validate(site, 32).map_err(TopicError::BadSite)?;
@@ -153,6 +163,8 @@ mod tests {
             NodeTopic::Status,
             NodeTopic::Command,
             NodeTopic::Ack,
+            NodeTopic::Ota,
+            NodeTopic::OtaAck,
         ] {
             let topic = super::node(&site, &node, kind);
             assert_eq!(

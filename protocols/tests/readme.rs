@@ -9,7 +9,9 @@
 )]
 
 use rackwatch_protocols::frame::{FrameDecoder, MAX_ENCODED_LEN, encode};
-use rackwatch_protocols::{Ack, Alert, Command, DecodeError, EncodeError, NodeConfig, Status, Telemetry};
+use rackwatch_protocols::{
+    Ack, Alert, Command, DecodeError, EncodeError, NodeConfig, OtaAck, Status, Telemetry,
+};
 
 const README: &str = include_str!("../README.md");
 
@@ -50,6 +52,7 @@ fn every_json_example_is_the_encoders_output() {
             "json ack" => reencode(body, Ack::decode, Ack::encode),
             "json config" => reencode(body, NodeConfig::decode, NodeConfig::encode),
             "json alert" => reencode(body, Alert::decode, Alert::encode),
+            "json ota_ack" => reencode(body, OtaAck::decode, OtaAck::encode),
             "json" => panic!("a ```json block in the README names no message type"),
             _ => continue,
         };
@@ -59,7 +62,7 @@ fn every_json_example_is_the_encoders_output() {
         );
         checked += 1;
     }
-    assert_eq!(checked, 14, "examples checked");
+    assert_eq!(checked, 16, "examples checked");
 }
 
 #[test]

@@ -143,7 +143,7 @@ impl Story {
                     self.ack(&ack);
                 }
             }
-            NodeTopic::Telemetry | NodeTopic::Status => {}
+            NodeTopic::Telemetry | NodeTopic::Status | NodeTopic::Ota | NodeTopic::OtaAck => {}
         }
     }
 
