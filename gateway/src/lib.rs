@@ -14,6 +14,7 @@ pub mod decode;
 pub mod demo;
 pub mod events;
 pub mod firmware_cli;
+pub mod firmware_rollout;
 pub mod http;
 pub mod influx;
 pub mod ingest;

@@ -76,7 +76,7 @@ pub enum UpdateError {
 }
 
 /// A firmware version, `major.minor.patch`, ordered as semantic versions are (without pre-releases).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct FirmwareVersion {
     pub major: u16,
     pub minor: u16,
