@@ -36,7 +36,7 @@ pub use command::{Command, CommandKind, FanTarget};
 pub use config::{BrokerConfig, ChannelConfig, Location, NodeConfig, Secret};
 pub use ident::{ChannelName, IdError, Label, NodeId, SiteId};
 pub use quantity::{Quantity, ReadingStatus, Unit};
-pub use status::{NodeState, Status};
+pub use status::{ConfigOrigin, NodeState, Status};
 pub use telemetry::{MAX_READINGS, Reading, Telemetry};
 
 /// Version of this wire format: the `v1` in every topic and the `"v":1` in every message.

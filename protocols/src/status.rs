@@ -17,6 +17,34 @@ pub enum NodeState {
     Offline,
 }
 
+/// Where the configuration a node runs on came from, so a node that lost its provisioning says so
+/// in its birth message instead of quietly publishing under its factory identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigOrigin {
+    /// Loaded from the node's configuration store, or provisioned since boot.
+    Provisioned,
+    /// Build or command-line defaults: the store is empty (the node was never provisioned).
+    DefaultsUnprovisioned,
+    /// Build or command-line defaults: both slots of the store failed their CRC.
+    DefaultsStoreCorrupt,
+    /// Build or command-line defaults: the store could not be read, or held a configuration this
+    /// firmware cannot use (unknown version, out-of-range values).
+    DefaultsStoreUnusable,
+}
+
+impl ConfigOrigin {
+    /// The words a console shows.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            ConfigOrigin::Provisioned => "provisioned configuration",
+            ConfigOrigin::DefaultsUnprovisioned => "defaults: never provisioned (store empty)",
+            ConfigOrigin::DefaultsStoreCorrupt => "defaults: both configuration slots failed their CRC",
+            ConfigOrigin::DefaultsStoreUnusable => "defaults: stored configuration unreadable or invalid",
+        }
+    }
+}
+
 /// A node's status. The last will carries only `state`, `node` and `boot`, since it is written at
 /// connect time; the birth message carries everything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -40,6 +68,9 @@ pub struct Status {
     /// The node's default sampling interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u32>,
+    /// Where the configuration in force came from (birth message only).
+    #[serde(rename = "cfg", default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigOrigin>,
 }
 
 impl Status {
@@ -54,6 +85,7 @@ impl Status {
             serial: None,
             uptime_ms: None,
             interval_ms: None,
+            config: None,
         }
     }
 }
