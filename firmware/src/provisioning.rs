@@ -339,6 +339,28 @@ pub fn telemetry_frame<'o>(telemetry: &Telemetry, body: &mut [u8], out: &'o mut 
     write_frame(FrameKind::Telemetry, 0, |b| telemetry.encode(b), body, out)
 }
 
+/// One console line as the serial port carries it: plain text ending in CR LF until a provisioning
+/// host has attached (a terminal shows it as is), a `Log` frame afterwards. Cut at 160 bytes.
+pub fn console_line<'o>(
+    host_attached: bool,
+    line: core::fmt::Arguments<'_>,
+    out: &'o mut [u8],
+) -> Option<&'o [u8]> {
+    use core::fmt::Write as _;
+    let mut text: heapless::String<160> = heapless::String::new();
+    // A line longer than the buffer is cut there; the part that fits is still worth showing.
+    let _ = text.write_fmt(line);
+    if host_attached {
+        return log_frame(&text, out);
+    }
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    let shown = out.get_mut(..len + 2)?;
+    shown.get_mut(..len)?.copy_from_slice(bytes);
+    shown.get_mut(len..)?.copy_from_slice(b"\r\n");
+    Some(shown)
+}
+
 /// `Log` carrying one line for the console.
 pub fn log_frame<'o>(line: &str, out: &'o mut [u8]) -> Option<&'o [u8]> {
     write_frame(
@@ -450,6 +472,19 @@ mod tests {
         let read_back = NodeConfig::decode(parsed.body).unwrap();
         assert_eq!(read_back.broker.password, None);
         assert_eq!(read_back.node, config.node);
+    }
+
+    #[test]
+    fn a_console_line_is_plain_text_until_a_host_attaches_then_a_log_frame() {
+        let mut out = [0u8; 200];
+        let plain = console_line(false, format_args!("boot {}", 7), &mut out).unwrap();
+        assert_eq!(plain, b"boot 7\r\n");
+        let framed = console_line(true, format_args!("boot {}", 7), &mut out)
+            .unwrap()
+            .to_vec();
+        let mut decoder = FrameDecoder::<MAX_ENCODED_LEN>::new();
+        let parsed = decoder.feed(&framed[1..]).1.unwrap().unwrap();
+        assert_eq!((parsed.kind, parsed.body), (FrameKind::Log, &b"boot 7"[..]));
     }
 
     #[test]

@@ -289,15 +289,9 @@ struct Console {
 
 impl Console {
     fn log(&mut self, line: core::fmt::Arguments<'_>) {
-        if !self.frames {
-            let _ = write!(self.tx, "{line}\r\n");
-            return;
-        }
-        let mut text: heapless::String<160> = heapless::String::new();
-        let _ = write!(text, "{line}");
         let mut out = [0u8; 176];
-        if let Some(frame) = provisioning::log_frame(&text, &mut out) {
-            let _ = embedded_io::Write::write_all(&mut self.tx, frame);
+        if let Some(bytes) = provisioning::console_line(self.frames, line, &mut out) {
+            let _ = embedded_io::Write::write_all(&mut self.tx, bytes);
         }
     }
 
