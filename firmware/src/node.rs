@@ -20,8 +20,8 @@ use core::fmt;
 use rackwatch_hardware::{FanControl, Fault, SensorSet};
 use rackwatch_protocols::topic::{self, NodeTopic};
 use rackwatch_protocols::{
-    Ack, AckResult, Command, CommandKind, MAX_MESSAGE_LEN, NodeId, NodeState, Reading, SiteId, Status,
-    Telemetry,
+    Ack, AckResult, ChannelName, Command, CommandKind, MAX_MESSAGE_LEN, NodeId, NodeState, Reading, SiteId,
+    Status, Telemetry,
 };
 
 use crate::mqtt::{self, Connect, ConnectReturn, Packet, Publish, QoS, Will};
@@ -958,8 +958,22 @@ impl<const RING: usize> Node<RING> {
             uptime_ms: Some(now_ms),
             interval_ms: Some(self.sampler.default_interval_ms()),
             config: self.config.config_origin,
+            channels: self.channel_names(),
         };
         self.write_status(&status, QoS::AtLeastOnce)
+    }
+
+    /// The names of the channels sampled, each once, in channel order (for the birth message).
+    fn channel_names(&self) -> heapless::Vec<ChannelName, { rackwatch_protocols::MAX_READINGS }> {
+        let mut names: heapless::Vec<ChannelName, { rackwatch_protocols::MAX_READINGS }> =
+            heapless::Vec::new();
+        for setup in (0..=u8::MAX).map_while(|index| self.sampler.setup(index)) {
+            if !names.contains(&setup.channel.name) {
+                // More distinct names than a status takes: the birth lists the first ones.
+                let _ = names.push(setup.channel.name.clone());
+            }
+        }
+        names
     }
 
     /// The retained `offline` status and DISCONNECT of a clean shutdown.
@@ -971,7 +985,8 @@ impl<const RING: usize> Node<RING> {
     }
 
     fn write_status(&mut self, status: &Status, qos: QoS) -> bool {
-        let mut payload = [0u8; 256];
+        // A birth with every channel named: 16 names of up to 24 characters and the rest.
+        let mut payload = [0u8; 640];
         let Ok(len) = status.encode(&mut payload) else {
             return false;
         };

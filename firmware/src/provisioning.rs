@@ -299,6 +299,7 @@ impl<F: NorFlash, const SLOT: usize> Provisioner<F, SLOT> {
             uptime_ms: Some(now_ms),
             interval_ms: Some(node.interval_ms()),
             config: Some(self.origin),
+            channels: heapless::Vec::new(),
         }
     }
 }

@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeId;
 use crate::codec::{Message, message_codec, version};
+use crate::telemetry::MAX_READINGS;
+use crate::{ChannelName, NodeId};
 
 /// Whether a node is connected to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -71,6 +72,10 @@ pub struct Status {
     /// Where the configuration in force came from (birth message only).
     #[serde(rename = "cfg", default, skip_serializing_if = "Option::is_none")]
     pub config: Option<ConfigOrigin>,
+    /// The channels the node samples, each name once (birth only): on a board that finds its sensors
+    /// by probing the bus, what it found.
+    #[serde(rename = "ch", default, skip_serializing_if = "heapless::Vec::is_empty")]
+    pub channels: heapless::Vec<ChannelName, MAX_READINGS>,
 }
 
 impl Status {
@@ -86,6 +91,7 @@ impl Status {
             uptime_ms: None,
             interval_ms: None,
             config: None,
+            channels: heapless::Vec::new(),
         }
     }
 }

@@ -103,9 +103,11 @@ prop_compose! {
                 firmware in proptest::option::of(text::<24>()), serial in proptest::option::of(text::<24>()),
                 uptime_ms in proptest::option::of(any::<u64>()),
                 interval_ms in proptest::option::of(any::<u32>()),
-                config in proptest::option::of(config_origin())) -> Status {
+                config in proptest::option::of(config_origin()),
+                channels in vec(channel(), 0..=MAX_READINGS)) -> Status {
         let state = if online { NodeState::Online } else { NodeState::Offline };
-        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config }
+        let channels = heapless::Vec::from_slice(&channels).unwrap();
+        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels }
     }
 }
 

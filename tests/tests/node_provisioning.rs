@@ -385,6 +385,12 @@ async fn provisioning_survives_a_reboot_and_a_restart_and_a_corrupt_store_boots_
         )
         .await;
     boots.push(boot_of(&birth));
+    // The birth message names the channels the board samples, each once.
+    let Published::Status(_, status) = &birth else {
+        unreachable!("new_birth accepts only a status")
+    };
+    let names: Vec<&str> = status.channels.iter().map(|c| c.as_str()).collect();
+    assert_eq!(names, ["inlet", "psu_in", "fan0"], "{status:?}");
     watch
         .until(
             "calibrated telemetry after the reboot",
@@ -441,7 +447,7 @@ async fn provisioning_survives_a_reboot_and_a_restart_and_a_corrupt_store_boots_
         .until(
             "birth message on defaults",
             Duration::from_secs(30),
-            || qemu.console(),
+            || format!("earlier boots {boots:?}\n{}", qemu.console()),
             new_birth(&default_status, &boots, ConfigOrigin::DefaultsStoreCorrupt),
         )
         .await;

@@ -268,11 +268,12 @@ fn channels() -> heapless::Vec<ChannelSetup, { rackwatch_firmware::MAX_CHANNELS 
 }
 
 /// A boot id that differs from boot to boot: the LM3S6965 has no random number generator, so it mixes
-/// the MAC address, the host's clock (semihosting) and the time start-up took.
+/// the MAC address, the host's random bytes and clock (semihosting) and the time start-up took.
 fn boot_id(mac: [u8; 6], clock: &Clock) -> u32 {
     let [a, b, c, d, e, f] = mac;
     let mut x = u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
         ^ u64::from(board::host_time_s().unwrap_or(0)) << 20
+        ^ board::host_random().unwrap_or(0)
         ^ clock.now_ms();
     // SplitMix64 finaliser: every input bit moves every output bit.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);

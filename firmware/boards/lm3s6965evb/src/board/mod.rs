@@ -24,7 +24,7 @@ mod watchdog;
 pub use clock::Clock;
 pub use ethernet::{Ethernet, EthernetRxToken, EthernetTxToken};
 pub use i2c::{I2c0, I2cError};
-pub use semihosting::{command_line, exit_qemu, host_time_s};
+pub use semihosting::{command_line, exit_qemu, host_random, host_time_s};
 pub use uart::{Uart0, Uart0Rx, Uart0Tx, UartError};
 pub use watchdog::Watchdog;
 
