@@ -19,7 +19,7 @@
 use embedded_storage::nor_flash::NorFlash;
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
 use rackwatch_protocols::{
-    Ack, AckResult, ConfigOrigin, EncodeError, NodeConfig, NodeId, NodeState, Status, Telemetry,
+    Ack, AckResult, BrokerConfig, ConfigOrigin, EncodeError, NodeConfig, NodeId, NodeState, Status, Telemetry,
 };
 
 use crate::config_store::{ConfigStore, Loaded};
@@ -162,6 +162,21 @@ pub fn load<F: NorFlash, const SLOT: usize>(
 /// broker host that is not an IPv4 literal on a board without DNS, or TLS on a board without a TLS
 /// stack. Returns the reason for the `rejected` answer.
 pub type BoardCheck = fn(&NodeConfig) -> Result<(), &'static str>;
+
+/// The broker of a configuration, for a board with neither a TLS stack nor DNS: its IPv4 address and
+/// port, or why the board cannot reach it (refusing `tls` beats connecting in clear unasked).
+pub fn plain_ipv4_broker(broker: &BrokerConfig) -> Result<(core::net::Ipv4Addr, u16), &'static str> {
+    if broker.tls {
+        return Err("no TLS on this board");
+    }
+    let address = broker.host.parse().map_err(|_| "broker host not IPv4")?;
+    Ok((address, broker.port))
+}
+
+/// The [`BoardCheck`] of a board with neither a TLS stack nor DNS ([`plain_ipv4_broker`]).
+pub fn check_plain_ipv4_broker(config: &NodeConfig) -> Result<(), &'static str> {
+    plain_ipv4_broker(&config.broker).map(|_| ())
+}
 
 /// The node's side of provisioning: reassembles the host's frames, answers them, stores an accepted
 /// configuration in the two-slot store and applies it to the node.
@@ -545,15 +560,12 @@ mod tests {
             config
         }
 
-        fn ipv4_only(config: &NodeConfig) -> Result<(), &'static str> {
-            match config.broker.host.split('.').count() {
-                4 => Ok(()),
-                _ => Err("broker host not IPv4"),
-            }
-        }
-
         fn provisioner(flash: Flash) -> Provisioner<Flash, SLOT> {
-            Provisioner::new(ConfigStore::new(flash, 0).unwrap(), defaults(), ipv4_only)
+            Provisioner::new(
+                ConfigStore::new(flash, 0).unwrap(),
+                defaults(),
+                check_plain_ipv4_broker,
+            )
         }
 
         /// Feeds a `SetConfig` of `body`; returns the answer's ack and what was applied.

@@ -227,8 +227,8 @@ struct Watch {
 /// One thing a node published.
 #[derive(Debug)]
 enum Published {
-    Telemetry(String, Telemetry),
-    Status(String, Status),
+    Telemetry(String, Box<Telemetry>),
+    Status(String, Box<Status>),
 }
 
 impl Watch {
@@ -267,11 +267,14 @@ impl Watch {
                 continue;
             };
             let published = if publish.topic.ends_with("/status") {
-                Published::Status(publish.topic.clone(), Status::decode(&publish.payload).unwrap())
+                Published::Status(
+                    publish.topic.clone(),
+                    Box::new(Status::decode(&publish.payload).unwrap()),
+                )
             } else {
                 Published::Telemetry(
                     publish.topic.clone(),
-                    Telemetry::decode(&publish.payload).unwrap(),
+                    Box::new(Telemetry::decode(&publish.payload).unwrap()),
                 )
             };
             if wanted(&published) {

@@ -31,7 +31,7 @@ use rackwatch_hardware::{Channel, Measurement};
 use rackwatch_protocols::{BrokerConfig, ChannelName, ConfigOrigin};
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 /// Longer than any one loop iteration, including a whole I2C sampling round and a JSON encode.
 const WATCHDOG_TIMEOUT_MS: u32 = 2_000;
@@ -111,7 +111,7 @@ fn main() -> ! {
         board::reset()
     };
     let Some(provisioner) = cortex_m::singleton!(: Provisioner<Flash, CONFIG_SLOT> =
-        Provisioner::new(store, initial_config(&settings), board_check))
+        Provisioner::new(store, initial_config(&settings), provisioning::check_plain_ipv4_broker))
     else {
         board::reset()
     };
@@ -206,7 +206,6 @@ fn main() -> ! {
             };
             let applied = provisioner
                 .feed(byte, node, now, &mut link, &mut send)
-                // `board_check` accepted it: the broker is an IPv4 literal.
                 .map(|config| (config.node.clone(), broker_endpoint(&config.broker)));
             console.frames = provisioner.host_attached();
             if let Some((node_id, broker)) = applied {
@@ -312,21 +311,11 @@ impl Console {
     }
 }
 
-/// What this board cannot do: it has no TLS stack (refusing `tls` beats connecting in clear unasked)
-/// and no DNS (the broker must be an IPv4 literal).
-fn board_check(config: &rackwatch_protocols::NodeConfig) -> Result<(), &'static str> {
-    if config.broker.tls {
-        return Err("no TLS on this board");
-    }
-    broker_endpoint(&config.broker)
-        .map(|_| ())
-        .ok_or("broker host not IPv4")
-}
-
-/// The broker address of a configuration: this board's network stack takes IPv4 literals only (no DNS).
+/// The broker address of a configuration: this board has neither TLS nor DNS (the core's
+/// `plain_ipv4_broker`, which `check_plain_ipv4_broker` applied before the configuration was stored).
 fn broker_endpoint(broker: &BrokerConfig) -> Option<IpEndpoint> {
-    let address: Ipv4Address = broker.host.parse().ok()?;
-    Some(IpEndpoint::new(IpAddress::Ipv4(address), broker.port))
+    let (address, port) = provisioning::plain_ipv4_broker(broker).ok()?;
+    Some(IpEndpoint::new(IpAddress::Ipv4(address), port))
 }
 
 /// The configuration in force before any provisioning: the settings, nothing calibrated.

@@ -26,7 +26,7 @@ use core::fmt::Write as _;
 
 use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
-use embassy_net::{IpEndpoint, Ipv4Address, StackResources};
+use embassy_net::{IpEndpoint, StackResources};
 use embassy_net_wiznet::chip::W5500;
 use embassy_rp::flash::{Blocking, Flash};
 use embassy_rp::gpio::{Input, Level, Output, Pull};
@@ -114,7 +114,11 @@ async fn main(spawner: Spawner) {
         reset()
     };
     static PROVISIONER: StaticCell<Provisioner<ConfigFlash, CONFIG_SLOT>> = StaticCell::new();
-    let provisioner = PROVISIONER.init(Provisioner::new(store, defaults(mac), board_check));
+    let provisioner = PROVISIONER.init(Provisioner::new(
+        store,
+        defaults(mac),
+        provisioning::check_plain_ipv4_broker,
+    ));
     let origin = provisioner.origin();
     console.log(format_args!("configuration: {}", origin.describe()));
 
@@ -217,7 +221,6 @@ async fn main(spawner: Spawner) {
             for &byte in received.get(..count).unwrap_or_default() {
                 let applied = provisioner
                     .feed(byte, node, now, &mut link, &mut usb_console::send)
-                    // `board_check` accepted it: the broker is an IPv4 literal.
                     .map(|config| (config.node.clone(), broker_endpoint(&config.broker)));
                 console.frames = provisioner.host_attached();
                 if let Some((node_id, broker)) = applied {
@@ -336,21 +339,11 @@ fn log_channels(console: &mut Console, found: &sensors::Found) {
     }
 }
 
-/// What this board cannot do: it has no TLS stack (refusing `tls` beats connecting in clear unasked)
-/// and no DNS (the broker must be an IPv4 literal).
-fn board_check(config: &rackwatch_protocols::NodeConfig) -> Result<(), &'static str> {
-    if config.broker.tls {
-        return Err("no TLS on this board");
-    }
-    broker_endpoint(&config.broker)
-        .map(|_| ())
-        .ok_or("broker host not IPv4")
-}
-
-/// The broker address of a configuration: IPv4 literals only (no DNS).
+/// The broker address of a configuration: this board has neither TLS nor DNS (the core's
+/// `plain_ipv4_broker`, which `check_plain_ipv4_broker` applied before the configuration was stored).
 fn broker_endpoint(broker: &BrokerConfig) -> Option<IpEndpoint> {
-    let address: Ipv4Address = broker.host.parse().ok()?;
-    Some(IpEndpoint::new(address.into(), broker.port))
+    let (address, port) = provisioning::plain_ipv4_broker(broker).ok()?;
+    Some(IpEndpoint::new(address.into(), port))
 }
 
 /// The configuration of a node never provisioned: `lab`, `pico-<mac>`, no broker (the build may name
