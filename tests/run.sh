@@ -2,7 +2,8 @@
 # Runs every test of rackwatch on a fresh machine: installs what is missing (tests/setup.sh: Debian
 # packages for the real servers, QEMU, Chromium and its driver; the Rust targets and components of every
 # rust-toolchain.toml), then formatting, lints, unit/property/end-to-end tests, and the firmware's
-# cross-build with its flash and RAM budgets. CI (.ci/run) runs exactly this. Aim: under 25 minutes on 2 cores.
+# cross-builds (every board under firmware/boards) with their flash and RAM budgets. CI (.ci/run) runs
+# exactly this. Aim: under 25 minutes on 2 cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 started=$SECONDS
@@ -29,8 +30,10 @@ step "no_std crates build for thumbv7m-none-eabi" \
   cargo build -p rackwatch-protocols -p rackwatch-hardware -p rackwatch-firmware --target thumbv7m-none-eabi
 for board in firmware/boards/*/; do
   [ -f "$board/Cargo.toml" ] || continue
-  step "board $(basename "$board"): fmt, clippy, release build, size budget" bash -c "
-    cd '$board' && cargo fmt -- --check && cargo clippy --release -- -D warnings && cargo build --release && ./size.sh"
+  # A board whose image is flashed as a file (uf2.sh: the .uf2 for a USB boot loader) makes it here too.
+  step "board $(basename "$board"): fmt, clippy, release build, size budget, flashable file" bash -c "
+    cd '$board' && cargo fmt -- --check && cargo clippy --release -- -D warnings && cargo build --release && ./size.sh &&
+      if [ -x ./uf2.sh ]; then ./uf2.sh; fi"
 done
 step "cargo test" cargo test --workspace --all-features --no-fail-fast
 

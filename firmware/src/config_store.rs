@@ -33,6 +33,17 @@ pub enum StoreError<E> {
     Layout,
 }
 
+/// What [`ConfigStore::load`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Loaded {
+    /// The newest complete configuration, this many bytes long.
+    Config(usize),
+    /// Both slots erased: the node was never provisioned.
+    Empty,
+    /// Something was written but neither slot holds a complete record (both failed their CRC).
+    Corrupt,
+}
+
 /// A record found in a slot: which slot, its generation and its payload length.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Found {
@@ -69,18 +80,33 @@ impl<F: NorFlash, const SLOT: usize> ConfigStore<F, SLOT> {
         self.flash
     }
 
-    /// Copies the newest valid payload into `out` and returns its length, or `None` when neither slot
-    /// holds a complete record (a new node, or both erased).
-    pub fn load(&mut self, out: &mut [u8]) -> Result<Option<usize>, StoreError<F::Error>> {
+    /// Copies the newest valid payload into `out`: [`Loaded::Config`] with its length, or why there is
+    /// none ([`Loaded::Empty`] for a node never provisioned, [`Loaded::Corrupt`] when a slot holds
+    /// something but no slot a complete record).
+    pub fn load(&mut self, out: &mut [u8]) -> Result<Loaded, StoreError<F::Error>> {
         let Some(found) = self.newest(out)? else {
-            return Ok(None);
+            return Ok(if self.is_blank(0)? && self.is_blank(1)? {
+                Loaded::Empty
+            } else {
+                Loaded::Corrupt
+            });
         };
         // `newest` left the last slot it checked in `out`: read the winner again.
         let payload = out.get_mut(..found.len).ok_or(StoreError::TooLarge)?;
         self.flash
             .read(self.slot_offset(found.slot) + HEADER_LEN as u32, payload)
             .map_err(StoreError::Flash)?;
-        Ok(Some(found.len))
+        Ok(Loaded::Config(found.len))
+    }
+
+    /// Whether `slot`'s header is erased: nothing was ever written there (a torn write of a header
+    /// leaves some bytes programmed, so it does not count as blank).
+    fn is_blank(&mut self, slot: u32) -> Result<bool, StoreError<F::Error>> {
+        let mut header = [0u8; HEADER_LEN];
+        self.flash
+            .read(self.slot_offset(slot), &mut header)
+            .map_err(StoreError::Flash)?;
+        Ok(header.iter().all(|&byte| byte == 0xFF))
     }
 
     /// Stores `payload` as the new configuration. `scratch` must hold a whole slot; it is where the
@@ -180,8 +206,8 @@ fn record_header(generation: u32, len: u16, crc: u16) -> [u8; HEADER_LEN] {
     [m0, m1, m2, m3, g0, g1, g2, g3, l0, l1, c0, c1]
 }
 
-/// Flash emulated in RAM, for boards without a driver for their flash yet (the QEMU board: its
-/// configuration does not survive a power cycle) and for tests. Erased bytes are 0xFF and a write can
+/// Flash emulated in RAM, for tests and for a board started without persistent flash (the QEMU board
+/// without `flash=PATH`: its configuration does not survive a reset). Erased bytes are 0xFF and a write can
 /// only clear bits, as on NOR flash.
 #[derive(Debug)]
 pub struct RamFlash<const N: usize> {
@@ -324,12 +350,34 @@ mod tests {
 
     fn loaded(store: &mut Store) -> Option<std::vec::Vec<u8>> {
         let mut out = [0u8; SLOT];
-        store.load(&mut out).unwrap().map(|n| out[..n].to_vec())
+        match store.load(&mut out).unwrap() {
+            Loaded::Config(n) => Some(out[..n].to_vec()),
+            Loaded::Empty | Loaded::Corrupt => None,
+        }
     }
 
     #[test]
     fn an_empty_flash_has_no_configuration() {
-        assert_eq!(loaded(&mut store()), None);
+        assert_eq!(store().load(&mut [0u8; SLOT]), Ok(Loaded::Empty));
+    }
+
+    #[test]
+    fn both_slots_failing_their_crc_is_told_apart_from_an_empty_store() {
+        let mut store = store();
+        let mut scratch = [0u8; SLOT];
+        store.save(b"{\"node\":\"a\"}", &mut scratch).unwrap();
+        store.save(b"{\"node\":\"b\"}", &mut scratch).unwrap();
+        let mut flash = store.destroy();
+        // One payload byte of each slot flipped, as a bad sector or a stray write would.
+        for slot in [0u32, 1] {
+            let offset = 1024 + slot * SLOT as u32 + HEADER_LEN as u32;
+            flash.flash.bytes[offset as usize] ^= 0x20;
+        }
+        let mut store = ConfigStore::new(flash, 1024).unwrap();
+        assert_eq!(store.load(&mut [0u8; SLOT]), Ok(Loaded::Corrupt));
+        // The next save still works, into either slot.
+        store.save(b"{\"node\":\"c\"}", &mut scratch).unwrap();
+        assert_eq!(loaded(&mut store).as_deref(), Some(&b"{\"node\":\"c\"}"[..]));
     }
 
     #[test]

@@ -20,8 +20,8 @@ use core::fmt;
 use rackwatch_hardware::{FanControl, Fault, SensorSet};
 use rackwatch_protocols::topic::{self, NodeTopic};
 use rackwatch_protocols::{
-    Ack, AckResult, Command, CommandKind, MAX_MESSAGE_LEN, NodeId, NodeState, Reading, SiteId, Status,
-    Telemetry,
+    Ack, AckResult, ChannelName, Command, CommandKind, MAX_MESSAGE_LEN, NodeId, NodeState, Reading, SiteId,
+    Status, Telemetry,
 };
 
 use crate::mqtt::{self, Connect, ConnectReturn, Packet, Publish, QoS, Will};
@@ -83,6 +83,9 @@ pub struct NodeConfig {
     /// MQTT user name and password (§3.1.3.4, §3.1.3.5), from the provisioned configuration.
     pub user_name: Option<heapless::String<32>>,
     pub password: Option<rackwatch_protocols::Secret>,
+    /// Where the configuration in force came from, for the birth message; `None` on a board or host
+    /// without a configuration store.
+    pub config_origin: Option<rackwatch_protocols::ConfigOrigin>,
 }
 
 impl NodeConfig {
@@ -102,6 +105,7 @@ impl NodeConfig {
             connect_timeout_ms: 5_000,
             user_name: None,
             password: None,
+            config_origin: None,
         }
     }
 }
@@ -400,17 +404,32 @@ impl<const RING: usize> Node<RING> {
         now_ms: u64,
         transport: &mut T,
     ) {
+        // Checked before the configuration was stored (`accepts`); an unknown channel changes nothing.
+        let _ = self.adopt_provisioned(provisioned, now_ms);
+        self.config.config_origin = Some(rackwatch_protocols::ConfigOrigin::Provisioned);
+        self.lose(now_ms, transport, "provisioned");
+        self.attempts = 0;
+        self.session = Session::Offline { retry_at_ms: now_ms };
+    }
+
+    /// Takes a provisioned configuration without touching the session: for the configuration loaded
+    /// at boot, before the first poll. Identity, interval and credentials are always taken; the
+    /// channel calibration only when every channel it names exists (else `unknown channel`, and the
+    /// board's own calibration stays).
+    pub fn adopt_provisioned(
+        &mut self,
+        provisioned: &rackwatch_protocols::NodeConfig,
+        now_ms: u64,
+    ) -> Result<(), &'static str> {
         self.config.site = provisioned.site.clone();
         self.config.node = provisioned.node.clone();
         self.config.interval_ms = provisioned.interval_ms;
         self.config.user_name = provisioned.broker.username.clone();
         self.config.password = provisioned.broker.password.clone();
         self.sampler.set_default_interval(provisioned.interval_ms, now_ms);
-        // Checked before the configuration was stored (`accepts`); an unknown channel changes nothing.
-        let _ = self.sampler.configure(&provisioned.channels, now_ms);
-        self.lose(now_ms, transport, "provisioned");
-        self.attempts = 0;
-        self.session = Session::Offline { retry_at_ms: now_ms };
+        self.sampler
+            .configure(&provisioned.channels, now_ms)
+            .map_err(|_| "unknown channel")
     }
 
     /// Starts a clean shutdown: publish `offline`, DISCONNECT, close. Polls report `stopped` when done.
@@ -938,8 +957,23 @@ impl<const RING: usize> Node<RING> {
             serial: self.config.serial.clone(),
             uptime_ms: Some(now_ms),
             interval_ms: Some(self.sampler.default_interval_ms()),
+            config: self.config.config_origin,
+            channels: self.channel_names(),
         };
         self.write_status(&status, QoS::AtLeastOnce)
+    }
+
+    /// The names of the channels sampled, each once, in channel order (for the birth message).
+    fn channel_names(&self) -> heapless::Vec<ChannelName, { rackwatch_protocols::MAX_READINGS }> {
+        let mut names: heapless::Vec<ChannelName, { rackwatch_protocols::MAX_READINGS }> =
+            heapless::Vec::new();
+        for setup in (0..=u8::MAX).map_while(|index| self.sampler.setup(index)) {
+            if !names.contains(&setup.channel.name) {
+                // More distinct names than a status takes: the birth lists the first ones.
+                let _ = names.push(setup.channel.name.clone());
+            }
+        }
+        names
     }
 
     /// The retained `offline` status and DISCONNECT of a clean shutdown.
@@ -951,7 +985,8 @@ impl<const RING: usize> Node<RING> {
     }
 
     fn write_status(&mut self, status: &Status, qos: QoS) -> bool {
-        let mut payload = [0u8; 256];
+        // A birth with every channel named: 16 names of up to 24 characters and the rest.
+        let mut payload = [0u8; 640];
         let Ok(len) = status.encode(&mut payload) else {
             return false;
         };

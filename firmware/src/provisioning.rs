@@ -10,9 +10,21 @@
 //! A frame whose CRC or COBS encoding is broken is dropped without an answer: the host times out and
 //! sends it again. Every frame this module writes starts with a delimiter, so a plain-text log line
 //! the board wrote before it ends there instead of corrupting the frame.
+//!
+//! [`load`] reads the configuration a node boots on from its [`ConfigStore`], and [`Provisioner`]
+//! answers the requests and keeps the store: a board supplies only the bytes of its serial port (UART,
+//! USB CDC-ACM), a way to send bytes back, its flash, and what its network stack cannot do
+//! ([`BoardCheck`]).
 
-use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind};
-use rackwatch_protocols::{Ack, AckResult, EncodeError, NodeConfig, NodeId, Status, Telemetry};
+use embedded_storage::nor_flash::NorFlash;
+use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
+use rackwatch_protocols::{
+    Ack, AckResult, BrokerConfig, ConfigOrigin, EncodeError, NodeConfig, NodeId, NodeState, Status, Telemetry,
+};
+
+use crate::config_store::{ConfigStore, Loaded};
+use crate::node::Node;
+use crate::transport::Transport;
 
 /// The longest frame the node accepts: a configuration with every channel calibrated fits.
 pub const MAX_FRAME_LEN: usize = 2048;
@@ -109,6 +121,204 @@ pub fn check(config: &NodeConfig) -> Result<(), &'static str> {
     Ok(())
 }
 
+/// The configuration a node boots on, and where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BootConfig {
+    pub config: NodeConfig,
+    pub origin: ConfigOrigin,
+}
+
+/// Reads the configuration stored in `store`; `defaults` (the board's build or command-line settings)
+/// when the store is empty, both slots fail their CRC, the flash cannot be read, or the stored
+/// configuration no longer passes [`check`]. `scratch` holds a slot while it is read.
+pub fn load<F: NorFlash, const SLOT: usize>(
+    store: &mut ConfigStore<F, SLOT>,
+    defaults: NodeConfig,
+    scratch: &mut [u8; SLOT],
+) -> BootConfig {
+    let stored = match store.load(scratch) {
+        Ok(Loaded::Config(len)) => scratch
+            .get(..len)
+            .and_then(|json| NodeConfig::decode(json).ok())
+            .filter(|config| check(config).is_ok())
+            .ok_or(ConfigOrigin::DefaultsStoreUnusable),
+        Ok(Loaded::Empty) => Err(ConfigOrigin::DefaultsUnprovisioned),
+        Ok(Loaded::Corrupt) => Err(ConfigOrigin::DefaultsStoreCorrupt),
+        Err(_) => Err(ConfigOrigin::DefaultsStoreUnusable),
+    };
+    match stored {
+        Ok(config) => BootConfig {
+            config,
+            origin: ConfigOrigin::Provisioned,
+        },
+        Err(origin) => BootConfig {
+            config: defaults,
+            origin,
+        },
+    }
+}
+
+/// What a board's network stack cannot take, beyond [`check`] and the node's own channels: e.g. a
+/// broker host that is not an IPv4 literal on a board without DNS, or TLS on a board without a TLS
+/// stack. Returns the reason for the `rejected` answer.
+pub type BoardCheck = fn(&NodeConfig) -> Result<(), &'static str>;
+
+/// The broker of a configuration, for a board with neither a TLS stack nor DNS: its IPv4 address and
+/// port, or why the board cannot reach it (refusing `tls` beats connecting in clear unasked).
+pub fn plain_ipv4_broker(broker: &BrokerConfig) -> Result<(core::net::Ipv4Addr, u16), &'static str> {
+    if broker.tls {
+        return Err("no TLS on this board");
+    }
+    let address = broker.host.parse().map_err(|_| "broker host not IPv4")?;
+    Ok((address, broker.port))
+}
+
+/// The [`BoardCheck`] of a board with neither a TLS stack nor DNS ([`plain_ipv4_broker`]).
+pub fn check_plain_ipv4_broker(config: &NodeConfig) -> Result<(), &'static str> {
+    plain_ipv4_broker(&config.broker).map(|_| ())
+}
+
+/// The node's side of provisioning: reassembles the host's frames, answers them, stores an accepted
+/// configuration in the two-slot store and applies it to the node.
+#[derive(Debug)]
+pub struct Provisioner<F, const SLOT: usize> {
+    frames: Provisioning,
+    store: ConfigStore<F, SLOT>,
+    in_force: NodeConfig,
+    origin: ConfigOrigin,
+    board_check: BoardCheck,
+    /// Where a record is assembled before it is written.
+    scratch: [u8; SLOT],
+}
+
+impl<F: NorFlash, const SLOT: usize> Provisioner<F, SLOT> {
+    /// Loads the configuration in `store` ([`load`]); the node must be built or [`adopt`ed]
+    /// (`Node::adopt_provisioned`) from [`Provisioner::in_force`] afterwards.
+    ///
+    /// [`adopt`ed]: Node::adopt_provisioned
+    pub fn new(mut store: ConfigStore<F, SLOT>, defaults: NodeConfig, board_check: BoardCheck) -> Self {
+        let mut scratch = [0u8; SLOT];
+        let BootConfig { config, origin } = load(&mut store, defaults, &mut scratch);
+        Provisioner {
+            frames: Provisioning::new(),
+            store,
+            in_force: config,
+            origin,
+            board_check,
+            scratch,
+        }
+    }
+
+    /// The configuration in force: the loaded or last provisioned one, or the defaults.
+    pub fn in_force(&self) -> &NodeConfig {
+        &self.in_force
+    }
+
+    /// Where [`Provisioner::in_force`] came from.
+    pub fn origin(&self) -> ConfigOrigin {
+        self.origin
+    }
+
+    /// Whether a host has spoken since boot (the board then sends log lines as `Log` frames).
+    pub fn host_attached(&self) -> bool {
+        self.frames.host_attached()
+    }
+
+    /// Frames dropped for a bad CRC, COBS or length since boot.
+    pub fn dropped(&self) -> u32 {
+        self.frames.dropped()
+    }
+
+    /// Feeds one byte from the serial port. When it completes a request, the answer goes out through
+    /// `send`; a configuration that was accepted is stored, applied to `node` (the session starts
+    /// again under the new identity) and returned, for the board to switch its broker address.
+    pub fn feed<const RING: usize, T: Transport + ?Sized>(
+        &mut self,
+        byte: u8,
+        node: &mut Node<RING>,
+        now_ms: u64,
+        transport: &mut T,
+        send: &mut dyn FnMut(&[u8]),
+    ) -> Option<&NodeConfig> {
+        let (tag, request) = self.frames.feed(byte)?;
+        let mut body = [0u8; MAX_FRAME_LEN];
+        let mut out = [0u8; MAX_ENCODED_LEN + 1];
+        let (frame, stored) = match request {
+            Request::Hello => {
+                let status = self.status(node, now_ms);
+                (info_frame(tag, &status, &mut body, &mut out), false)
+            }
+            Request::GetConfig => (config_frame(tag, &self.in_force, &mut body, &mut out), false),
+            Request::Refused(reason) => {
+                let node_id = node.config().node.clone();
+                let frame = result_frame(
+                    tag,
+                    node_id,
+                    AckResult::Rejected,
+                    Some(reason),
+                    &mut body,
+                    &mut out,
+                );
+                (frame, false)
+            }
+            Request::SetConfig(config) => {
+                let verdict = node
+                    .accepts(&config)
+                    .and_then(|()| (self.board_check)(&config))
+                    .and_then(|()| self.store(&config, &mut body));
+                let (node_id, result, reason) = match verdict {
+                    Ok(()) => (config.node.clone(), AckResult::Ok, None),
+                    Err(reason) => (node.config().node.clone(), AckResult::Rejected, Some(reason)),
+                };
+                let stored = verdict.is_ok();
+                if stored {
+                    node.apply_provisioned(&config, now_ms, transport);
+                    self.in_force = config;
+                    self.origin = ConfigOrigin::Provisioned;
+                }
+                (
+                    result_frame(tag, node_id, result, reason, &mut body, &mut out),
+                    stored,
+                )
+            }
+        };
+        if let Some(frame) = frame {
+            send(frame);
+        }
+        stored.then_some(&self.in_force)
+    }
+
+    /// Writes `config` to the store; `body` is scratch space for its JSON.
+    fn store(&mut self, config: &NodeConfig, body: &mut [u8]) -> Result<(), &'static str> {
+        let len = config.encode(body).map_err(|_| "configuration too large")?;
+        let json = body.get(..len).ok_or("configuration too large")?;
+        self.store
+            .save(json, &mut self.scratch)
+            .map_err(|_| "configuration not stored (flash write failed or too large)")
+    }
+
+    /// The `Info` a `Hello` gets: who the node is, and where its configuration came from.
+    fn status<const RING: usize>(&self, node: &Node<RING>, now_ms: u64) -> Status {
+        let config = node.config();
+        Status {
+            version: rackwatch_protocols::VERSION,
+            node: config.node.clone(),
+            state: if node.is_online() {
+                NodeState::Online
+            } else {
+                NodeState::Offline
+            },
+            boot: config.boot,
+            firmware: Some(config.firmware.clone()),
+            serial: config.serial.clone(),
+            uptime_ms: Some(now_ms),
+            interval_ms: Some(node.interval_ms()),
+            config: Some(self.origin),
+            channels: heapless::Vec::new(),
+        }
+    }
+}
+
 /// `Info` answering a `Hello`. `body` is scratch space for the JSON.
 pub fn info_frame<'o>(tag: u8, status: &Status, body: &mut [u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
     write_frame(FrameKind::Info, tag, |b| status.encode(b), body, out)
@@ -143,6 +353,28 @@ pub fn result_frame<'o>(
 /// `Telemetry` frame of the newest readings, for `rackwatch node console` (tag 0: not an answer).
 pub fn telemetry_frame<'o>(telemetry: &Telemetry, body: &mut [u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
     write_frame(FrameKind::Telemetry, 0, |b| telemetry.encode(b), body, out)
+}
+
+/// One console line as the serial port carries it: plain text ending in CR LF until a provisioning
+/// host has attached (a terminal shows it as is), a `Log` frame afterwards. Cut at 160 bytes.
+pub fn console_line<'o>(
+    host_attached: bool,
+    line: core::fmt::Arguments<'_>,
+    out: &'o mut [u8],
+) -> Option<&'o [u8]> {
+    use core::fmt::Write as _;
+    let mut text: heapless::String<160> = heapless::String::new();
+    // A line longer than the buffer is cut there; the part that fits is still worth showing.
+    let _ = text.write_fmt(line);
+    if host_attached {
+        return log_frame(&text, out);
+    }
+    let bytes = text.as_bytes();
+    let len = bytes.len();
+    let shown = out.get_mut(..len + 2)?;
+    shown.get_mut(..len)?.copy_from_slice(bytes);
+    shown.get_mut(len..)?.copy_from_slice(b"\r\n");
+    Some(shown)
 }
 
 /// `Log` carrying one line for the console.
@@ -259,6 +491,19 @@ mod tests {
     }
 
     #[test]
+    fn a_console_line_is_plain_text_until_a_host_attaches_then_a_log_frame() {
+        let mut out = [0u8; 200];
+        let plain = console_line(false, format_args!("boot {}", 7), &mut out).unwrap();
+        assert_eq!(plain, b"boot 7\r\n");
+        let framed = console_line(true, format_args!("boot {}", 7), &mut out)
+            .unwrap()
+            .to_vec();
+        let mut decoder = FrameDecoder::<MAX_ENCODED_LEN>::new();
+        let parsed = decoder.feed(&framed[1..]).1.unwrap().unwrap();
+        assert_eq!((parsed.kind, parsed.body), (FrameKind::Log, &b"boot 7"[..]));
+    }
+
+    #[test]
     fn result_carries_the_tag_as_ack_id() {
         let (mut body, mut out) = ([0u8; 256], [0u8; 300]);
         let node = NodeId::new("r01-n1").unwrap();
@@ -270,5 +515,156 @@ mod tests {
             (ack.id, ack.result, ack.detail.as_deref()),
             (12, AckResult::Rejected, Some("no"))
         );
+    }
+
+    mod provisioner {
+        use super::*;
+        use crate::config_store::RamFlash;
+        use crate::{ChannelSetup, LinkError, LinkState};
+        use rackwatch_hardware::{Channel, Measurement};
+        use rackwatch_protocols::{ChannelName, SiteId};
+
+        const SLOT: usize = 1024;
+        type Flash = RamFlash<{ 2 * SLOT }>;
+
+        /// A transport that is never up: provisioning does not need the broker.
+        struct NoBroker;
+        impl Transport for NoBroker {
+            fn open(&mut self) -> Result<(), LinkError> {
+                Err(LinkError)
+            }
+            fn state(&mut self) -> LinkState {
+                LinkState::Closed
+            }
+            fn receive(&mut self, _: &mut [u8]) -> Result<usize, LinkError> {
+                Err(LinkError)
+            }
+            fn send(&mut self, _: &[u8]) -> Result<usize, LinkError> {
+                Err(LinkError)
+            }
+            fn close(&mut self) {}
+        }
+
+        fn node() -> Node<4> {
+            let inlet = Channel::new(ChannelName::new("inlet").unwrap(), 0, Measurement::Temperature);
+            let config =
+                crate::NodeConfig::new(SiteId::new("lab").unwrap(), NodeId::new("lab-n0").unwrap(), 7);
+            Node::new(config, &[ChannelSetup::new(inlet)]).unwrap()
+        }
+
+        fn defaults() -> NodeConfig {
+            let mut config = NodeConfig::decode(CONFIG).unwrap();
+            config.node = NodeId::new("lab-n0").unwrap();
+            config.site = SiteId::new("lab").unwrap();
+            config.channels.clear();
+            config
+        }
+
+        fn provisioner(flash: Flash) -> Provisioner<Flash, SLOT> {
+            Provisioner::new(
+                ConfigStore::new(flash, 0).unwrap(),
+                defaults(),
+                check_plain_ipv4_broker,
+            )
+        }
+
+        /// Feeds a `SetConfig` of `body`; returns the answer's ack and what was applied.
+        fn set_config(
+            provisioner: &mut Provisioner<Flash, SLOT>,
+            node: &mut Node<4>,
+            body: &[u8],
+        ) -> (Ack, Option<NodeConfig>) {
+            let mut sent = std::vec::Vec::new();
+            let mut applied = None;
+            for &byte in &line(FrameKind::SetConfig, 21, body) {
+                if let Some(config) = provisioner.feed(byte, node, 1_000, &mut NoBroker, &mut |f| {
+                    sent.extend_from_slice(f)
+                }) {
+                    applied = Some(config.clone());
+                }
+            }
+            let mut decoder = FrameDecoder::<MAX_ENCODED_LEN>::new();
+            let parsed = decoder.feed(&sent[1..]).1.unwrap().unwrap();
+            assert_eq!((parsed.kind, parsed.tag), (FrameKind::Result, 21));
+            (Ack::decode(parsed.body).unwrap(), applied)
+        }
+
+        #[test]
+        fn an_empty_store_boots_on_the_defaults_as_never_provisioned() {
+            let provisioner = provisioner(Flash::new());
+            assert_eq!(provisioner.origin(), ConfigOrigin::DefaultsUnprovisioned);
+            assert_eq!(provisioner.in_force(), &defaults());
+        }
+
+        #[test]
+        fn a_stored_configuration_is_applied_and_loaded_again_at_the_next_boot() {
+            let mut node = node();
+            let mut first = provisioner(Flash::new());
+            let (ack, applied) = set_config(&mut first, &mut node, CONFIG);
+            assert_eq!((ack.result, ack.node.as_str()), (AckResult::Ok, "r01-n1"));
+            assert_eq!(applied, Some(NodeConfig::decode(CONFIG).unwrap()));
+            assert_eq!(node.config().node.as_str(), "r01-n1");
+            assert_eq!(node.config().config_origin, Some(ConfigOrigin::Provisioned));
+
+            // A reset: the same flash, a new provisioner.
+            let rebooted = provisioner(first.store.destroy());
+            assert_eq!(rebooted.origin(), ConfigOrigin::Provisioned);
+            assert_eq!(rebooted.in_force(), &NodeConfig::decode(CONFIG).unwrap());
+            let mut node = self::node();
+            assert_eq!(node.adopt_provisioned(rebooted.in_force(), 0), Ok(()));
+            assert_eq!(
+                (node.config().node.as_str(), node.config().site.as_str()),
+                ("r01-n1", "fra1")
+            );
+        }
+
+        #[test]
+        fn both_slots_corrupt_boot_on_the_defaults_and_say_why() {
+            let mut node = node();
+            let mut first = provisioner(Flash::new());
+            set_config(&mut first, &mut node, CONFIG);
+            set_config(&mut first, &mut node, CONFIG);
+            let mut flash = first.store.destroy();
+            // A bit of each slot's first payload byte cleared (NOR flash can only clear bits): both
+            // records fail their CRC.
+            for slot in [0u32, 1] {
+                flash
+                    .write(slot * SLOT as u32 + 12, &[0xFE, 0xFF, 0xFF, 0xFF])
+                    .unwrap();
+            }
+            let rebooted = provisioner(flash);
+            assert_eq!(rebooted.origin(), ConfigOrigin::DefaultsStoreCorrupt);
+            assert_eq!(rebooted.in_force(), &defaults());
+        }
+
+        #[test]
+        fn a_configuration_for_a_channel_the_board_lacks_is_refused_and_not_stored() {
+            let mut node = node();
+            let mut provisioner = provisioner(Flash::new());
+            let unknown = std::string::String::from_utf8_lossy(CONFIG).replace("\"inlet\"", "\"outlet\"");
+            let (ack, applied) = set_config(&mut provisioner, &mut node, unknown.as_bytes());
+            assert_eq!(
+                (ack.result, ack.detail.as_deref()),
+                (AckResult::Rejected, Some("unknown channel"))
+            );
+            assert_eq!(applied, None);
+            assert_eq!(node.config().node.as_str(), "lab-n0");
+            let rebooted = self::provisioner(provisioner.store.destroy());
+            assert_eq!(rebooted.origin(), ConfigOrigin::DefaultsUnprovisioned);
+        }
+
+        #[test]
+        fn what_the_board_cannot_do_is_refused_with_its_reason() {
+            let mut node = node();
+            let mut provisioner = provisioner(Flash::new());
+            let named = std::string::String::from_utf8_lossy(CONFIG).replace("10.0.2.2", "broker.lan");
+            let (ack, applied) = set_config(&mut provisioner, &mut node, named.as_bytes());
+            assert_eq!(
+                (ack.result, ack.detail.as_deref()),
+                (AckResult::Rejected, Some("broker host not IPv4"))
+            );
+            assert_eq!(applied, None);
+            assert_eq!(provisioner.in_force(), &defaults());
+        }
     }
 }

@@ -206,7 +206,7 @@ impl Ingest {
                         observations.push(Observation::Samples(Arc::from(std::mem::take(samples))));
                     }
                     observations.push(Observation::Status {
-                        status,
+                        status: Box::new(status),
                         received_ms: message.received_ms,
                     });
                 }

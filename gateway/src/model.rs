@@ -89,9 +89,9 @@ pub fn now_ms() -> i64 {
 pub enum Observation {
     /// The normalised readings of one commit.
     Samples(Arc<[Sample]>),
-    /// A node's birth or last will.
+    /// A node's birth or last will (boxed: a birth lists up to 16 channel names).
     Status {
-        status: rackwatch_protocols::Status,
+        status: Box<rackwatch_protocols::Status>,
         received_ms: i64,
     },
     /// A node's answer to a command.

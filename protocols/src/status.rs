@@ -2,8 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeId;
 use crate::codec::{Message, message_codec, version};
+use crate::telemetry::MAX_READINGS;
+use crate::{ChannelName, NodeId};
 
 /// Whether a node is connected to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -15,6 +16,34 @@ pub enum NodeState {
     /// node's connection dies without a DISCONNECT (MQTT 3.1.1 §3.1.2.5). A node that shuts down
     /// cleanly publishes it itself.
     Offline,
+}
+
+/// Where the configuration a node runs on came from, so a node that lost its provisioning says so
+/// in its birth message instead of quietly publishing under its factory identity.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ConfigOrigin {
+    /// Loaded from the node's configuration store, or provisioned since boot.
+    Provisioned,
+    /// Build or command-line defaults: the store is empty (the node was never provisioned).
+    DefaultsUnprovisioned,
+    /// Build or command-line defaults: both slots of the store failed their CRC.
+    DefaultsStoreCorrupt,
+    /// Build or command-line defaults: the store could not be read, or held a configuration this
+    /// firmware cannot use (unknown version, out-of-range values).
+    DefaultsStoreUnusable,
+}
+
+impl ConfigOrigin {
+    /// The words a console shows.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            ConfigOrigin::Provisioned => "provisioned configuration",
+            ConfigOrigin::DefaultsUnprovisioned => "defaults: never provisioned (store empty)",
+            ConfigOrigin::DefaultsStoreCorrupt => "defaults: both configuration slots failed their CRC",
+            ConfigOrigin::DefaultsStoreUnusable => "defaults: stored configuration unreadable or invalid",
+        }
+    }
 }
 
 /// A node's status. The last will carries only `state`, `node` and `boot`, since it is written at
@@ -40,6 +69,13 @@ pub struct Status {
     /// The node's default sampling interval.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub interval_ms: Option<u32>,
+    /// Where the configuration in force came from (birth message only).
+    #[serde(rename = "cfg", default, skip_serializing_if = "Option::is_none")]
+    pub config: Option<ConfigOrigin>,
+    /// The channels the node samples, each name once (birth only): on a board that finds its sensors
+    /// by probing the bus, what it found.
+    #[serde(rename = "ch", default, skip_serializing_if = "heapless::Vec::is_empty")]
+    pub channels: heapless::Vec<ChannelName, MAX_READINGS>,
 }
 
 impl Status {
@@ -54,6 +90,8 @@ impl Status {
             serial: None,
             uptime_ms: None,
             interval_ms: None,
+            config: None,
+            channels: heapless::Vec::new(),
         }
     }
 }

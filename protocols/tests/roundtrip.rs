@@ -12,7 +12,7 @@ use proptest::prelude::*;
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
 use rackwatch_protocols::{
     Ack, AckResult, Alert, AlertState, BrokerConfig, ChannelConfig, ChannelName, Command, CommandKind,
-    FanTarget, Label, Location, MAX_READINGS, NodeConfig, NodeId, NodeState, Quantity, Reading,
+    ConfigOrigin, FanTarget, Label, Location, MAX_READINGS, NodeConfig, NodeId, NodeState, Quantity, Reading,
     ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
 };
 
@@ -89,13 +89,25 @@ prop_compose! {
     }
 }
 
+fn config_origin() -> impl Strategy<Value = ConfigOrigin> {
+    prop_oneof![
+        Just(ConfigOrigin::Provisioned),
+        Just(ConfigOrigin::DefaultsUnprovisioned),
+        Just(ConfigOrigin::DefaultsStoreCorrupt),
+        Just(ConfigOrigin::DefaultsStoreUnusable),
+    ]
+}
+
 prop_compose! {
     fn status()(node in node_id(), online in any::<bool>(), boot in any::<u32>(),
                 firmware in proptest::option::of(text::<24>()), serial in proptest::option::of(text::<24>()),
                 uptime_ms in proptest::option::of(any::<u64>()),
-                interval_ms in proptest::option::of(any::<u32>())) -> Status {
+                interval_ms in proptest::option::of(any::<u32>()),
+                config in proptest::option::of(config_origin()),
+                channels in vec(channel(), 0..=MAX_READINGS)) -> Status {
         let state = if online { NodeState::Online } else { NodeState::Offline };
-        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms }
+        let channels = heapless::Vec::from_slice(&channels).unwrap();
+        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels }
     }
 }
 

@@ -64,7 +64,13 @@ fn temp_dir() -> TempDir {
 }
 
 /// The board with the rack's I2C parts, user-mode networking and QMP in `dir`; UART0 goes to `serial`.
+/// Unless `append` names its own `flash=PATH`, the node's configuration flash is a new file in `dir`.
 fn command(image: &Path, append: &str, dir: &Path, serial: &str, mac: &str) -> Command {
+    let append = if append.split_whitespace().any(|word| word.starts_with("flash=")) {
+        append.to_owned()
+    } else {
+        format!("{append} flash={}", dir.join("flash.bin").display())
+    };
     let mut command = Command::new(find_binary("qemu-system-arm", "qemu-system-arm"));
     command
         .args(["-M", "lm3s6965evb", "-display", "none", "-monitor", "none"])
@@ -81,7 +87,7 @@ fn command(image: &Path, append: &str, dir: &Path, serial: &str, mac: &str) -> C
         .args(["-nic", &format!("user,mac={mac}")])
         .arg("-kernel")
         .arg(image)
-        .args(["-append", append])
+        .args(["-append", &append])
         .stdin(Stdio::null())
         .stderr(Stdio::null());
     command

@@ -3,7 +3,10 @@
 //! publishes under its new id, with its new calibration, to a real Mosquitto; a frame damaged on the
 //! line in either direction is dropped and the request sent again; a refused configuration leaves the
 //! previous one in force. And against a pseudo-terminal where nothing answers,
-//! it fails with a clear message within its timeout.
+//! it fails with a clear message within its timeout. A provisioned node keeps its configuration in
+//! its flash (a host file on QEMU): it comes back under its provisioned id after a `reboot` command
+//! and after QEMU is killed and started again, and boots on its defaults, saying why, when both
+//! slots of the store are corrupt.
 
 #![allow(
     clippy::unwrap_used,
@@ -18,8 +21,9 @@ use std::os::fd::{AsFd as _, AsRawFd as _};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use rackwatch_protocols::Telemetry;
 use rackwatch_protocols::frame::{FrameDecoder, FrameKind, MAX_ENCODED_LEN};
+use rackwatch_protocols::topic::{self, NodeTopic};
+use rackwatch_protocols::{CommandKind, ConfigOrigin, NodeId, NodeState, SiteId, Status, Telemetry};
 use rackwatch_tests::qemu::{DEFAULT_MAC, Qemu, build_node_image};
 use rackwatch_tests::{Mosquitto, MosquittoConfig};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
@@ -211,6 +215,251 @@ async fn provisioned_node_publishes_under_its_new_id() {
     assert!(output.status.success(), "{stderr}");
     assert!(stdout.contains("node prov-n1\t"), "{stdout}");
     assert!(stdout.contains("location hall-a/a01/U42"), "{stdout}");
+    drop(qemu);
+}
+
+/// The MQTT side of the reboot test: telemetry and status of every node, kept in arrival order.
+struct Watch {
+    client: AsyncClient,
+    eventloop: rumqttc::EventLoop,
+}
+
+/// One thing a node published.
+#[derive(Debug)]
+enum Published {
+    Telemetry(String, Box<Telemetry>),
+    Status(String, Box<Status>),
+}
+
+impl Watch {
+    async fn start(port: u16) -> Self {
+        let mut options = MqttOptions::new("reboot-e2e", "127.0.0.1", port);
+        options.set_keep_alive(Duration::from_secs(5));
+        let (client, eventloop) = AsyncClient::new(options, 64);
+        for kind in [NodeTopic::Telemetry, NodeTopic::Status] {
+            client
+                .subscribe(topic::node_filter(None, kind).as_str(), QoS::AtLeastOnce)
+                .await
+                .unwrap();
+        }
+        Watch { client, eventloop }
+    }
+
+    /// Waits up to `within` for a publication that `wanted` accepts; `context` names what the
+    /// failure message shows (e.g. the console).
+    async fn until(
+        &mut self,
+        what: &str,
+        within: Duration,
+        context: impl Fn() -> String,
+        mut wanted: impl FnMut(&Published) -> bool,
+    ) -> Published {
+        let deadline = Instant::now() + within;
+        let mut seen = Vec::new();
+        loop {
+            let Ok(event) = tokio::time::timeout_at(deadline.into(), self.eventloop.poll()).await else {
+                panic!(
+                    "{what}: not seen within {within:?}; saw {seen:#?}\nconsole:\n{}",
+                    context()
+                );
+            };
+            let Event::Incoming(Packet::Publish(publish)) = event.unwrap() else {
+                continue;
+            };
+            let published = if publish.topic.ends_with("/status") {
+                Published::Status(
+                    publish.topic.clone(),
+                    Box::new(Status::decode(&publish.payload).unwrap()),
+                )
+            } else {
+                Published::Telemetry(
+                    publish.topic.clone(),
+                    Box::new(Telemetry::decode(&publish.payload).unwrap()),
+                )
+            };
+            if wanted(&published) {
+                return published;
+            }
+            if seen.len() < 20 {
+                seen.push(published);
+            }
+        }
+    }
+}
+
+fn inlet(telemetry: &Telemetry) -> Option<f64> {
+    telemetry
+        .readings
+        .iter()
+        .find(|r| r.channel.as_str() == "inlet")
+        .and_then(|r| r.value)
+}
+
+/// The birth message of a boot other than `old_boots`, on `topic`; returns its boot.
+fn new_birth<'a>(
+    topic: &'a str,
+    old_boots: &'a [u32],
+    origin: ConfigOrigin,
+) -> impl FnMut(&Published) -> bool + 'a {
+    move |published| {
+        matches!(published, Published::Status(t, status)
+            if t == topic && status.state == NodeState::Online
+                && !old_boots.contains(&status.boot) && status.config == Some(origin))
+    }
+}
+
+/// Calibrated telemetry (inlet 24.0 °C + 1.5) of a boot other than `old_boots` on `topic`.
+fn calibrated_telemetry<'a>(topic: &'a str, old_boots: &'a [u32]) -> impl FnMut(&Published) -> bool + 'a {
+    move |published| {
+        matches!(published, Published::Telemetry(t, telemetry)
+            if t == topic && !old_boots.contains(&telemetry.boot) && inlet(telemetry) == Some(25.5))
+    }
+}
+
+fn boot_of(published: &Published) -> u32 {
+    match published {
+        Published::Telemetry(_, telemetry) => telemetry.boot,
+        Published::Status(_, status) => status.boot,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn provisioning_survives_a_reboot_and_a_restart_and_a_corrupt_store_boots_on_defaults() {
+    let broker = Mosquitto::start();
+    let image = build_node_image();
+    let flash_dir = tempfile::tempdir().unwrap();
+    let flash = flash_dir.path().join("node-flash.bin");
+    let append = format!(
+        "broker=10.0.2.2:{} interval_ms=1000 flash={}",
+        broker.port(),
+        flash.display()
+    );
+    let mut watch = Watch::start(broker.port()).await;
+    let (site, node) = (SiteId::new("fra1").unwrap(), NodeId::new("prov-r1").unwrap());
+    let telemetry_topic = topic::node(&site, &node, NodeTopic::Telemetry).to_string();
+    let status_topic = topic::node(&site, &node, NodeTopic::Status).to_string();
+
+    // 1. Provision a node that boots on an empty flash file.
+    let (qemu, pty) = Qemu::start_with_pty(&image, &append, DEFAULT_MAC);
+    qemu.set_device_property(0, "temperature", 24_000);
+    let output = rackwatch()
+        .args(["node", "provision", "--port"])
+        .arg(&pty)
+        .args(["--node", "prov-r1", "--site", "fra1", "--interval-ms", "1000"])
+        .args(["--broker", &format!("10.0.2.2:{}", broker.port())])
+        .args(["--channel", "inlet:1:1.5", "--timeout-ms", "1000"])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = stdout_and_stderr(&output);
+    assert!(output.status.success(), "provision failed:\n{stdout}\n{stderr}");
+    let first = watch
+        .until(
+            "calibrated telemetry after provisioning",
+            Duration::from_secs(30),
+            String::new,
+            calibrated_telemetry(&telemetry_topic, &[]),
+        )
+        .await;
+    let mut boots = vec![boot_of(&first)];
+
+    // 2. `reboot` over MQTT: the node resets and comes back on its stored configuration.
+    let reboot = rackwatch_protocols::Command {
+        id: 31,
+        kind: CommandKind::Reboot,
+    };
+    let mut payload = [0u8; 128];
+    let len = reboot.encode(&mut payload).unwrap();
+    watch
+        .client
+        .publish(
+            topic::node(&site, &node, NodeTopic::Command).as_str(),
+            QoS::AtLeastOnce,
+            false,
+            payload[..len].to_vec(),
+        )
+        .await
+        .unwrap();
+    let birth = watch
+        .until(
+            "birth message after the reboot",
+            Duration::from_secs(30),
+            String::new,
+            new_birth(&status_topic, &boots, ConfigOrigin::Provisioned),
+        )
+        .await;
+    boots.push(boot_of(&birth));
+    // The birth message names the channels the board samples, each once.
+    let Published::Status(_, status) = &birth else {
+        unreachable!("new_birth accepts only a status")
+    };
+    let names: Vec<&str> = status.channels.iter().map(|c| c.as_str()).collect();
+    assert_eq!(names, ["inlet", "psu_in", "fan0"], "{status:?}");
+    watch
+        .until(
+            "calibrated telemetry after the reboot",
+            Duration::from_secs(30),
+            String::new,
+            calibrated_telemetry(&telemetry_topic, &boots[..1]),
+        )
+        .await;
+    drop(qemu);
+
+    // 3. A new QEMU on the same flash file: the same identity and calibration.
+    let qemu = Qemu::start(&image, &append);
+    qemu.set_device_property(0, "temperature", 24_000);
+    let birth = watch
+        .until(
+            "birth message after the restart",
+            Duration::from_secs(30),
+            || qemu.console(),
+            new_birth(&status_topic, &boots, ConfigOrigin::Provisioned),
+        )
+        .await;
+    boots.push(boot_of(&birth));
+    watch
+        .until(
+            "calibrated telemetry after the restart",
+            Duration::from_secs(30),
+            || qemu.console(),
+            calibrated_telemetry(&telemetry_topic, &boots[..2]),
+        )
+        .await;
+    assert!(
+        qemu.console()
+            .contains("rackwatch node prov-r1 on lm3s6965evb, site fra1")
+            && qemu
+                .console()
+                .contains("configuration: provisioned configuration"),
+        "{}",
+        qemu.console()
+    );
+    drop(qemu);
+
+    // 4. Both slots corrupted (a bit of each record's payload flipped): the node boots on its
+    //    command-line defaults, and its console and birth message say why.
+    let mut bytes = std::fs::read(&flash).unwrap();
+    for slot_payload in [12, 1024 + 12] {
+        bytes[slot_payload] ^= 0x01;
+    }
+    std::fs::write(&flash, &bytes).unwrap();
+    let qemu = Qemu::start(&image, &append);
+    let default_id = NodeId::new("lm3s-525400123456").unwrap();
+    let lab = SiteId::new("lab").unwrap();
+    let default_status = topic::node(&lab, &default_id, NodeTopic::Status).to_string();
+    watch
+        .until(
+            "birth message on defaults",
+            Duration::from_secs(30),
+            || format!("earlier boots {boots:?}\n{}", qemu.console()),
+            new_birth(&default_status, &boots, ConfigOrigin::DefaultsStoreCorrupt),
+        )
+        .await;
+    assert!(
+        qemu.console()
+            .contains("configuration: defaults: both configuration slots failed their CRC"),
+        "{}",
+        qemu.console()
+    );
     drop(qemu);
 }
 

@@ -3,9 +3,11 @@
 //!
 //! This file only wires the board to the application core (`rackwatch_firmware::Node`): it builds the
 //! drivers from a device table, names the channels, and polls the network and the node in one loop.
-//! Provisioning frames on UART0 (`rackwatch node provision`) are answered between polls; the stored
-//! configuration lives in RAM on this board (QEMU has no flash model that keeps writes), so it is lost
-//! at a reset and the `-append` settings apply again.
+//! Provisioning frames on UART0 (`rackwatch node provision`) are fed to the core's `Provisioner`
+//! between polls. The configuration store lives in a host file named by `-append flash=PATH`
+//! (`board::flash`), so a provisioned node boots on its configuration after a reset, a `reboot`
+//! command or a restart of QEMU; with no stored configuration (or both slots corrupt) the `-append`
+//! settings apply, and the console and birth message say why.
 //! A loop that stops (a wedged bus, a bug) stops feeding the watchdog, which resets the node.
 #![no_std]
 #![no_main]
@@ -15,20 +17,21 @@ use core::fmt::Write as _;
 
 use cortex_m_rt::entry;
 use embedded_hal_bus::i2c::RefCellDevice;
+use rackwatch_board_lm3s6965evb::board::flash::{BoardFlash, HostFlash};
 use rackwatch_board_lm3s6965evb::board::{self, Board, Clock, I2c0, Uart0Tx};
 use rackwatch_board_lm3s6965evb::link::{self, TcpLink};
-use rackwatch_board_lm3s6965evb::settings::Settings;
-use rackwatch_firmware::config_store::{ConfigStore, RamFlash};
-use rackwatch_firmware::provisioning::{self, Provisioning, Request};
+use rackwatch_board_lm3s6965evb::settings::{self, Settings};
+use rackwatch_firmware::config_store::ConfigStore;
+use rackwatch_firmware::provisioning::{self, Provisioner};
 use rackwatch_firmware::{ChannelSetup, Filter, Node, NodeConfig};
 use rackwatch_hardware::adm1272::Adm1272Config;
 use rackwatch_hardware::device::{Device, DeviceConfig};
 use rackwatch_hardware::tmp105::Resolution;
 use rackwatch_hardware::{Channel, Measurement};
-use rackwatch_protocols::{AckResult, BrokerConfig, ChannelName, NodeState, Status};
+use rackwatch_protocols::{BrokerConfig, ChannelName, ConfigOrigin};
 use smoltcp::iface::{SocketSet, SocketStorage};
 use smoltcp::socket::tcp;
-use smoltcp::wire::{IpAddress, IpEndpoint, Ipv4Address};
+use smoltcp::wire::{IpAddress, IpEndpoint};
 
 /// Longer than any one loop iteration, including a whole I2C sampling round and a JSON encode.
 const WATCHDOG_TIMEOUT_MS: u32 = 2_000;
@@ -57,9 +60,10 @@ const HOT_SWAP: u8 = 1;
 const FANS: u8 = 2;
 
 type Bus<'a> = RefCellDevice<'a, I2c0>;
-/// A slot of the configuration store: a configuration's JSON with a few calibrated channels fits.
+/// A slot of the configuration store (one flash page): a configuration's JSON with a few calibrated
+/// channels fits.
 const CONFIG_SLOT: usize = 1024;
-type Store = ConfigStore<&'static mut RamFlash<{ 2 * CONFIG_SLOT }>, CONFIG_SLOT>;
+type Flash = BoardFlash<{ 2 * CONFIG_SLOT }>;
 
 #[entry]
 fn main() -> ! {
@@ -82,16 +86,45 @@ fn main() -> ! {
     let mac = nic.mac_address();
 
     let mut settings = Settings::defaults(mac);
-    let mut line = [0u8; 256];
+    let mut line = [0u8; 384];
     let command_line = board::command_line(&mut line).unwrap_or_default();
     if let Err(bad) = settings.apply_overrides(command_line) {
         console.log(format_args!("settings: {} ignored (bad value)", bad.0));
     }
     let boot = boot_id(mac, &clock);
+
+    // The configuration: the stored one, else the settings (and why).
+    let flash = match settings::flash_path(command_line).map(HostFlash::open) {
+        Some(Ok(flash)) => BoardFlash::Host(flash),
+        found => {
+            let why = match found {
+                Some(_) => "cannot open the flash= file",
+                None => "no flash= on the command line",
+            };
+            console.log(format_args!(
+                "flash: {why}; running on the settings, provisioning refused"
+            ));
+            BoardFlash::Absent
+        }
+    };
+    let Ok(store) = ConfigStore::new(flash, 0) else {
+        board::reset()
+    };
+    let Some(provisioner) = cortex_m::singleton!(: Provisioner<Flash, CONFIG_SLOT> =
+        Provisioner::new(store, initial_config(&settings), provisioning::check_plain_ipv4_broker))
+    else {
+        board::reset()
+    };
+    let origin = provisioner.origin();
+    let in_force = provisioner.in_force();
+    if let Some(broker) = broker_endpoint(&in_force.broker) {
+        settings.broker = broker;
+    }
     console.log(format_args!(
         "rackwatch node {} on lm3s6965evb, site {}, boot {boot:08x}, broker {}, every {} ms",
-        settings.node, settings.site, settings.broker, settings.interval_ms
+        in_force.node, in_force.site, settings.broker, in_force.interval_ms
     ));
+    console.log(format_args!("configuration: {}", origin.describe()));
 
     // The sensors: one driver per part, sharing I2C0 (single thread, no interrupts on the bus).
     let bus = RefCell::new(i2c);
@@ -104,8 +137,9 @@ fn main() -> ! {
     }
     let channels = channels();
 
-    let mut config = NodeConfig::new(settings.site.clone(), settings.node.clone(), boot);
-    config.interval_ms = settings.interval_ms;
+    let mut config = NodeConfig::new(in_force.site.clone(), in_force.node.clone(), boot);
+    config.interval_ms = in_force.interval_ms;
+    config.config_origin = Some(origin);
     config.serial = heapless::String::try_from("LM3S6965-")
         .ok()
         .and_then(|mut serial| {
@@ -119,6 +153,11 @@ fn main() -> ! {
     }) else {
         board::reset()
     };
+    if origin == ConfigOrigin::Provisioned
+        && let Err(reason) = node.adopt_provisioned(provisioner.in_force(), 0)
+    {
+        console.log(format_args!("stored calibration not applied: {reason}"));
+    }
 
     // smoltcp: static address on QEMU's user network, default route to its gateway.
     let seed = u64::from(boot) << 32 | u64::from(boot.rotate_left(16));
@@ -138,18 +177,6 @@ fn main() -> ! {
     let mut local_port = 0;
     let mut identifying = false;
 
-    let mut provisioning = Provisioning::new();
-    let mut provisioned = initial_config(&settings);
-    let (Some(store), Some(scratch)) = (
-        cortex_m::singleton!(: RamFlash<{ 2 * CONFIG_SLOT }> = RamFlash::new()),
-        cortex_m::singleton!(: [u8; CONFIG_SLOT] = [0; CONFIG_SLOT]),
-    ) else {
-        board::reset()
-    };
-    let Ok(mut store) = Store::new(store, 0) else {
-        board::reset()
-    };
-
     loop {
         let now = clock.now_ms();
         interface.poll(clock.now(), &mut nic, &mut sockets);
@@ -167,10 +194,6 @@ fn main() -> ! {
         // Send what the node queued now rather than on the next turn.
         interface.poll(clock.now(), &mut nic, &mut sockets);
         while let Ok(Some(byte)) = keys.try_read_byte() {
-            let Some((tag, request)) = provisioning.feed(byte) else {
-                continue;
-            };
-            console.frames = provisioning.host_attached();
             let mut link = TcpLink {
                 interface: &mut interface,
                 sockets: &mut sockets,
@@ -178,17 +201,16 @@ fn main() -> ! {
                 broker: settings.broker,
                 local_port: &mut local_port,
             };
-            let answer = Answer {
-                node,
-                provisioned: &provisioned,
-                tag,
-                now,
+            let mut send = |frame: &[u8]| {
+                let _ = embedded_io::Write::write_all(&mut console.tx, frame);
             };
-            if let Some(config) = answer.send(request, &mut console.tx, &mut store, scratch) {
-                settings.broker = config.1;
-                node.apply_provisioned(&config.0, now, &mut link);
-                console.log(format_args!("provisioned as {}", config.0.node));
-                provisioned = config.0;
+            let applied = provisioner
+                .feed(byte, node, now, &mut link, &mut send)
+                .map(|config| (config.node.clone(), broker_endpoint(&config.broker)));
+            console.frames = provisioner.host_attached();
+            if let Some((node_id, broker)) = applied {
+                settings.broker = broker.unwrap_or(settings.broker);
+                console.log(format_args!("provisioned as {node_id}"));
             }
         }
         while let Some(event) = node.next_event() {
@@ -245,11 +267,12 @@ fn channels() -> heapless::Vec<ChannelSetup, { rackwatch_firmware::MAX_CHANNELS 
 }
 
 /// A boot id that differs from boot to boot: the LM3S6965 has no random number generator, so it mixes
-/// the MAC address, the host's clock (semihosting) and the time start-up took.
+/// the MAC address, the host's random bytes and clock (semihosting) and the time start-up took.
 fn boot_id(mac: [u8; 6], clock: &Clock) -> u32 {
     let [a, b, c, d, e, f] = mac;
     let mut x = u64::from_le_bytes([a, b, c, d, e, f, 0, 0])
         ^ u64::from(board::host_time_s().unwrap_or(0)) << 20
+        ^ board::host_random().unwrap_or(0)
         ^ clock.now_ms();
     // SplitMix64 finaliser: every input bit moves every output bit.
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -266,15 +289,9 @@ struct Console {
 
 impl Console {
     fn log(&mut self, line: core::fmt::Arguments<'_>) {
-        if !self.frames {
-            let _ = write!(self.tx, "{line}\r\n");
-            return;
-        }
-        let mut text: heapless::String<160> = heapless::String::new();
-        let _ = write!(text, "{line}");
         let mut out = [0u8; 176];
-        if let Some(frame) = provisioning::log_frame(&text, &mut out) {
-            let _ = embedded_io::Write::write_all(&mut self.tx, frame);
+        if let Some(bytes) = provisioning::console_line(self.frames, line, &mut out) {
+            let _ = embedded_io::Write::write_all(&mut self.tx, bytes);
         }
     }
 
@@ -294,106 +311,11 @@ impl Console {
     }
 }
 
-/// The answer to one provisioning request.
-struct Answer<'a> {
-    node: &'a Node<RING>,
-    provisioned: &'a rackwatch_protocols::NodeConfig,
-    tag: u8,
-    now: u64,
-}
-
-impl Answer<'_> {
-    /// Writes the answer to `request`; a configuration that was stored comes back, with the broker
-    /// address it names, for the caller to apply.
-    fn send(
-        self,
-        request: Request,
-        tx: &mut Uart0Tx,
-        store: &mut Store,
-        scratch: &mut [u8; CONFIG_SLOT],
-    ) -> Option<(rackwatch_protocols::NodeConfig, IpEndpoint)> {
-        let mut body = [0u8; CONFIG_SLOT];
-        let mut out = [0u8; CONFIG_SLOT + 16];
-        let node_id = self.node.config().node.clone();
-        let (frame, applied) = match request {
-            Request::Hello => {
-                let config = self.node.config();
-                let status = Status {
-                    version: rackwatch_protocols::VERSION,
-                    node: node_id,
-                    state: if self.node.is_online() {
-                        NodeState::Online
-                    } else {
-                        NodeState::Offline
-                    },
-                    boot: config.boot,
-                    firmware: Some(config.firmware.clone()),
-                    serial: config.serial.clone(),
-                    uptime_ms: Some(self.now),
-                    interval_ms: Some(self.node.interval_ms()),
-                };
-                (
-                    provisioning::info_frame(self.tag, &status, &mut body, &mut out),
-                    None,
-                )
-            }
-            Request::GetConfig => (
-                provisioning::config_frame(self.tag, self.provisioned, &mut body, &mut out),
-                None,
-            ),
-            Request::Refused(reason) => self.verdict(Err(reason), &mut body, &mut out),
-            Request::SetConfig(config) => {
-                // This board has no TLS stack: refusing `tls` beats connecting in clear unasked.
-                let stored = self
-                    .node
-                    .accepts(&config)
-                    .and_then(|()| match config.broker.tls {
-                        true => Err("no TLS on this board"),
-                        false => broker_endpoint(&config.broker).ok_or("broker host not IPv4"),
-                    })
-                    .and_then(|broker| {
-                        let len = config.encode(&mut body).map_err(|_| "too large")?;
-                        let json = body.get(..len).ok_or("too large")?;
-                        store.save(json, scratch).map_err(|_| "too large")?;
-                        Ok((config, broker))
-                    });
-                self.verdict(stored, &mut body, &mut out)
-            }
-        };
-        if let Some(frame) = frame {
-            let _ = embedded_io::Write::write_all(tx, frame);
-        }
-        applied
-    }
-
-    /// The `Result` frame for a stored configuration (its new node id) or a refusal (with the reason),
-    /// and the configuration to apply.
-    fn verdict<'o>(
-        &self,
-        stored: Result<(rackwatch_protocols::NodeConfig, IpEndpoint), &'static str>,
-        body: &mut [u8],
-        out: &'o mut [u8],
-    ) -> (
-        Option<&'o [u8]>,
-        Option<(rackwatch_protocols::NodeConfig, IpEndpoint)>,
-    ) {
-        let (node, result, reason) = match &stored {
-            Ok((config, _)) => (config.node.clone(), AckResult::Ok, None),
-            Err(reason) => (
-                self.node.config().node.clone(),
-                AckResult::Rejected,
-                Some(*reason),
-            ),
-        };
-        let frame = provisioning::result_frame(self.tag, node, result, reason, body, out);
-        (frame, stored.ok())
-    }
-}
-
-/// The broker address of a configuration: this board's network stack takes IPv4 literals only (no DNS).
+/// The broker address of a configuration: this board has neither TLS nor DNS (the core's
+/// `plain_ipv4_broker`, which `check_plain_ipv4_broker` applied before the configuration was stored).
 fn broker_endpoint(broker: &BrokerConfig) -> Option<IpEndpoint> {
-    let address: Ipv4Address = broker.host.parse().ok()?;
-    Some(IpEndpoint::new(IpAddress::Ipv4(address), broker.port))
+    let (address, port) = provisioning::plain_ipv4_broker(broker).ok()?;
+    Some(IpEndpoint::new(IpAddress::Ipv4(address), port))
 }
 
 /// The configuration in force before any provisioning: the settings, nothing calibrated.

@@ -1,8 +1,8 @@
-//! The node's settings until provisioning exists: defaults, overridden at build time by environment
+//! The node's settings before it is provisioned: defaults, overridden at build time by environment
 //! variables (`RACKWATCH_BROKER`, `RACKWATCH_SITE`, `RACKWATCH_NODE`, `RACKWATCH_INTERVAL_MS`), then at
 //! run time by `key=value` words on QEMU's command line (`-append "broker=10.0.2.2:18830"`, read
-//! through semihosting). Provisioned configuration will replace both (see README.md, "Provisioned
-//! configuration").
+//! through semihosting). A configuration in the store (`flash=PATH` names the file that holds it)
+//! replaces them all.
 
 use core::fmt::Write as _;
 
@@ -101,6 +101,15 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The host file that stands in for the configuration flash: the value of `flash=PATH` on QEMU's
+/// command line (README.md, "Provisioned configuration").
+pub fn flash_path(command_line: &str) -> Option<&str> {
+    command_line
+        .split_ascii_whitespace()
+        .skip(1)
+        .find_map(|word| word.strip_prefix("flash="))
 }
 
 /// The constant defaults are valid identifiers; a build that broke them would reset here.

@@ -7,11 +7,13 @@
 //! | Ethernet MAC | `0x4004_8000` | [`Ethernet`]: `smoltcp::phy::Device` |
 //! | SysTick, 1 ms | core | [`Clock`]: milliseconds, `smoltcp::time::Instant`, `embedded_hal::delay::DelayNs` |
 //! | Watchdog 0 | `0x4000_0000` | [`Watchdog`] |
+//! | Configuration flash | a host file, through semihosting | [`flash::HostFlash`]: `embedded_storage::nor_flash::NorFlash` |
 //!
 //! Call [`Board::take`] once, then hand the parts to the application core.
 
 mod clock;
 mod ethernet;
+pub mod flash;
 mod i2c;
 mod mmio;
 mod panic;
@@ -22,7 +24,7 @@ mod watchdog;
 pub use clock::Clock;
 pub use ethernet::{Ethernet, EthernetRxToken, EthernetTxToken};
 pub use i2c::{I2c0, I2cError};
-pub use semihosting::{command_line, exit_qemu, host_time_s};
+pub use semihosting::{command_line, exit_qemu, host_random, host_time_s};
 pub use uart::{Uart0, Uart0Rx, Uart0Tx, UartError};
 pub use watchdog::Watchdog;
 
