@@ -181,6 +181,7 @@ pub async fn run(
     }
     drop(incoming_tx);
 
+    let sink_status = Arc::new(influx::SinkStatus::default());
     let sink = match (writer, &config.influxdb) {
         (Some(writer), Some(influx_config)) => Some(tokio::spawn(influx::drain(influx::Drain {
             reader: spool_reader,
@@ -189,6 +190,7 @@ pub async fn run(
             committed: Arc::clone(&committed),
             dead_letters: Arc::clone(&dead_letters),
             metrics: Arc::clone(&metrics),
+            status: Arc::clone(&sink_status),
             shutdown: trigger.subscribe(),
             grace: SHUTDOWN_GRACE,
         }))),
@@ -197,7 +199,7 @@ pub async fn run(
             None
         }
     };
-    let routes = alert_routes.merge(dashboard.routes());
+    let routes = alert_routes.merge(dashboard.routes()).merge(sink_status.routes());
     let http_task = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {
             let listener = http::TlsListener::new(listener, cert, key)?;

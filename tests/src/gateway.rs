@@ -19,6 +19,9 @@ pub struct GatewaySettings {
     pub mqtt_url: Option<String>,
     pub client_id: String,
     pub influx_url: Option<String>,
+    /// The `[influxdb]` keys naming where to write (v2's `org`/`bucket` by default; v1's
+    /// `api`/`database`/`username`/`password` from `InfluxDb::gateway_writer`).
+    pub influx_target: String,
     /// Extra TOML appended to the file (inventory, serial ports, normalise bounds ...).
     pub extra: String,
     /// Extra keys of the `[http]` table (e.g. `token = { file = "..." }`).
@@ -35,6 +38,7 @@ impl GatewaySettings {
             mqtt_url: None,
             client_id: "rackwatch-test".to_owned(),
             influx_url: None,
+            influx_target: "org = \"rackwatch\"\nbucket = \"rackwatch\"".to_owned(),
             extra: String::new(),
             http_extra: String::new(),
             tls: None,
@@ -137,8 +141,8 @@ impl Gateway {
         if let Some(url) = &settings.influx_url {
             writeln!(
                 toml,
-                "[influxdb]\nurl = \"{url}\"\norg = \"rackwatch\"\nbucket = \"rackwatch\"\nbatch_max_age_ms = {}\nmax_backoff_secs = 2",
-                settings.batch_max_age_ms
+                "[influxdb]\nurl = \"{url}\"\n{}\nbatch_max_age_ms = {}\nmax_backoff_secs = 2",
+                settings.influx_target, settings.batch_max_age_ms
             )
             .unwrap();
         }

@@ -16,7 +16,9 @@
 mod browser;
 pub mod fleet;
 mod gateway;
+mod influxdb;
 mod mosquitto;
+mod nginx;
 mod process;
 pub mod qemu;
 pub mod room;
@@ -24,7 +26,9 @@ mod victoria;
 
 pub use browser::Browser;
 pub use gateway::{Gateway, GatewaySettings, http_get};
+pub use influxdb::{ADMIN as INFLUXDB_ADMIN, InfluxDb, InfluxDbConfig, QuerySeries};
 pub use mosquitto::{Mosquitto, MosquittoConfig};
+pub use nginx::{Logged, Nginx};
 pub use process::{Service, find_binary, free_port};
 pub use victoria::{ExportedSeries, VictoriaMetrics};
 
