@@ -24,6 +24,8 @@ pub struct GatewaySettings {
     pub influx_target: String,
     /// Extra TOML appended to the file (inventory, serial ports, normalise bounds ...).
     pub extra: String,
+    /// Extra keys of the `[mqtt]` table (e.g. `ca_file = "..."`).
+    pub mqtt_extra: String,
     /// Extra keys of the `[http]` table (e.g. `token = { file = "..." }`).
     pub http_extra: String,
     /// Serve HTTPS with this PEM certificate and key (readiness is then a TCP connect).
@@ -40,6 +42,7 @@ impl GatewaySettings {
             influx_url: None,
             influx_target: "org = \"rackwatch\"\nbucket = \"rackwatch\"".to_owned(),
             extra: String::new(),
+            mqtt_extra: String::new(),
             http_extra: String::new(),
             tls: None,
             batch_max_age_ms: 200,
@@ -133,8 +136,8 @@ impl Gateway {
         if let Some(url) = &settings.mqtt_url {
             writeln!(
                 toml,
-                "[mqtt]\nurl = \"{url}\"\nclient_id = \"{}\"",
-                settings.client_id
+                "[mqtt]\nurl = \"{url}\"\nclient_id = \"{}\"\n{}",
+                settings.client_id, settings.mqtt_extra
             )
             .unwrap();
         }
