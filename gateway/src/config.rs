@@ -547,7 +547,9 @@ impl Config {
 impl InfluxConfig {
     /// Each API takes its own keys: a key of the other one is a mistake worth naming.
     fn validate_api(&self) -> Result<(), ConfigError> {
-        let (needed, foreign): (&[(&str, bool)], &[(&str, bool)]) = match self.api {
+        // (key, given) pairs: keys this API needs, keys of the other API.
+        type Keys<'a> = &'a [(&'a str, bool)];
+        let (needed, foreign): (Keys, Keys) = match self.api {
             InfluxApi::V1 => (
                 &[("database", self.database.is_some())],
                 &[

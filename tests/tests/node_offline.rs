@@ -102,9 +102,7 @@ async fn node_killed_without_disconnect_goes_offline_and_raises_node_offline() {
         let rows = db
             .query(
                 DATABASE,
-                &format!(
-                    "SELECT \"firing\", \"summary\" FROM \"alert\" WHERE \"rule\" = 'node_offline' AND \"state\" = 'firing' AND \"rack\" = 'a01'"
-                ),
+                "SELECT \"firing\", \"summary\" FROM \"alert\" WHERE \"rule\" = 'node_offline' AND \"state\" = 'firing' AND \"rack\" = 'a01'",
             )
             .await;
         rows[0].first().is_some_and(|s| s.values.iter().any(|row| row[1].as_i64() == Some(1)))

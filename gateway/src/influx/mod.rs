@@ -194,14 +194,15 @@ impl Sink {
                     // A parse error quotes its line; a conflict names a measurement, a field and a
                     // type, which lines stored in another shard (another week) may share.
                     let exact = matches!(cause, DropCause::Unparsable(_)) || named_lines <= dropped;
-                    if named_lines > 0 && !exact {
-                        if let Some((first, second)) = halves(&part) {
-                            // Write the halves again to learn which lines the server drops:
-                            // points it already stored are stored once.
-                            parts.push(second.to_vec());
-                            parts.push(first.to_vec());
-                            return Ok(());
-                        }
+                    if named_lines > 0
+                        && !exact
+                        && let Some((first, second)) = halves(&part)
+                    {
+                        // Write the halves again to learn which lines the server drops: points
+                        // it already stored are stored once.
+                        parts.push(second.to_vec());
+                        parts.push(first.to_vec());
+                        return Ok(());
                     }
                     if named_lines > 0 {
                         self.dead_letter(cause.as_str(), &detail, &named);
