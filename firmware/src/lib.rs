@@ -12,7 +12,8 @@
 //! - [`node`]: the MQTT session, publishing records oldest first at QoS 1, and commands;
 //! - [`mqtt`]: the MQTT 3.1.1 packet codec the session speaks;
 //! - [`transport`]: the byte stream the session runs over;
-//! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store.
+//! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store;
+//! - [`serial_uplink`]: telemetry of a serial-attached node, kept until the gateway stored it.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
@@ -26,6 +27,7 @@ pub mod mqtt;
 pub mod node;
 pub mod provisioning;
 pub mod sampling;
+pub mod serial_uplink;
 pub mod store;
 pub mod transport;
 
