@@ -68,8 +68,17 @@ impl<const N: usize> SerialUplink<N> {
         if self.pending.is_full() && self.pending.pop_front().is_some() {
             self.dropped = self.dropped.saturating_add(1);
         }
-        telemetry.dropped = telemetry.dropped.saturating_add(core::mem::take(&mut self.dropped));
-        if self.pending.push_back(Pending { telemetry, sent_at_ms: None }).is_err() {
+        telemetry.dropped = telemetry
+            .dropped
+            .saturating_add(core::mem::take(&mut self.dropped));
+        if self
+            .pending
+            .push_back(Pending {
+                telemetry,
+                sent_at_ms: None,
+            })
+            .is_err()
+        {
             self.dropped = self.dropped.saturating_add(1);
         }
     }
@@ -79,11 +88,10 @@ impl<const N: usize> SerialUplink<N> {
     /// so a line garbled before it ends there.
     pub fn poll_frame<'o>(&mut self, now_ms: u64, body: &mut [u8], out: &'o mut [u8]) -> Option<&'o [u8]> {
         let resend_after = self.resend_after_ms;
-        let due = self
-            .pending
-            .iter_mut()
-            .take(MAX_UNACKNOWLEDGED)
-            .find(|p| p.sent_at_ms.is_none_or(|at| now_ms.saturating_sub(at) >= resend_after))?;
+        let due = self.pending.iter_mut().take(MAX_UNACKNOWLEDGED).find(|p| {
+            p.sent_at_ms
+                .is_none_or(|at| now_ms.saturating_sub(at) >= resend_after)
+        })?;
         due.sent_at_ms = Some(now_ms);
         let len = due.telemetry.encode(body).ok()?;
         let (delimiter, rest) = out.split_first_mut()?;
@@ -109,9 +117,9 @@ impl<const N: usize> SerialUplink<N> {
                 }
                 Some(Ok(frame)) => match frame.kind {
                     FrameKind::Stored => Ack::decode(frame.body).ok().map(|ack| Received::Stored(ack.id)),
-                    FrameKind::Command => {
-                        Command::decode(frame.body).ok().map(|command| Received::Command(frame.tag, command))
-                    }
+                    FrameKind::Command => Command::decode(frame.body)
+                        .ok()
+                        .map(|command| Received::Command(frame.tag, command)),
                     _ => None,
                 },
             };
@@ -191,7 +199,9 @@ mod tests {
 
     fn stored(seq: u32) -> std::vec::Vec<u8> {
         let mut body = [0u8; 128];
-        let n = Ack::new(seq, NodeId::new("s1").unwrap(), AckResult::Ok).encode(&mut body).unwrap();
+        let n = Ack::new(seq, NodeId::new("s1").unwrap(), AckResult::Ok)
+            .encode(&mut body)
+            .unwrap();
         let mut out = [0u8; 256];
         let m = frame::encode(FrameKind::Stored, 0, &body[..n], &mut out).unwrap();
         out[..m].to_vec()
@@ -207,7 +217,11 @@ mod tests {
         let mut heard = std::vec::Vec::new();
         uplink.feed(&stored(1), |r| heard.push(r));
         assert_eq!(heard, [Received::Stored(1)]);
-        assert_eq!(sent(&mut uplink, 1000), [2], "only the unacknowledged round again");
+        assert_eq!(
+            sent(&mut uplink, 1000),
+            [2],
+            "only the unacknowledged round again"
+        );
         uplink.feed(&stored(2), |_| {});
         assert_eq!(uplink.pending(), 0);
         assert_eq!(sent(&mut uplink, 5000), []);

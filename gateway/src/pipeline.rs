@@ -156,6 +156,17 @@ pub async fn run(
             source: e.into(),
         })?;
 
+    // Acknowledgements go back to the source that owes them: PUBACKs, serial `Stored` frames.
+    let (mqtt_ack_tx, mqtt_ack_rx) = mpsc::unbounded_channel();
+    let mut serial_ack_txs = std::collections::HashMap::new();
+    let mut serial_ack_rxs = Vec::new();
+    for serial in &config.serial {
+        let (tx, rx) = mpsc::unbounded_channel();
+        serial_ack_txs.insert(Arc::<str>::from(serial.port.as_str()), tx);
+        serial_ack_rxs.push(rx);
+    }
+    let ack_router = tokio::spawn(source::route_acks(ack_rx, mqtt_ack_tx, serial_ack_txs));
+
     let mut sources = tokio::task::JoinSet::new();
     if let Some((options, _)) = mqtt {
         let share_group = config.mqtt.as_ref().and_then(|m| m.share_group.as_deref());
@@ -167,17 +178,19 @@ pub async fn run(
             options,
             filters,
             incoming_tx.clone(),
-            ack_rx,
+            mqtt_ack_rx,
             trigger.subscribe(),
         ));
     }
-    for serial in &config.serial {
-        sources.spawn(source::serial::run(
-            serial.clone(),
-            incoming_tx.clone(),
-            Arc::clone(&metrics),
-            trigger.subscribe(),
-        ));
+    for (serial, outgoing) in config.serial.iter().zip(serial_ack_rxs) {
+        sources.spawn(source::serial::run(source::serial::SerialPort {
+            config: serial.clone(),
+            incoming: incoming_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            dead_letters: Arc::clone(&dead_letters),
+            outgoing,
+            shutdown: trigger.subscribe(),
+        }));
     }
     drop(incoming_tx);
 
@@ -224,6 +237,7 @@ pub async fn run(
     while sources.join_next().await.is_some() {}
     // Sources are gone, so the ingest thread sees its channel close, commits and ends.
     let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
+    let _ = ack_router.await;
     committed.notify_one();
     if let Some(sink) = sink {
         let _ = sink.await;

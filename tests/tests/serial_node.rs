@@ -1,0 +1,211 @@
+//! A serial-attached node on a real pseudo-terminal feeding the gateway's `[[serial]]` source: the
+//! node (the firmware's `serial_uplink` on the host) keeps every round until the gateway answers
+//! `Stored`, which the gateway sends only after its spool commit. The gateway is SIGKILLed twice
+//! mid-stream, and every reading is in the database once; a corrupted frame is counted and
+//! dead-lettered.
+
+#![allow(
+    clippy::unwrap_used,
+    clippy::indexing_slicing,
+    clippy::panic,
+    reason = "test code: a panic is a failed test"
+)]
+
+use std::fs::File;
+use std::io::{Read, Write};
+use std::os::fd::OwnedFd;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, mpsc};
+use std::time::{Duration, Instant};
+
+use nix::pty::openpty;
+use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
+use rackwatch_firmware::serial_uplink::{Received, SerialUplink};
+use rackwatch_protocols::frame::{self, FrameKind, MAX_ENCODED_LEN};
+use rackwatch_protocols::{ChannelName, NodeId, Quantity, Reading, Telemetry, Unit};
+use rackwatch_tests::fleet::{self, Published};
+use rackwatch_tests::room::within;
+use rackwatch_tests::{Gateway, GatewaySettings, InfluxDb};
+
+const GATEWAY: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
+const DATABASE: &str = "rackwatch";
+const SITE: &str = "serial";
+const NODE: &str = "s-node";
+const ROUNDS: u32 = 120;
+const CHANNELS: usize = 4;
+
+/// A pseudo-terminal in raw mode: the node's end (master) and the path the gateway opens. The
+/// slave stays open here, so the line survives the gateway's deaths.
+struct Line {
+    master: OwnedFd,
+    slave_path: String,
+    _slave: OwnedFd,
+}
+
+fn pty() -> Line {
+    let pty = openpty(None, None).unwrap();
+    let mut termios = tcgetattr(&pty.slave).unwrap();
+    cfmakeraw(&mut termios);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &termios).unwrap();
+    let slave_path = nix::unistd::ttyname(&pty.slave).unwrap().display().to_string();
+    Line {
+        master: pty.master,
+        slave_path,
+        _slave: pty.slave,
+    }
+}
+
+fn value_of(seq: u32, channel: usize) -> f64 {
+    20.0 + f64::from((seq * 3 + channel as u32 * 7) % 320) / 16.0
+}
+
+/// The node: a round every 50 ms through the serial uplink, until every round is stored or a
+/// minute passed. Returns what it published and how many rounds are still unacknowledged.
+fn run_node(master: File, stop: Arc<AtomicBool>) -> (Vec<Published>, usize) {
+    let mut writer = master.try_clone().unwrap();
+    let (received_tx, received_rx) = mpsc::channel::<Vec<u8>>();
+    let mut reader = master;
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = reader.read(&mut buf) {
+            if n == 0 || received_tx.send(buf[..n].to_vec()).is_err() {
+                return;
+            }
+        }
+    });
+    let mut uplink = SerialUplink::<256>::new(1000);
+    let started = Instant::now();
+    let boot = 0x5E41;
+    let mut published = Vec::new();
+    let mut next_round = Instant::now();
+    let mut seq = 0u32;
+    let (mut body, mut out) = ([0u8; 2048], [0u8; MAX_ENCODED_LEN + 1]);
+    while started.elapsed() < Duration::from_secs(60) && !stop.load(Ordering::Relaxed) {
+        let now_ms = started.elapsed().as_millis() as u64;
+        if seq < ROUNDS && Instant::now() >= next_round {
+            next_round += Duration::from_millis(50);
+            let timestamp_ms = rackwatch_tests::now_ms();
+            let mut readings = heapless::Vec::new();
+            for channel in 0..CHANNELS {
+                let name = format!("t{channel}");
+                let value = value_of(seq, channel);
+                readings
+                    .push(Reading::ok(
+                        ChannelName::new(&name).unwrap(),
+                        Quantity::Temperature,
+                        value,
+                        Unit::Celsius,
+                    ))
+                    .unwrap();
+                published.push(Published {
+                    node: NODE.to_owned(),
+                    channel: name,
+                    seq,
+                    timestamp_ms: Some(timestamp_ms),
+                    value,
+                });
+            }
+            uplink.push(Telemetry {
+                version: 1,
+                node: NodeId::new(NODE).unwrap(),
+                boot,
+                seq,
+                timestamp_ms: Some(timestamp_ms as u64),
+                uptime_ms: now_ms,
+                dropped: 0,
+                readings,
+            });
+            seq += 1;
+        }
+        while let Ok(bytes) = received_rx.try_recv() {
+            uplink.feed(&bytes, |received| {
+                assert!(matches!(received, Received::Stored(_)), "{received:?}");
+            });
+        }
+        while let Some(frame) = uplink.poll_frame(now_ms, &mut body, &mut out) {
+            writer.write_all(frame).unwrap();
+        }
+        if seq == ROUNDS && uplink.pending() == 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    (published, uplink.pending())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serial_node_survives_gateway_kills_and_every_reading_is_stored_once() {
+    let db = InfluxDb::start();
+    db.execute(&format!("CREATE DATABASE \"{DATABASE}\"")).await;
+    let line = pty();
+    let mut settings = GatewaySettings::new(SITE);
+    settings.influx_url = Some(db.url());
+    settings.influx_target = db.gateway_writer(DATABASE, "gateway").await;
+    settings.extra = format!("[[serial]]\nport = \"{}\"\n", line.slave_path);
+    let mut gateway = Gateway::start(GATEWAY, &settings);
+
+    let master = File::from(line.master.try_clone().unwrap());
+    let stop = Arc::new(AtomicBool::new(false));
+    let node = std::thread::spawn({
+        let stop = Arc::clone(&stop);
+        move || run_node(master, stop)
+    });
+    for _ in 0..2 {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        gateway.kill();
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        gateway.restart();
+    }
+    let (published, unacknowledged) = tokio::task::spawn_blocking(move || node.join().unwrap())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    assert_eq!(published.len(), ROUNDS as usize * CHANNELS);
+    assert_eq!(
+        unacknowledged,
+        0,
+        "the gateway stored every round:\n{}",
+        gateway.log()
+    );
+    assert_eq!(
+        gateway.log().matches("serial port open").count(),
+        3,
+        "the gateway opened the line at each of its three starts"
+    );
+
+    let series = db
+        .readings_until(DATABASE, SITE, Duration::from_secs(30), |s| {
+            s.iter().map(|s| s.values.len()).sum::<usize>() >= published.len()
+        })
+        .await;
+    let comparison = fleet::compare(&series, &published);
+    assert!(comparison.is_exact(), "{comparison:?}\n{}", gateway.log());
+
+    // A frame the line corrupted: counted, dead-lettered with its bytes, nothing else changes.
+    let mut body = [0u8; 64];
+    let n = rackwatch_protocols::Status::last_will(NodeId::new(NODE).unwrap(), 1)
+        .encode(&mut body)
+        .unwrap();
+    let mut bad = [0u8; 256];
+    let m = frame::encode(FrameKind::Status, 0, &body[..n], &mut bad).unwrap();
+    bad[5] ^= 0x20;
+    File::from(line.master.try_clone().unwrap())
+        .write_all(&bad[..m])
+        .unwrap();
+    let counted = within(Duration::from_secs(10), || async {
+        gateway.metric("rackwatch_messages_rejected_total{reason=\"bad_frame\"}") == 1.0
+    })
+    .await;
+    assert!(counted.is_some(), "{}", gateway.metrics());
+    let letters = within(Duration::from_secs(10), || async {
+        gateway.dead_letters().iter().any(|l| l["reason"] == "bad_frame")
+    })
+    .await;
+    assert!(letters.is_some(), "{:?}", gateway.dead_letters());
+    let letter = gateway
+        .dead_letters()
+        .into_iter()
+        .find(|l| l["reason"] == "bad_frame")
+        .unwrap();
+    assert_eq!(letter["topic"], line.slave_path.as_str());
+}
