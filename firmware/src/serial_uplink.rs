@@ -32,6 +32,10 @@ struct Pending {
 
 /// What a received frame asked of the node.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(
+    clippy::large_enum_variant,
+    reason = "no heap to box it in; one is handed over at a time"
+)]
 pub enum Received {
     /// The gateway stored the round with this `seq`; it is forgotten.
     Stored(u32),

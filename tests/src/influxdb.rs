@@ -12,6 +12,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use tempfile::TempDir;
 
+use crate::fleet::{Comparison, Published, compare};
 use crate::process::{Service, find_binary, free_port};
 use crate::victoria::ExportedSeries;
 
@@ -223,19 +224,21 @@ impl InfluxDb {
             .collect()
     }
 
-    /// Polls [`Self::readings`] until `done` holds or `timeout` passes; returns the last result.
-    pub async fn readings_until(
+    /// Waits until `database` holds at least as many readings of `site` as were `published` (or
+    /// `timeout`), then compares them value by value (`fleet::compare`).
+    pub async fn settle_and_compare(
         &self,
         database: &str,
         site: &str,
+        published: &[Published],
         timeout: Duration,
-        done: impl Fn(&[ExportedSeries]) -> bool,
-    ) -> Vec<ExportedSeries> {
+    ) -> Comparison {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let series = self.readings(database, site).await;
-            if done(&series) || tokio::time::Instant::now() >= deadline {
-                return series;
+            let stored: usize = series.iter().map(|s| s.values.len()).sum();
+            if stored >= published.len() || tokio::time::Instant::now() >= deadline {
+                return compare(&series, published);
             }
             tokio::time::sleep(Duration::from_millis(250)).await;
         }

@@ -57,13 +57,9 @@ fn settings(site: &str, broker: &Mosquitto, db: &InfluxDb, target: String) -> Ga
 async fn assert_exact(db: &InfluxDb, gateway: &Gateway, site: &str, ledger: &fleet::Ledger) {
     let published = ledger.snapshot();
     assert!(!published.is_empty());
-    let expected = published.len();
-    let series = db
-        .readings_until(DATABASE, site, Duration::from_secs(60), |s| {
-            s.iter().map(|s| s.values.len()).sum::<usize>() >= expected
-        })
+    let comparison = db
+        .settle_and_compare(DATABASE, site, &published, Duration::from_secs(60))
         .await;
-    let comparison = fleet::compare(&series, &published);
     if !comparison.is_exact() {
         let log = gateway.log();
         let tail: Vec<&str> = log.lines().rev().take(40).collect();

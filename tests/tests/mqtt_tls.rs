@@ -80,12 +80,9 @@ async fn connected(broker: &Mosquitto, client_id: &str) {
 
 async fn assert_all_stored(db: &InfluxDb, site: &str, ledger: &fleet::Ledger) {
     let published = ledger.snapshot();
-    let series = db
-        .readings_until(DATABASE, site, Duration::from_secs(30), |s| {
-            s.iter().map(|s| s.values.len()).sum::<usize>() >= published.len()
-        })
+    let comparison = db
+        .settle_and_compare(DATABASE, site, &published, Duration::from_secs(30))
         .await;
-    let comparison = fleet::compare(&series, &published);
     assert!(comparison.is_exact(), "{comparison:?}");
 }
 

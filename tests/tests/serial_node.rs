@@ -23,7 +23,7 @@ use nix::sys::termios::{SetArg, cfmakeraw, tcgetattr, tcsetattr};
 use rackwatch_firmware::serial_uplink::{Received, SerialUplink};
 use rackwatch_protocols::frame::{self, FrameKind, MAX_ENCODED_LEN};
 use rackwatch_protocols::{ChannelName, NodeId, Quantity, Reading, Telemetry, Unit};
-use rackwatch_tests::fleet::{self, Published};
+use rackwatch_tests::fleet::Published;
 use rackwatch_tests::room::within;
 use rackwatch_tests::{Gateway, GatewaySettings, InfluxDb};
 
@@ -173,12 +173,9 @@ async fn serial_node_survives_gateway_kills_and_every_reading_is_stored_once() {
         "the gateway opened the line at each of its three starts"
     );
 
-    let series = db
-        .readings_until(DATABASE, SITE, Duration::from_secs(30), |s| {
-            s.iter().map(|s| s.values.len()).sum::<usize>() >= published.len()
-        })
+    let comparison = db
+        .settle_and_compare(DATABASE, SITE, &published, Duration::from_secs(30))
         .await;
-    let comparison = fleet::compare(&series, &published);
     assert!(comparison.is_exact(), "{comparison:?}\n{}", gateway.log());
 
     // A frame the line corrupted: counted, dead-lettered with its bytes, nothing else changes.

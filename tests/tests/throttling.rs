@@ -51,12 +51,9 @@ fn gateway(site: &str, broker: &Mosquitto, proxy: &Nginx, target: String) -> Gat
 /// Every reading in the database once, every line written once, throttling counted.
 async fn assert_all_stored_once(db: &InfluxDb, gateway: &Gateway, site: &str, ledger: &fleet::Ledger) {
     let published = ledger.snapshot();
-    let series = db
-        .readings_until(DATABASE, site, Duration::from_secs(60), |s| {
-            s.iter().map(|s| s.values.len()).sum::<usize>() >= published.len()
-        })
+    let comparison = db
+        .settle_and_compare(DATABASE, site, &published, Duration::from_secs(60))
         .await;
-    let comparison = fleet::compare(&series, &published);
     assert!(comparison.is_exact(), "{comparison:?}");
     // A throttled request reached no database: each line was sent until stored once, never again.
     assert_eq!(
