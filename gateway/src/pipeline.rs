@@ -114,6 +114,7 @@ pub async fn run(
     let observers = Some(dashboard_tx);
     let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
+    let serial_nodes = crate::serial_nodes::SerialNodes::default();
     let (observers, alert_routes, alert_tasks) = match &config.alerts {
         Some(alerts) => {
             let history = Some(incoming_tx.downgrade());
@@ -123,6 +124,7 @@ pub async fn run(
                 Arc::clone(&metrics),
                 observers,
                 history,
+                serial_nodes.clone(),
                 &trigger,
             )?;
             (Some(service.observations), service.routes, service.tasks)
@@ -162,8 +164,8 @@ pub async fn run(
     let mut serial_ack_rxs = Vec::new();
     for serial in &config.serial {
         let (tx, rx) = mpsc::unbounded_channel();
-        serial_ack_txs.insert(Arc::<str>::from(serial.port.as_str()), tx);
-        serial_ack_rxs.push(rx);
+        serial_ack_txs.insert(Arc::<str>::from(serial.port.as_str()), tx.clone());
+        serial_ack_rxs.push((tx, rx));
     }
     let ack_router = tokio::spawn(source::route_acks(ack_rx, mqtt_ack_tx, serial_ack_txs));
 
@@ -182,13 +184,15 @@ pub async fn run(
             trigger.subscribe(),
         ));
     }
-    for (serial, outgoing) in config.serial.iter().zip(serial_ack_rxs) {
+    for (serial, (commands, outgoing)) in config.serial.iter().zip(serial_ack_rxs) {
         sources.spawn(source::serial::run(source::serial::SerialPort {
             config: serial.clone(),
             incoming: incoming_tx.clone(),
             metrics: Arc::clone(&metrics),
             dead_letters: Arc::clone(&dead_letters),
             outgoing,
+            commands,
+            nodes: serial_nodes.clone(),
             shutdown: trigger.subscribe(),
         }));
     }

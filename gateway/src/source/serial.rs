@@ -6,6 +6,10 @@
 //! and this task writes it to the port; the node keeps and resends every round until then
 //! (firmware `serial_uplink`), and ingest drops a repeated `(boot, seq)`.
 //!
+//! Commands reach serial nodes too: every node seen on a port is listed in [`SerialNodes`], and a
+//! command for it goes out as a `Command` frame on that port; its `Result` frame comes back like an
+//! MQTT ack.
+//!
 //! A port that fails or disappears is reopened with backoff. A frame whose COBS, length or CRC is
 //! broken is counted and dead-lettered (as hex) like a rejected MQTT message; the node sends it again.
 
@@ -24,6 +28,7 @@ use crate::deadletter::DeadLetters;
 use crate::decode::{RejectReason, Rejection};
 use crate::events::{MessageRejected, Metrics};
 use crate::model::{Acknowledgement, Incoming, Route, now_ms};
+use crate::serial_nodes::SerialNodes;
 use crate::shutdown::Shutdown;
 
 /// What one port's task needs besides its configuration.
@@ -33,8 +38,11 @@ pub struct SerialPort {
     pub incoming: mpsc::Sender<Incoming>,
     pub metrics: Arc<Metrics>,
     pub dead_letters: Arc<Mutex<DeadLetters>>,
-    /// Frames to write to the port: the `Stored` answers ingest routes back.
+    /// Frames to write to the port: the `Stored` answers ingest routes back, and commands.
     pub outgoing: mpsc::UnboundedReceiver<Bytes>,
+    /// The sending side of `outgoing`, handed to [`SerialNodes`] for each node seen on the port.
+    pub commands: mpsc::UnboundedSender<Bytes>,
+    pub nodes: SerialNodes,
     pub shutdown: Shutdown,
 }
 
@@ -46,6 +54,8 @@ pub async fn run(port: SerialPort) {
         metrics,
         dead_letters,
         mut outgoing,
+        commands,
+        nodes,
         mut shutdown,
     } = port;
     let port_name: Arc<str> = Arc::from(config.port.as_str());
@@ -85,21 +95,24 @@ pub async fn run(port: SerialPort) {
                     };
                     for received in frames.feed(buffer.get(..n).unwrap_or_default()) {
                         let message = match received {
-                            Framed::Message { kind, body } => Incoming {
-                                ack: (kind == FrameKind::Telemetry)
-                                    .then(|| stored_frame(&body))
-                                    .flatten()
-                                    .map(|frame| Acknowledgement::Serial {
+                            Framed::Message { kind, body } => {
+                                nodes.attach(&body, &commands);
+                                Incoming {
+                                    ack: (kind == FrameKind::Telemetry)
+                                        .then(|| stored_frame(&body))
+                                        .flatten()
+                                        .map(|frame| Acknowledgement::Serial {
+                                            port: Arc::clone(&port_name),
+                                            frame,
+                                        }),
+                                    route: Route::Serial {
                                         port: Arc::clone(&port_name),
-                                        frame,
-                                    }),
-                                route: Route::Serial {
-                                    port: Arc::clone(&port_name),
-                                    kind,
-                                },
-                                payload: body,
-                                received_ms: now_ms(),
-                            },
+                                        kind,
+                                    },
+                                    payload: body,
+                                    received_ms: now_ms(),
+                                }
+                            }
                             Framed::Broken { raw, error } => {
                                 bad_frame(&metrics, &dead_letters, &port_name, &raw, &error);
                                 continue;
