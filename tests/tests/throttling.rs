@@ -30,13 +30,14 @@ fn load(site: &str, rounds: u32) -> Load {
     }
 }
 
-/// Mosquitto, InfluxDB with the database, and nginx in front of it allowing one request a second.
-async fn servers(retry_after: &str) -> (Mosquitto, InfluxDb, Nginx, String) {
+/// Mosquitto, InfluxDB with the database, and nginx in front of it allowing one request a second,
+/// answering 429 with the `Retry-After` that `retry_after` gives just before nginx starts.
+async fn servers(retry_after: impl FnOnce() -> String) -> (Mosquitto, InfluxDb, Nginx, String) {
     let broker = Mosquitto::start();
     let db = InfluxDb::start();
     db.execute(&format!("CREATE DATABASE \"{DATABASE}\"")).await;
     let target = db.gateway_writer(DATABASE, "gateway").await;
-    let proxy = Nginx::start_rate_limited(db.port(), "1r/s", retry_after);
+    let proxy = Nginx::start_rate_limited(db.port(), "1r/s", &retry_after());
     (broker, db, proxy, target)
 }
 
@@ -73,7 +74,7 @@ fn after_each_throttle(requests: &[Logged]) -> Vec<(Logged, Logged)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retry_after_seconds_is_waited_out_and_nothing_is_lost_or_doubled() {
-    let (broker, db, proxy, target) = servers("2").await;
+    let (broker, db, proxy, target) = servers(|| "2".to_owned()).await;
     let gateway = gateway("throttled", &broker, &proxy, target);
     let (ledger, publisher) = fleet::start(broker.port(), load("throttled", 80));
     publisher.await.unwrap();
@@ -99,10 +100,14 @@ async fn retry_after_seconds_is_waited_out_and_nothing_is_lost_or_doubled() {
 async fn retry_after_http_date_is_waited_for() {
     // nginx answers every 429 with the same date, 8 s from now (whole seconds, as HTTP-dates are):
     // the gateway must not ask again before it; afterwards the date is past, and it backs off.
-    let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
-    let until = UNIX_EPOCH + Duration::from_secs(now + 8);
+    let mut until = UNIX_EPOCH;
+    let (broker, db, proxy, target) = servers(|| {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs();
+        until = UNIX_EPOCH + Duration::from_secs(now + 8);
+        httpdate::fmt_http_date(until)
+    })
+    .await;
     let until_ms = i64::try_from(until.duration_since(UNIX_EPOCH).unwrap().as_millis()).unwrap();
-    let (broker, db, proxy, target) = servers(&httpdate::fmt_http_date(until)).await;
     let gateway = gateway("dated", &broker, &proxy, target);
     let (ledger, publisher) = fleet::start(broker.port(), load("dated", 80));
     publisher.await.unwrap();
