@@ -267,8 +267,13 @@ impl Metrics {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        let entry = limits.entry(key).or_insert((now - period - period, 0));
-        if now.duration_since(entry.0) >= period {
+        // The first occurrence always logs (an `Instant` in the past may not exist shortly after boot).
+        let mut first = false;
+        let entry = limits.entry(key).or_insert_with(|| {
+            first = true;
+            (now, 0)
+        });
+        if first || now.duration_since(entry.0) >= period {
             let suppressed = entry.1;
             *entry = (now, 0);
             Some(suppressed)
