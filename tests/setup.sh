@@ -22,6 +22,9 @@ debian=(
   "qemu-system-arm qemu-system-arm"
   "chromium chromium"
   "chromedriver chromium-driver"
+  "influxd influxdb"
+  "nginx nginx"
+  "openssl openssl"
 )
 if [[ ${1:-} == --bench ]]; then
   debian+=("perf linux-perf")

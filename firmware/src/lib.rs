@@ -13,6 +13,7 @@
 //! - [`mqtt`]: the MQTT 3.1.1 packet codec the session speaks;
 //! - [`transport`]: the byte stream the session runs over;
 //! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store;
+//! - [`serial_uplink`]: telemetry of a serial-attached node, kept until the gateway stored it;
 //! - [`update`]: signed firmware updates received into the inactive slot.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
@@ -27,6 +28,7 @@ pub mod mqtt;
 pub mod node;
 pub mod provisioning;
 pub mod sampling;
+pub mod serial_uplink;
 pub mod store;
 pub mod transport;
 pub mod update;

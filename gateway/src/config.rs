@@ -110,16 +110,44 @@ pub struct SerialConfig {
     pub baud: u32,
 }
 
-/// The InfluxDB v2 write API (InfluxDB 2.x, 3.x, Cloud, VictoriaMetrics ...).
+/// Which write API the database speaks (gateway/README.md, "Databases").
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InfluxApi {
+    /// `POST /write?db=&rp=`: InfluxDB 1.x, InfluxDB 2.x through a DBRP mapping, InfluxDB 3,
+    /// VictoriaMetrics, QuestDB.
+    V1,
+    /// `POST /api/v2/write?org=&bucket=`: InfluxDB 2.x, 3, Cloud, VictoriaMetrics.
+    #[default]
+    V2,
+}
+
+/// The database the sink writes to, through the InfluxDB v1 or v2 write API.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct InfluxConfig {
     /// Base URL, e.g. `http://127.0.0.1:8086`.
     pub url: String,
-    pub org: String,
-    pub bucket: String,
+    #[serde(default)]
+    pub api: InfluxApi,
+    /// v2: organisation and bucket.
+    #[serde(default)]
+    pub org: Option<String>,
+    #[serde(default)]
+    pub bucket: Option<String>,
+    /// v2: API token (`Authorization: Token ...`).
     #[serde(default)]
     pub token: Option<SecretSource>,
+    /// v1: database and, optionally, retention policy (the database's default otherwise).
+    #[serde(default)]
+    pub database: Option<String>,
+    #[serde(default)]
+    pub retention_policy: Option<String>,
+    /// v1: user and password (HTTP Basic). Against InfluxDB 2.x's v1 API the password is a token.
+    #[serde(default)]
+    pub username: Option<String>,
+    #[serde(default)]
+    pub password: Option<SecretSource>,
     /// A write is sent when it has this many lines ...
     #[serde(default = "default_batch_max_lines")]
     pub batch_max_lines: usize,
@@ -480,9 +508,7 @@ impl Config {
             if influx.timeout_secs == 0 {
                 return Err(invalid("influxdb.timeout_secs", "must be at least 1"));
             }
-            if let Some(secret) = &influx.token {
-                secret.validate("influxdb.token")?;
-            }
+            influx.validate_api()?;
         }
         if self.spool.segment_mb == 0 || self.spool.max_mb < self.spool.segment_mb * 2 {
             return Err(invalid(
@@ -515,6 +541,59 @@ impl Config {
 
     pub fn batch_max_age(&self) -> Duration {
         Duration::from_millis(self.influxdb.as_ref().map_or(1000, |i| i.batch_max_age_ms))
+    }
+}
+
+impl InfluxConfig {
+    /// Each API takes its own keys: a key of the other one is a mistake worth naming.
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        // (key, given) pairs: keys this API needs, keys of the other API.
+        type Keys<'a> = &'a [(&'a str, bool)];
+        let (needed, foreign): (Keys, Keys) = match self.api {
+            InfluxApi::V1 => (
+                &[("database", self.database.is_some())],
+                &[
+                    ("org", self.org.is_some()),
+                    ("bucket", self.bucket.is_some()),
+                    ("token", self.token.is_some()),
+                ],
+            ),
+            InfluxApi::V2 => (
+                &[("org", self.org.is_some()), ("bucket", self.bucket.is_some())],
+                &[
+                    ("database", self.database.is_some()),
+                    ("retention_policy", self.retention_policy.is_some()),
+                    ("username", self.username.is_some()),
+                    ("password", self.password.is_some()),
+                ],
+            ),
+        };
+        let api = match self.api {
+            InfluxApi::V1 => "v1",
+            InfluxApi::V2 => "v2",
+        };
+        if let Some((key, _)) = needed.iter().find(|(_, given)| !given) {
+            return Err(invalid(
+                format!("influxdb.{key}"),
+                format!("required with api = \"{api}\""),
+            ));
+        }
+        if let Some((key, _)) = foreign.iter().find(|(_, given)| *given) {
+            return Err(invalid(
+                format!("influxdb.{key}"),
+                format!("not a key of api = \"{api}\" (see gateway/README.md, \"Databases\")"),
+            ));
+        }
+        if self.username.is_some() != self.password.is_some() {
+            return Err(invalid("influxdb.password", "username and password go together"));
+        }
+        if let Some(secret) = &self.token {
+            secret.validate("influxdb.token")?;
+        }
+        if let Some(secret) = &self.password {
+            secret.validate("influxdb.password")?;
+        }
+        Ok(())
     }
 }
 
@@ -585,6 +664,32 @@ mod tests {
             error_of(&calibration),
             "nodes.n1.calibration.inlet_top: gain and offset must be finite and gain non-zero"
         );
+    }
+
+    #[test]
+    fn each_write_api_takes_its_own_keys() {
+        let v1 = format!(
+            "{MINIMAL}\n[influxdb]\nurl=\"http://db\"\napi=\"v1\"\ndatabase=\"racks\"\nusername=\"gw\"\npassword={{ env = \"P\" }}"
+        );
+        let influx = Config::parse(&v1).unwrap().influxdb.unwrap();
+        assert_eq!(
+            (influx.api, influx.database.as_deref()),
+            (InfluxApi::V1, Some("racks"))
+        );
+        assert_eq!(
+            error_of(&v1.replace("database=\"racks\"", "")),
+            "influxdb.database: required with api = \"v1\""
+        );
+        assert!(
+            error_of(&format!("{v1}\nbucket=\"b\""))
+                .starts_with("influxdb.bucket: not a key of api = \"v1\"")
+        );
+        assert_eq!(
+            error_of(&v1.replace("username=\"gw\"", "")),
+            "influxdb.password: username and password go together"
+        );
+        let v2 = format!("{MINIMAL}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\ndatabase=\"racks\"");
+        assert_eq!(error_of(&v2), "influxdb.bucket: required with api = \"v2\"");
     }
 
     #[test]

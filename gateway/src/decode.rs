@@ -35,16 +35,19 @@ pub enum RejectReason {
     UnsupportedVersion,
     /// Dated further back than `normalise.max_age_secs`.
     Stale,
+    /// A serial frame whose COBS encoding, length or CRC is broken.
+    BadFrame,
 }
 
 impl RejectReason {
-    pub const ALL: [RejectReason; 6] = [
+    pub const ALL: [RejectReason; 7] = [
         RejectReason::Oversize,
         RejectReason::Malformed,
         RejectReason::WrongTopic,
         RejectReason::NodeMismatch,
         RejectReason::UnsupportedVersion,
         RejectReason::Stale,
+        RejectReason::BadFrame,
     ];
 
     pub const fn as_str(self) -> &'static str {
@@ -55,6 +58,7 @@ impl RejectReason {
             RejectReason::NodeMismatch => "node_mismatch",
             RejectReason::UnsupportedVersion => "unsupported_version",
             RejectReason::Stale => "stale",
+            RejectReason::BadFrame => "bad_frame",
         }
     }
 }

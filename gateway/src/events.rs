@@ -50,6 +50,7 @@ pub struct Metrics {
     pub node_dropped: Counter,
     pub points_written: Counter,
     pub write_failures: Family<ReasonLabel, Counter>,
+    pub points_dropped_by_database: Family<ReasonLabel, Counter>,
     pub write_seconds: Histogram,
     pub spool_bytes: Gauge,
     pub spool_pending_bytes: Gauge,
@@ -85,6 +86,7 @@ impl Metrics {
             node_dropped: Counter::default(),
             points_written: Counter::default(),
             write_failures: Family::default(),
+            points_dropped_by_database: Family::default(),
             write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             spool_bytes: Gauge::default(),
             spool_pending_bytes: Gauge::default(),
@@ -150,6 +152,11 @@ impl Metrics {
             "write_failures",
             "Failed database writes, by reason",
             metrics.write_failures.clone(),
+        );
+        registry.register(
+            "points_dropped_by_database",
+            "Points the database answered it did not store, by reason (gateway/README.md, \"Databases\")",
+            metrics.points_dropped_by_database.clone(),
         );
         registry.register(
             "write_seconds",
@@ -250,13 +257,23 @@ impl Metrics {
 
     /// True at most once a second per `key`; returns how many were suppressed since the last one.
     fn should_log(&self, key: &'static str) -> Option<u64> {
+        self.should_log_every(key, Duration::from_secs(1))
+    }
+
+    /// True at most once per `period` per `key`; returns how many were suppressed since the last one.
+    fn should_log_every(&self, key: &'static str, period: Duration) -> Option<u64> {
         let mut limits = self
             .log_limits
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let now = Instant::now();
-        let entry = limits.entry(key).or_insert((now - Duration::from_secs(2), 0));
-        if now.duration_since(entry.0) >= Duration::from_secs(1) {
+        // The first occurrence always logs (an `Instant` in the past may not exist shortly after boot).
+        let mut first = false;
+        let entry = limits.entry(key).or_insert_with(|| {
+            first = true;
+            (now, 0)
+        });
+        if first || now.duration_since(entry.0) >= period {
             let suppressed = entry.1;
             *entry = (now, 0);
             Some(suppressed)
@@ -372,6 +389,60 @@ impl WriteFailed<'_> {
                     self.detail
                 ),
             }
+        }
+    }
+}
+
+/// The database refuses every write until an operator acts (credentials, a missing database): the
+/// sink keeps the spool and asks again after `retry_in`. Logged once a minute, not per attempt.
+#[derive(Debug)]
+pub struct DatabaseHalted<'a> {
+    pub reason: &'static str,
+    pub detail: &'a str,
+    pub retry_in: Duration,
+}
+
+impl DatabaseHalted<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .write_failures
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc();
+        if let Some(suppressed) = metrics.should_log_every("database_halted", Duration::from_secs(60)) {
+            tracing::error!(
+                reason = self.reason,
+                suppressed,
+                retry_in_ms = self.retry_in.as_millis() as u64,
+                "database refuses writes, readings stay in the spool: {}",
+                self.detail
+            );
+        }
+    }
+}
+
+/// The database stored a batch but not these points (a field type conflict, lines it could not
+/// parse, points older than its retention policy).
+#[derive(Debug)]
+pub struct PointsDroppedByDatabase<'a> {
+    pub reason: &'static str,
+    pub count: u64,
+    pub detail: &'a str,
+}
+
+impl PointsDroppedByDatabase<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .points_dropped_by_database
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc_by(self.count);
+        if let Some(suppressed) = metrics.should_log(self.reason) {
+            tracing::warn!(
+                reason = self.reason,
+                count = self.count,
+                suppressed,
+                "database dropped points: {}",
+                self.detail
+            );
         }
     }
 }

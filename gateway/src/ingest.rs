@@ -13,7 +13,7 @@ use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
 use crate::events::{MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFull};
 use crate::line_protocol::Line;
-use crate::model::{AckToken, Incoming, Observation, Sample};
+use crate::model::{Acknowledgement, Incoming, Observation, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
 use crate::spool::{SpoolError, SpoolWriter};
 
@@ -30,7 +30,7 @@ pub struct Ingest {
     pub normaliser: Normaliser,
     pub spool: SpoolWriter,
     pub dead_letters: Arc<Mutex<DeadLetters>>,
-    pub acks: mpsc::UnboundedSender<AckToken>,
+    pub acks: mpsc::UnboundedSender<Acknowledgement>,
     pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     pub observers: Option<ObservationSender>,
@@ -61,7 +61,7 @@ impl Ingest {
                 taken += batch.len();
                 for message in batch.drain(..) {
                     self.process(&message, &mut out, &mut samples, &mut observations);
-                    acks.extend(message.ack);
+                    acks.extend(message.ack.clone());
                 }
                 self.observe(&mut samples, &mut observations);
                 let room = MAX_BATCH.saturating_sub(taken);

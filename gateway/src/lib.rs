@@ -24,6 +24,7 @@ pub mod model;
 pub mod node_cli;
 pub mod normalise;
 pub mod pipeline;
+pub mod serial_nodes;
 pub mod shutdown;
 pub mod source;
 pub mod spool;

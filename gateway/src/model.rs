@@ -14,8 +14,9 @@ pub struct Incoming {
     pub payload: Bytes,
     /// Unix milliseconds at receipt.
     pub received_ms: i64,
-    /// Set for MQTT QoS 1: acknowledged once the message is durably spooled (or dead-lettered).
-    pub ack: Option<AckToken>,
+    /// Set for MQTT QoS 1 and serial telemetry: answered once the message is durably spooled (or
+    /// dead-lettered).
+    pub ack: Option<Acknowledgement>,
 }
 
 /// Where a message came from, which says what it is.
@@ -49,6 +50,15 @@ impl Route {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AckToken {
     pub pkid: u16,
+}
+
+/// How a durably spooled message is acknowledged to whoever sent it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acknowledgement {
+    /// The PUBACK of an MQTT QoS 1 PUBLISH.
+    Mqtt(AckToken),
+    /// The `Stored` frame to write on a serial port (protocols/README.md, "Serial frames").
+    Serial { port: Arc<str>, frame: Bytes },
 }
 
 /// One series: a node's channel measuring one quantity, with everything needed to tag it.

@@ -114,6 +114,7 @@ pub async fn run(
     let observers = Some(dashboard_tx);
     let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
+    let serial_nodes = crate::serial_nodes::SerialNodes::default();
     let (observers, alert_routes, alert_tasks) = match &config.alerts {
         Some(alerts) => {
             let history = Some(incoming_tx.downgrade());
@@ -123,6 +124,7 @@ pub async fn run(
                 Arc::clone(&metrics),
                 observers,
                 history,
+                serial_nodes.clone(),
                 &trigger,
             )?;
             (Some(service.observations), service.routes, service.tasks)
@@ -156,6 +158,17 @@ pub async fn run(
             source: e.into(),
         })?;
 
+    // Acknowledgements go back to the source that owes them: PUBACKs, serial `Stored` frames.
+    let (mqtt_ack_tx, mqtt_ack_rx) = mpsc::unbounded_channel();
+    let mut serial_ack_txs = std::collections::HashMap::new();
+    let mut serial_ack_rxs = Vec::new();
+    for serial in &config.serial {
+        let (tx, rx) = mpsc::unbounded_channel();
+        serial_ack_txs.insert(Arc::<str>::from(serial.port.as_str()), tx.clone());
+        serial_ack_rxs.push((tx, rx));
+    }
+    let ack_router = tokio::spawn(source::route_acks(ack_rx, mqtt_ack_tx, serial_ack_txs));
+
     let mut sources = tokio::task::JoinSet::new();
     if let Some((options, _)) = mqtt {
         let share_group = config.mqtt.as_ref().and_then(|m| m.share_group.as_deref());
@@ -167,20 +180,25 @@ pub async fn run(
             options,
             filters,
             incoming_tx.clone(),
-            ack_rx,
+            mqtt_ack_rx,
             trigger.subscribe(),
         ));
     }
-    for serial in &config.serial {
-        sources.spawn(source::serial::run(
-            serial.clone(),
-            incoming_tx.clone(),
-            Arc::clone(&metrics),
-            trigger.subscribe(),
-        ));
+    for (serial, (commands, outgoing)) in config.serial.iter().zip(serial_ack_rxs) {
+        sources.spawn(source::serial::run(source::serial::SerialPort {
+            config: serial.clone(),
+            incoming: incoming_tx.clone(),
+            metrics: Arc::clone(&metrics),
+            dead_letters: Arc::clone(&dead_letters),
+            outgoing,
+            commands,
+            nodes: serial_nodes.clone(),
+            shutdown: trigger.subscribe(),
+        }));
     }
     drop(incoming_tx);
 
+    let sink_status = Arc::new(influx::SinkStatus::default());
     let sink = match (writer, &config.influxdb) {
         (Some(writer), Some(influx_config)) => Some(tokio::spawn(influx::drain(influx::Drain {
             reader: spool_reader,
@@ -189,6 +207,7 @@ pub async fn run(
             committed: Arc::clone(&committed),
             dead_letters: Arc::clone(&dead_letters),
             metrics: Arc::clone(&metrics),
+            status: Arc::clone(&sink_status),
             shutdown: trigger.subscribe(),
             grace: SHUTDOWN_GRACE,
         }))),
@@ -197,7 +216,7 @@ pub async fn run(
             None
         }
     };
-    let routes = alert_routes.merge(dashboard.routes());
+    let routes = alert_routes.merge(dashboard.routes()).merge(sink_status.routes());
     let http_task = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {
             let listener = http::TlsListener::new(listener, cert, key)?;
@@ -222,6 +241,7 @@ pub async fn run(
     while sources.join_next().await.is_some() {}
     // Sources are gone, so the ingest thread sees its channel close, commits and ends.
     let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
+    let _ = ack_router.await;
     committed.notify_one();
     if let Some(sink) = sink {
         let _ = sink.await;

@@ -46,6 +46,9 @@ pub enum FrameKind {
     Log = 0x12,
     /// Host -> node: a [`crate::Command`].
     Command = 0x20,
+    /// Host -> node: a `Telemetry` frame is durably stored; the body is an [`crate::Ack`] whose `id`
+    /// is the telemetry's `seq`. Until it comes, the node keeps the record and sends it again.
+    Stored = 0x21,
 }
 
 impl FrameKind {
@@ -61,6 +64,7 @@ impl FrameKind {
             0x11 => FrameKind::Status,
             0x12 => FrameKind::Log,
             0x20 => FrameKind::Command,
+            0x21 => FrameKind::Stored,
             _ => return None,
         })
     }

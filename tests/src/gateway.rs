@@ -19,8 +19,13 @@ pub struct GatewaySettings {
     pub mqtt_url: Option<String>,
     pub client_id: String,
     pub influx_url: Option<String>,
+    /// The `[influxdb]` keys naming where to write (v2's `org`/`bucket` by default; v1's
+    /// `api`/`database`/`username`/`password` from `InfluxDb::gateway_writer`).
+    pub influx_target: String,
     /// Extra TOML appended to the file (inventory, serial ports, normalise bounds ...).
     pub extra: String,
+    /// Extra keys of the `[mqtt]` table (e.g. `ca_file = "..."`).
+    pub mqtt_extra: String,
     /// Extra keys of the `[http]` table (e.g. `token = { file = "..." }`).
     pub http_extra: String,
     /// Serve HTTPS with this PEM certificate and key (readiness is then a TCP connect).
@@ -35,7 +40,9 @@ impl GatewaySettings {
             mqtt_url: None,
             client_id: "rackwatch-test".to_owned(),
             influx_url: None,
+            influx_target: "org = \"rackwatch\"\nbucket = \"rackwatch\"".to_owned(),
             extra: String::new(),
+            mqtt_extra: String::new(),
             http_extra: String::new(),
             tls: None,
             batch_max_age_ms: 200,
@@ -129,16 +136,16 @@ impl Gateway {
         if let Some(url) = &settings.mqtt_url {
             writeln!(
                 toml,
-                "[mqtt]\nurl = \"{url}\"\nclient_id = \"{}\"",
-                settings.client_id
+                "[mqtt]\nurl = \"{url}\"\nclient_id = \"{}\"\n{}",
+                settings.client_id, settings.mqtt_extra
             )
             .unwrap();
         }
         if let Some(url) = &settings.influx_url {
             writeln!(
                 toml,
-                "[influxdb]\nurl = \"{url}\"\norg = \"rackwatch\"\nbucket = \"rackwatch\"\nbatch_max_age_ms = {}\nmax_backoff_secs = 2",
-                settings.batch_max_age_ms
+                "[influxdb]\nurl = \"{url}\"\n{}\nbatch_max_age_ms = {}\nmax_backoff_secs = 2",
+                settings.influx_target, settings.batch_max_age_ms
             )
             .unwrap();
         }

@@ -15,18 +15,24 @@
 
 pub mod bench;
 mod browser;
+mod certs;
 pub mod fleet;
 mod gateway;
+mod influxdb;
 pub mod metrics;
 mod mosquitto;
+mod nginx;
 mod process;
 pub mod qemu;
 pub mod room;
 mod victoria;
 
 pub use browser::Browser;
+pub use certs::Certificates;
 pub use gateway::{Gateway, GatewaySettings, http_get};
-pub use mosquitto::{Mosquitto, MosquittoConfig};
+pub use influxdb::{ADMIN as INFLUXDB_ADMIN, InfluxDb, InfluxDbConfig, QuerySeries};
+pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};
+pub use nginx::{Logged, Nginx};
 pub use process::{Service, find_binary, free_port};
 pub use victoria::{ExportedSeries, VictoriaClient, VictoriaMetrics};
 

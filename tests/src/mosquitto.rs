@@ -16,12 +16,24 @@ pub struct MosquittoConfig {
     pub acl_file: Option<PathBuf>,
 }
 
+/// A second listener, speaking TLS, beside the plain one (which the harness and test clients use): the server's certificate and key, and the CA that signed client certificates.
+#[derive(Debug, Clone)]
+pub struct MosquittoTls {
+    pub ca_file: PathBuf,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
+    /// `require_certificate true`: a client without a certificate of the CA is refused; its
+    /// certificate's common name is its user name (`use_identity_as_username`).
+    pub require_certificate: bool,
+}
+
 /// A running Mosquitto with persistence on, so queued QoS 1 messages of persistent sessions
 /// survive a restart (mosquitto.conf(5): `persistence`, written on SIGTERM).
 #[derive(Debug)]
 pub struct Mosquitto {
     service: Service,
     dir: TempDir,
+    tls_port: Option<u16>,
 }
 
 impl Mosquitto {
@@ -30,6 +42,15 @@ impl Mosquitto {
     }
 
     pub fn start_with(config: MosquittoConfig) -> Self {
+        Self::start_configured(&config, None)
+    }
+
+    /// A broker with a TLS listener too ([`Self::tls_url`]).
+    pub fn start_with_tls(config: MosquittoConfig, tls: MosquittoTls) -> Self {
+        Self::start_configured(&config, Some(&tls))
+    }
+
+    fn start_configured(config: &MosquittoConfig, tls: Option<&MosquittoTls>) -> Self {
         let program = find_binary("mosquitto", "mosquitto");
         let dir = tempfile::Builder::new()
             .prefix("rackwatch-mosquitto-")
@@ -57,12 +78,27 @@ impl Mosquitto {
         if let Some(file) = &config.acl_file {
             writeln!(conf, "acl_file {}", file.display()).unwrap();
         }
+        let tls_port = tls.map(|tls| {
+            let port = free_port();
+            writeln!(conf, "listener {port} 127.0.0.1").unwrap();
+            writeln!(conf, "cafile {}", tls.ca_file.display()).unwrap();
+            writeln!(conf, "certfile {}", tls.cert_file.display()).unwrap();
+            writeln!(conf, "keyfile {}", tls.key_file.display()).unwrap();
+            if tls.require_certificate {
+                writeln!(conf, "require_certificate true\nuse_identity_as_username true").unwrap();
+            }
+            port
+        });
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let args = vec!["-c".to_owned(), conf_path.display().to_string()];
         let log = dir.path().join("mosquitto.log");
         let service = Service::start("mosquitto", program, args, log, port, |_| true);
-        Mosquitto { service, dir }
+        Mosquitto {
+            service,
+            dir,
+            tls_port,
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -72,6 +108,11 @@ impl Mosquitto {
     /// `mqtt://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("mqtt://127.0.0.1:{}", self.port())
+    }
+
+    /// `mqtts://127.0.0.1:PORT` of the TLS listener, when configured.
+    pub fn tls_url(&self) -> Option<String> {
+        self.tls_port.map(|port| format!("mqtts://127.0.0.1:{port}"))
     }
 
     /// Stops the broker cleanly (it saves its persistence file).

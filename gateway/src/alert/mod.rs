@@ -135,6 +135,7 @@ pub fn start(
     metrics: Arc<Metrics>,
     downstream: Option<ObservationSender>,
     history: Option<mpsc::WeakSender<crate::model::Incoming>>,
+    serial_nodes: crate::serial_nodes::SerialNodes,
     trigger: &ShutdownTrigger,
 ) -> Result<AlertService, StartError> {
     let webhooks = alerts
@@ -187,6 +188,7 @@ pub fn start(
         api,
         view: view_tx,
         publisher,
+        serial_nodes,
         connected,
         webhooks,
         external_url: alerts.external_url.clone().unwrap_or_default(),

@@ -54,6 +54,8 @@ pub struct Runner {
     pub api: mpsc::Receiver<ApiRequest>,
     pub view: watch::Sender<Arc<AlertsView>>,
     pub publisher: Option<AlertPublisher>,
+    /// Serial-attached nodes get their commands as frames on their port.
+    pub serial_nodes: crate::serial_nodes::SerialNodes,
     pub connected: mpsc::UnboundedReceiver<()>,
     pub webhooks: Vec<Webhook>,
     pub external_url: String,
@@ -188,13 +190,15 @@ impl Runner {
                     }
                 }
                 Effect::Command { node, command } => {
-                    if let Some(publisher) = &self.publisher
-                        && let Err(e) = publisher.command(node, command)
-                    {
-                        AlertPublishFailed {
-                            detail: &e.to_string(),
+                    let sent = match (self.serial_nodes.command(node, command), &self.publisher) {
+                        (Some(sent), _) => sent.map_err(|e| e.to_string()),
+                        (None, Some(publisher)) => {
+                            publisher.command(node, command).map_err(|e| e.to_string())
                         }
-                        .emit(&self.metrics);
+                        (None, None) => Ok(()),
+                    };
+                    if let Err(detail) = sent {
+                        AlertPublishFailed { detail: &detail }.emit(&self.metrics);
                     }
                 }
                 Effect::Fan(outcome) => FanCommandOutcome { outcome }.emit(&self.metrics),

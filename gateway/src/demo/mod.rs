@@ -70,6 +70,10 @@ pub struct DemoOptions {
     pub influx_org: String,
     #[arg(long, default_value = "rackwatch")]
     pub influx_bucket: String,
+    /// Write through the InfluxDB v1 API (`/write`) to this database instead (InfluxDB 1.x, or 2.x
+    /// with a DBRP mapping); user and password from INFLUXDB_USERNAME and INFLUXDB_PASSWORD.
+    #[arg(long)]
+    pub influx_database: Option<String>,
 }
 
 fn parse_speed(text: &str) -> Result<f64, String> {

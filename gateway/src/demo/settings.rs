@@ -112,16 +112,32 @@ retries = 2
         site = super::SITE,
         http = options.http,
     );
-    if let Some(url) = &options.influx_url {
-        let _ = write!(
-            text,
-            "\n[influxdb]\nurl = {url:?}\norg = {org:?}\nbucket = {bucket:?}\n",
-            org = options.influx_org,
-            bucket = options.influx_bucket,
-        );
-        if std::env::var_os("INFLUXDB_TOKEN").is_some() {
-            text.push_str("token = { env = \"INFLUXDB_TOKEN\" }\n");
+    match (&options.influx_url, &options.influx_database) {
+        (Some(url), Some(database)) => {
+            let _ = write!(
+                text,
+                "\n[influxdb]\nurl = {url:?}\napi = \"v1\"\ndatabase = {database:?}\n"
+            );
+            if let Some(user) = std::env::var_os("INFLUXDB_USERNAME") {
+                let _ = write!(
+                    text,
+                    "username = {:?}\npassword = {{ env = \"INFLUXDB_PASSWORD\" }}\n",
+                    user.to_string_lossy()
+                );
+            }
         }
+        (Some(url), None) => {
+            let _ = write!(
+                text,
+                "\n[influxdb]\nurl = {url:?}\norg = {org:?}\nbucket = {bucket:?}\n",
+                org = options.influx_org,
+                bucket = options.influx_bucket,
+            );
+            if std::env::var_os("INFLUXDB_TOKEN").is_some() {
+                text.push_str("token = { env = \"INFLUXDB_TOKEN\" }\n");
+            }
+        }
+        (None, _) => {}
     }
     for row in layout.rows() {
         for rack in &row.racks {

@@ -17,7 +17,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfigur
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, MqttConfig};
-use crate::model::{AckToken, Incoming, Route, now_ms};
+use crate::model::{AckToken, Acknowledgement, Incoming, Route, now_ms};
 use crate::shutdown::Shutdown;
 
 /// A broker address from `mqtt://host:port` or `mqtts://host:port`.
@@ -189,7 +189,7 @@ pub async fn run(
                         route: Route::Mqtt { topic: publish.topic },
                         payload: publish.payload,
                         received_ms: now_ms(),
-                        ack,
+                        ack: ack.map(Acknowledgement::Mqtt),
                     };
                     // Waits when the pipeline is full: TCP back-pressure then slows the broker.
                     if incoming.send(message).await.is_err() {
