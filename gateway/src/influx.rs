@@ -47,7 +47,7 @@ pub enum WriteError {
 pub struct InfluxWriter {
     http: reqwest::Client,
     url: String,
-    token: Option<String>,
+    token: Option<crate::secret::Secret>,
     gzip: bool,
     max_backoff: Duration,
 }
@@ -57,7 +57,7 @@ impl InfluxWriter {
         let token = config
             .token
             .as_ref()
-            .map(|t| t.read("influxdb.token"))
+            .map(|t| t.read("influxdb.token").map(crate::secret::Secret::new))
             .transpose()?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs))
@@ -88,7 +88,7 @@ impl InfluxWriter {
             .post(&self.url)
             .header("Content-Type", "text/plain; charset=utf-8");
         if let Some(token) = &self.token {
-            request = request.header("Authorization", format!("Token {token}"));
+            request = request.header("Authorization", format!("Token {}", token.expose()));
         }
         request = if self.gzip {
             let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());

@@ -22,6 +22,7 @@ pub mod model;
 pub mod node_cli;
 pub mod normalise;
 pub mod pipeline;
+pub mod secret;
 pub mod shutdown;
 pub mod source;
 pub mod spool;

@@ -1,4 +1,4 @@
-//! The alert engine's own MQTT connection (client id = the gateway's + `-alerts`): alert state
+//! The alert engine's own MQTT connection (client id = the gateway's + `-a`): alert state
 //! retained on `rackwatch/v1/{site}/alerts/{key}`, transitions on `.../alerts/events`, and fan
 //! commands on `rackwatch/v1/{site}/{node}/cmd`. Separate from the ingest connection so publishing
 //! never waits behind ingest's manual acknowledgements.
@@ -34,7 +34,11 @@ pub enum PublishError {
 /// a clean session (nothing to resume: the engine republishes its state on every connect).
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
     let mut options = crate::source::mqtt::options(config)?;
-    options.set_client_id(format!("{}-alerts", config.client_id));
+    options.set_client_id(format!(
+        "{}{}",
+        config.client_id,
+        crate::config::ALERTS_CLIENT_SUFFIX
+    ));
     options.set_clean_session(true);
     options.set_manual_acks(false);
     Ok(options)
@@ -100,6 +104,14 @@ impl AlertPublisher {
             self.client
                 .try_publish(events.as_str(), QoS::AtLeastOnce, false, payload.clone())?;
         }
+        Ok(())
+    }
+
+    /// Removes the alert's retained state (an empty retained message: MQTT 3.1.1 §3.3.1.3).
+    pub fn withdraw(&self, key: &str) -> Result<(), PublishError> {
+        let state_topic = topic::alert(&self.site, key);
+        self.client
+            .try_publish(state_topic.as_str(), QoS::AtLeastOnce, true, Vec::new())?;
         Ok(())
     }
 

@@ -1,24 +1,34 @@
 //! Webhook notifications: one HTTP POST per notification, in the rackwatch JSON shape or the shape
-//! Prometheus Alertmanager's `POST /api/v2/alerts` takes. One attempt here; the engine decides when
+//! Prometheus Alertmanager's `POST /api/v2/alerts` takes (when and how often: `delivery`). One attempt here; the engine decides when
 //! to try again (with back-off) and remembers what each receiver was told.
 
 use std::time::Duration;
 
-use rackwatch_protocols::AlertState;
+use rackwatch_protocols::Alert;
 use serde_json::{Value, json};
 
 use super::config::{WebhookConfig, WebhookFormat};
 use super::engine::{DeliveryJob, DeliveryResult};
 use crate::config::ConfigError;
+use crate::secret::Secret;
 
-/// A receiver ready to post to.
+/// A receiver ready to post to. Its `Debug` shows the token as `Secret(***)`.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub name: String,
     pub url: String,
     pub format: WebhookFormat,
-    token: Option<String>,
+    token: Option<Secret>,
     timeout: Duration,
+}
+
+/// What every notification of this gateway carries besides the alert.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The `site` label: two gateways' alerts must not merge in one Alertmanager.
+    pub site: String,
+    /// `http.public_url`: the dashboard, which `generatorURL` points into.
+    pub public_url: Option<String>,
 }
 
 impl Webhook {
@@ -31,7 +41,7 @@ impl Webhook {
             token: config
                 .token
                 .as_ref()
-                .map(|t| t.read(&format!("{key}.token")))
+                .map(|t| t.read(&format!("{key}.token")).map(Secret::new))
                 .transpose()?,
             timeout: config.timeout,
         })
@@ -42,15 +52,15 @@ impl Webhook {
         &self,
         client: &reqwest::Client,
         job: &DeliveryJob,
-        external_url: &str,
+        context: &Context,
     ) -> Result<DeliveryResult, String> {
         let body = match self.format {
             WebhookFormat::Json => json_body(job),
-            WebhookFormat::Alertmanager => alertmanager_body(job, external_url),
+            WebhookFormat::Alertmanager => alertmanager_body(job, context),
         };
         let mut request = client.post(&self.url).timeout(self.timeout).json(&body);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => Ok(DeliveryResult::Delivered),
@@ -80,15 +90,17 @@ pub fn json_body(job: &DeliveryJob) -> Value {
     })
 }
 
-/// Alertmanager API v2 `postableAlerts`: labels identify the alert, `endsAt` set only on resolve
-/// (Alertmanager then closes it at once; a firing alert stays open until its `resolve_timeout`, so
-/// keep `alerts.repeat_interval` below that).
-pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
+/// Alertmanager API v2 `postableAlerts`. The labels identify the alert (and are the names of
+/// rackwatch's silence matchers, so a silence can be written the same way in either); `endsAt` lies a
+/// few re-send intervals ahead while it fires, and is the time it resolved on the resolve.
+pub fn alertmanager_body(job: &DeliveryJob, context: &Context) -> Value {
     let alert = &job.alert;
     let mut labels = serde_json::Map::new();
     labels.insert("alertname".into(), json!(alert.rule.as_str()));
-    labels.insert("alert_key".into(), json!(alert.key.as_str()));
+    labels.insert("rule".into(), json!(alert.rule.as_str()));
+    labels.insert("key".into(), json!(alert.key.as_str()));
     labels.insert("severity".into(), json!(alert.severity.as_str()));
+    labels.insert("site".into(), json!(context.site));
     for (name, value) in [
         ("room", alert.room.as_deref()),
         ("row", alert.row.as_deref()),
@@ -102,6 +114,7 @@ pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
     }
     let mut annotations = serde_json::Map::new();
     annotations.insert("summary".into(), json!(alert.summary.as_str()));
+    annotations.insert("description".into(), json!(job.description));
     if let Some(value) = alert.value {
         annotations.insert("value".into(), json!(value.to_string()));
     }
@@ -112,17 +125,32 @@ pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
         "labels": labels,
         "annotations": annotations,
         "startsAt": rfc3339(job.firing_since_ms),
-        "generatorURL": external_url,
+        "generatorURL": generator_url(alert, context),
     });
-    if job.state == AlertState::Resolved
-        && let Some(object) = entry.as_object_mut()
-    {
-        object.insert(
-            "endsAt".into(),
-            json!(rfc3339(i64::try_from(alert.since_ms).unwrap_or(i64::MAX))),
-        );
+    if let (Some(ends_at), Some(object)) = (job.ends_at_ms, entry.as_object_mut()) {
+        object.insert("endsAt".into(), json!(rfc3339(ends_at)));
     }
     json!([entry])
+}
+
+/// The alert's rack in the dashboard (`{public_url}/?rack=hall-a.r01.a03`, the dashboard's rack id),
+/// or the dashboard itself for an alert wider than a rack; empty without `http.public_url`.
+fn generator_url(alert: &Alert, context: &Context) -> String {
+    let Some(base) = &context.public_url else {
+        return String::new();
+    };
+    let base = base.trim_end_matches('/');
+    match &alert.rack {
+        Some(rack) => {
+            let position = crate::inventory::Position {
+                room: alert.room.clone(),
+                row: alert.row.clone(),
+                rack: Some(rack.clone()),
+            };
+            format!("{base}/?rack={}", crate::dashboard::rack_id(&position))
+        }
+        None => format!("{base}/"),
+    }
 }
 
 /// Unix milliseconds as RFC 3339 UTC (`2026-11-24T20:05:00.000Z`), by the civil-from-days
