@@ -13,6 +13,7 @@
     reason = "test support: a panic fails the test"
 )]
 
+mod alertmanager;
 mod browser;
 pub mod fleet;
 mod gateway;
@@ -22,6 +23,7 @@ pub mod qemu;
 pub mod room;
 mod victoria;
 
+pub use alertmanager::Alertmanager;
 pub use browser::Browser;
 pub use gateway::{Gateway, GatewaySettings, http_get};
 pub use mosquitto::{Mosquitto, MosquittoConfig};
