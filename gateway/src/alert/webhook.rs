@@ -181,6 +181,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn debug_of_a_webhook_never_shows_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "hook-secret-42").unwrap();
+        let config: WebhookConfig = toml::from_str(&format!(
+            "name = \"pager\"\nurl = \"http://127.0.0.1:1/\"\ntoken = {{ file = \"{}\" }}",
+            token.display()
+        ))
+        .unwrap();
+        let hook = Webhook::from_config(&config, "alerts.webhooks[0]").unwrap();
+        let shown = format!("{hook:?}");
+        assert!(!shown.contains("hook-secret-42") && shown.contains("Secret(***)"), "{shown}");
+    }
+
+    #[test]
     fn rfc3339_matches_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");
