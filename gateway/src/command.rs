@@ -121,7 +121,12 @@ impl NodeCommander {
     }
 
     /// Sends `kind` to `node` and waits up to `timeout` for its ack.
-    pub async fn send(&self, node: &NodeId, kind: CommandKind, timeout: Duration) -> Result<Ack, CommandError> {
+    pub async fn send(
+        &self,
+        node: &NodeId,
+        kind: CommandKind,
+        timeout: Duration,
+    ) -> Result<Ack, CommandError> {
         let id = {
             let mut next = self.next_id.lock().unwrap_or_else(PoisonError::into_inner);
             *next = next.wrapping_add(1) & 0x7fff_ffff;
@@ -222,7 +227,8 @@ impl CommandRequest {
             ),
             CommandRequest::Reboot { timeout } => (CommandKind::Reboot, timeout),
             CommandRequest::SetInterval { interval, timeout } => {
-                let interval_ms = u32::try_from(duration(interval, "interval")?.as_millis()).unwrap_or(u32::MAX);
+                let interval_ms =
+                    u32::try_from(duration(interval, "interval")?.as_millis()).unwrap_or(u32::MAX);
                 let range = rackwatch_protocols::MIN_INTERVAL_MS..=rackwatch_protocols::MAX_INTERVAL_MS;
                 if !range.contains(&interval_ms) {
                     return Err("interval: must be 100ms to 1h".into());
@@ -363,7 +369,10 @@ mod tests {
     fn requests_become_protocol_commands() {
         assert_eq!(
             parsed(r#"{"action": "set_interval", "interval": "5s"}"#),
-            Ok((CommandKind::SetInterval { interval_ms: 5000 }, DEFAULT_ACK_TIMEOUT))
+            Ok((
+                CommandKind::SetInterval { interval_ms: 5000 },
+                DEFAULT_ACK_TIMEOUT
+            ))
         );
         assert_eq!(
             parsed(r#"{"action": "identify", "timeout": "3s"}"#),
@@ -376,7 +385,10 @@ mod tests {
                 target: FanTarget::DutyPercent(80.0)
             })
         );
-        assert_eq!(parsed(r#"{"action": "reboot"}"#).map(|p| p.0), Ok(CommandKind::Reboot));
+        assert_eq!(
+            parsed(r#"{"action": "reboot"}"#).map(|p| p.0),
+            Ok(CommandKind::Reboot)
+        );
     }
 
     #[test]
@@ -404,7 +416,10 @@ mod tests {
             let n = ack.encode(&mut buf).unwrap();
             buf[..n].to_vec()
         };
-        answer(&waiting, &encode(Ack::new(7, NodeId::new("r01-n2").unwrap(), AckResult::Ok)));
+        answer(
+            &waiting,
+            &encode(Ack::new(7, NodeId::new("r01-n2").unwrap(), AckResult::Ok)),
+        );
         answer(&waiting, &encode(Ack::new(8, node.clone(), AckResult::Ok)));
         answer(&waiting, b"not json");
         assert!(rx.try_recv().is_err());

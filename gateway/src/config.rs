@@ -636,7 +636,11 @@ mod tests {
         );
         let cluster = "[cluster]\npartition = 0\npartitions = [[\"r01\"], [\"r02\"]]\n";
         let config = format!("{}\n{cluster}", with_id("abcdefghijklmnopqrs"));
-        assert!(error_of(&config).contains("`abcdefghijklmnopqrs-p1-c`"), "{}", error_of(&config));
+        assert!(
+            error_of(&config).contains("`abcdefghijklmnopqrs-p1-c`"),
+            "{}",
+            error_of(&config)
+        );
         let mut served = Config::parse(&format!("{MINIMAL}\n{cluster}")).unwrap();
         served.serve_partition(1).unwrap();
         assert_eq!(served.mqtt.unwrap().client_id, "rackwatch-gateway-p1");

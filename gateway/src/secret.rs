@@ -41,9 +41,7 @@ impl Secret {
 /// The token of a `Bearer` credential (`bearer`, `BEARER` ... too), without surrounding blanks.
 fn bearer_token(authorization: &str) -> Option<&str> {
     let (scheme, token) = authorization.trim().split_once(' ')?;
-    scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim_start())
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim_start())
 }
 
 impl fmt::Debug for Secret {
@@ -59,7 +57,11 @@ mod tests {
     #[test]
     fn the_bearer_scheme_matches_in_any_case_and_the_token_exactly() {
         let secret = Secret::new("s3cret-token");
-        for header in ["Bearer s3cret-token", "bearer s3cret-token", "BEARER  s3cret-token"] {
+        for header in [
+            "Bearer s3cret-token",
+            "bearer s3cret-token",
+            "BEARER  s3cret-token",
+        ] {
             assert!(secret.authorizes(Some(header)), "{header}");
         }
         for header in [

@@ -126,9 +126,13 @@ max_backoff = "1s"
 
     // 1. The rack runs hot: the alert is active in Alertmanager with the labels people route on.
     room.set_hot("a01", true);
-    wait_for("the alert in Alertmanager", Duration::from_secs(30), &gateway, &manager, || {
-        open_alert(&manager).is_some()
-    })
+    wait_for(
+        "the alert in Alertmanager",
+        Duration::from_secs(30),
+        &gateway,
+        &manager,
+        || open_alert(&manager).is_some(),
+    )
     .await;
     let alert = open_alert(&manager).unwrap();
     let labels = &alert["labels"];
@@ -177,7 +181,12 @@ max_backoff = "1s"
     );
     let delivered = "rackwatch_alert_notifications_total{receiver=\"alertmanager\",result=\"delivered\"}";
     let sent_before = gateway.metric(delivered);
-    stays_open(&manager, 3 * RESOLVE_TIMEOUT, "the acknowledged, silenced stretch").await;
+    stays_open(
+        &manager,
+        3 * RESOLVE_TIMEOUT,
+        "the acknowledged, silenced stretch",
+    )
+    .await;
     let resends = gateway.metric(delivered) - sent_before;
     assert!(
         resends >= (3 * RESOLVE_TIMEOUT).as_secs_f64() / RESEND.as_secs_f64() - 2.0,

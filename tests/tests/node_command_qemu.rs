@@ -25,13 +25,18 @@ const NEW_INTERVAL_MS: u64 = 3_000;
 
 /// Every telemetry the node publishes, decoded.
 async fn telemetry(broker: &Mosquitto) -> mpsc::UnboundedReceiver<Telemetry> {
-    let (client, mut eventloop) =
-        AsyncClient::new(MqttOptions::new("command-test-watch", "127.0.0.1", broker.port()), 64);
+    let (client, mut eventloop) = AsyncClient::new(
+        MqttOptions::new("command-test-watch", "127.0.0.1", broker.port()),
+        64,
+    );
     client
         .subscribe("rackwatch/v1/lab/+/telemetry", QoS::AtLeastOnce)
         .await
         .unwrap();
-    while !matches!(eventloop.poll().await.unwrap(), Event::Incoming(Packet::SubAck(_))) {}
+    while !matches!(
+        eventloop.poll().await.unwrap(),
+        Event::Incoming(Packet::SubAck(_))
+    ) {}
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let _client = client;
@@ -45,7 +50,12 @@ async fn telemetry(broker: &Mosquitto) -> mpsc::UnboundedReceiver<Telemetry> {
 }
 
 /// Runs `rackwatch node command --node NODE ... ACTION...`; returns (success, stdout, stderr).
-async fn node_command(gateway: &Gateway, token_file: &std::path::Path, node: &str, action: &[&str]) -> (bool, String, String) {
+async fn node_command(
+    gateway: &Gateway,
+    token_file: &std::path::Path,
+    node: &str,
+    action: &[&str],
+) -> (bool, String, String) {
     let output = tokio::process::Command::new(GATEWAY)
         .args(["node", "command", "--node", node])
         .arg("--gateway")
@@ -112,7 +122,10 @@ async fn node_command_identify_and_set_interval_are_acked_and_the_interval_chang
     let mut after = Vec::new();
     while after.len() < 3 {
         let Ok(Some(telemetry)) = tokio::time::timeout(Duration::from_secs(10), readings.recv()).await else {
-            fail(&format!("only {} readings within 10 s after set-interval", after.len()))
+            fail(&format!(
+                "only {} readings within 10 s after set-interval",
+                after.len()
+            ))
         };
         after.push((telemetry.uptime_ms, Instant::now()));
     }
@@ -132,6 +145,9 @@ async fn node_command_identify_and_set_interval_are_acked_and_the_interval_chang
     // A node that is not there: the command line says so and fails.
     let (ok, _, err) = node_command(&gateway, &token_file, "r99-n9", &["--timeout", "2s", "identify"]).await;
     assert!(!ok);
-    assert!(err.contains("504") && err.contains("did not acknowledge"), "{err}");
+    assert!(
+        err.contains("504") && err.contains("did not acknowledge"),
+        "{err}"
+    );
     eprintln!("node command e2e: {:?}", started.elapsed());
 }

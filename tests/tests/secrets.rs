@@ -108,12 +108,20 @@ token = {{ file = "{webhook_token}" }}
         .send()
         .await
         .unwrap();
-    assert_eq!(commanded.status(), 504, "the simulated room does not answer commands");
+    assert_eq!(
+        commanded.status(),
+        504,
+        "the simulated room does not answer commands"
+    );
     let written = within(Duration::from_secs(20), || async {
         gateway.metric("rackwatch_points_written_total") > 0.0
     })
     .await;
-    assert!(written.is_some(), "nothing reached the database: {}", gateway.log());
+    assert!(
+        written.is_some(),
+        "nothing reached the database: {}",
+        gateway.log()
+    );
     // A few re-sends to Alertmanager, then a clean stop (shutdown logs too).
     tokio::time::sleep(Duration::from_secs(5)).await;
     publisher.abort();

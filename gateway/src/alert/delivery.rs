@@ -103,3 +103,11 @@ pub fn resend_after_start<'a>(incidents: impl Iterator<Item = &'a mut Incident>,
         }
     }
 }
+
+/// How long to wait before trying a receiver again after `failures` failed deliveries in a row:
+/// doubling from one second, at most `max_backoff_ms`.
+pub fn backoff_ms(failures: u32, max_backoff_ms: i64) -> i64 {
+    500i64
+        .saturating_mul(1 << failures.min(16))
+        .min(max_backoff_ms.max(1))
+}

@@ -101,8 +101,8 @@ pub struct Settings {
     pub site: SiteId,
     pub rules: Vec<Rule>,
     pub receivers: Vec<Receiver>,
-    pub repeat_interval_ms: i64,
-    pub escalate_after_ms: i64,
+    /// People's repeats and escalation.
+    pub timing: Timing,
     /// Every node of the inventory with its position (silent-node rules watch them from the start).
     pub nodes: Vec<(NodeId, Position)>,
     pub cooling: Option<Cooling>,
@@ -635,8 +635,8 @@ impl Engine {
         let Some(rule) = self.settings.rules.get(watch.rule) else {
             return;
         };
-        let node_away = |node: &NodeId| self.nodes.get(node.as_str()).is_some_and(|n| n.away);
-        if inhibit::held_back_while_offline(rule.kind) && watch.scope.node.as_ref().is_some_and(node_away) {
+        let away = |node: &NodeId| self.nodes.get(node.as_str()).is_some_and(|n| n.away);
+        if inhibit::held_back_while_offline(rule.kind) && watch.scope.node.as_ref().is_some_and(away) {
             return;
         }
         // The common case, a reading that is fine for a rule with nothing pending: no allocation.
@@ -735,7 +735,7 @@ impl Engine {
             let due = self.incidents.values().find_map(|incident| {
                 let silenced = self.silences.iter().any(|s| s.covers(incident, now_ms));
                 let (state, episode, repeat) =
-                    delivery::desired(incident, receiver, silenced, self.timing(), now_ms)?;
+                    delivery::desired(incident, receiver, silenced, self.settings.timing, now_ms)?;
                 let mut alert = self.alert(incident);
                 alert.state = state;
                 let rule = self.settings.rules.iter().find(|r| r.name == incident.rule);
@@ -766,13 +766,6 @@ impl Engine {
         jobs
     }
 
-    fn timing(&self) -> Timing {
-        Timing {
-            repeat_interval_ms: self.settings.repeat_interval_ms,
-            escalate_after_ms: self.settings.escalate_after_ms,
-        }
-    }
-
     /// Records how a delivery went.
     pub fn delivered(&mut self, job: &DeliveryJob, result: DeliveryResult, now_ms: i64) {
         if let Some(flag) = self.in_flight.get_mut(job.receiver) {
@@ -786,10 +779,7 @@ impl Engine {
         };
         if result == DeliveryResult::Failed {
             retry.1 = retry.1.saturating_add(1);
-            let backoff = 500i64
-                .saturating_mul(1 << retry.1.min(16))
-                .min(receiver.max_backoff_ms.max(1));
-            retry.0 = now_ms.saturating_add(backoff);
+            retry.0 = now_ms.saturating_add(delivery::backoff_ms(retry.1, receiver.max_backoff_ms));
             return;
         }
         *retry = (i64::MIN, 0);
@@ -820,7 +810,7 @@ impl Engine {
             .settings
             .receivers
             .iter()
-            .any(|r| delivery::desired(incident, r, silenced, self.timing(), now_ms).is_some());
+            .any(|r| delivery::desired(incident, r, silenced, self.settings.timing, now_ms).is_some());
         if !owed {
             self.incidents.remove(key);
         }

@@ -79,8 +79,10 @@ fn settings(rules: &[RuleConfig]) -> Settings {
         site: site(),
         rules: rules.iter().map(|r| Rule::compile(r, &site())).collect(),
         receivers: vec![receiver("pager", 1), receiver("manager", 2)],
-        repeat_interval_ms: 60 * MIN,
-        escalate_after_ms: 30 * MIN,
+        timing: super::delivery::Timing {
+            repeat_interval_ms: 60 * MIN,
+            escalate_after_ms: 30 * MIN,
+        },
         nodes: vec![
             (NodeId::new("n1").unwrap(), position("a01")),
             (NodeId::new("n2").unwrap(), position("a02")),
@@ -787,7 +789,11 @@ fn alertmanager_gets_resends_with_ends_at_ahead_even_when_acknowledged_or_silenc
     h.at(0).temperature(&inlet, 28.0);
     let first = h.engine.due_deliveries(0);
     let am = first.iter().find(|j| j.receiver == 1).unwrap();
-    assert_eq!(am.ends_at_ms, Some(4 * MIN), "endsAt four re-send intervals ahead");
+    assert_eq!(
+        am.ends_at_ms,
+        Some(4 * MIN),
+        "endsAt four re-send intervals ahead"
+    );
     assert_eq!(first.iter().find(|j| j.receiver == 0).unwrap().ends_at_ms, None);
     for job in &first {
         h.engine.delivered(job, DeliveryResult::Delivered, 0);
@@ -900,7 +906,8 @@ fn an_offline_node_holds_back_its_stale_silent_and_fault_alerts() {
     );
     assert!(events.contains(&ev("stale.hall-a.r01.a02.n2.inlet_top", AlertState::Firing)));
     // Back: the offline alert resolves, and its silence counts from its return.
-    h.engine.observe_status(&status(NodeState::Online, "n1"), 10 * MIN);
+    h.engine
+        .observe_status(&status(NodeState::Online, "n1"), 10 * MIN);
     h.collect();
     assert_eq!(
         h.take_events(),

@@ -17,7 +17,10 @@ use super::state::Incident;
 
 /// Rules whose alerts an offline node makes redundant.
 pub fn held_back_while_offline(kind: RuleKind) -> bool {
-    matches!(kind, RuleKind::Stale | RuleKind::SilentNode | RuleKind::SensorFault)
+    matches!(
+        kind,
+        RuleKind::Stale | RuleKind::SilentNode | RuleKind::SensorFault
+    )
 }
 
 /// Removes `node`'s members of held-back rules from every incident; returns the incidents changed,

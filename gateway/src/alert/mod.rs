@@ -128,8 +128,10 @@ pub fn settings(config: &Config, alerts: &AlertsConfig) -> Settings {
                 },
             })
             .collect(),
-        repeat_interval_ms: millis(alerts.repeat_interval),
-        escalate_after_ms: millis(alerts.escalate_after),
+        timing: delivery::Timing {
+            repeat_interval_ms: millis(alerts.repeat_interval),
+            escalate_after_ms: millis(alerts.escalate_after),
+        },
         nodes,
         cooling,
     }

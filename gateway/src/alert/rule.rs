@@ -272,7 +272,11 @@ impl Rule {
         let (quantity, condition, unit) = match config.kind {
             RuleKind::Threshold => {
                 let quantity = config.quantity.unwrap_or(Quantity::Temperature);
-                (Some(quantity), threshold(0.0), super::words::unit(quantity.canonical_unit()))
+                (
+                    Some(quantity),
+                    threshold(0.0),
+                    super::words::unit(quantity.canonical_unit()),
+                )
             }
             RuleKind::Rate => {
                 let max = config.max_change.unwrap_or(f64::INFINITY);
@@ -283,7 +287,11 @@ impl Rule {
                     // limit would otherwise resolve and fire again with every reading.
                     clear: config.clear.unwrap_or(max * 0.8),
                 };
-                (Some(quantity), condition, super::words::unit(quantity.canonical_unit()))
+                (
+                    Some(quantity),
+                    condition,
+                    super::words::unit(quantity.canonical_unit()),
+                )
             }
             RuleKind::Stale | RuleKind::SilentNode => {
                 let seconds = window_ms as f64 / 1000.0;

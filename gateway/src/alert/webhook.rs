@@ -192,7 +192,10 @@ mod tests {
         .unwrap();
         let hook = Webhook::from_config(&config, "alerts.webhooks[0]").unwrap();
         let shown = format!("{hook:?}");
-        assert!(!shown.contains("hook-secret-42") && shown.contains("Secret(***)"), "{shown}");
+        assert!(
+            !shown.contains("hook-secret-42") && shown.contains("Secret(***)"),
+            "{shown}"
+        );
     }
 
     #[test]

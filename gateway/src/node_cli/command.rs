@@ -111,7 +111,8 @@ fn token(options: &CommandOptions) -> Result<String, String> {
 pub async fn run(options: &CommandOptions) -> Result<String, String> {
     let body = options.action.body(&options.timeout)?;
     let token = token(options)?;
-    let waited = crate::alert::config::parse_duration(&options.timeout).map_err(|e| format!("--timeout: {e}"))?;
+    let waited =
+        crate::alert::config::parse_duration(&options.timeout).map_err(|e| format!("--timeout: {e}"))?;
     let url = format!(
         "{}/api/nodes/{}/commands",
         options.gateway.trim_end_matches('/'),
@@ -130,12 +131,12 @@ pub async fn run(options: &CommandOptions) -> Result<String, String> {
     if !status.is_success() {
         let reason = serde_json::from_str::<Value>(&text)
             .ok()
-            .and_then(|v| v["error"].as_str().map(str::to_owned))
+            .and_then(|v| v.get("error")?.as_str().map(str::to_owned))
             .unwrap_or(text);
         return Err(format!("the gateway answered {status}: {reason}"));
     }
-    let answer: CommandAnswer =
-        serde_json::from_str(&text).map_err(|e| format!("unexpected answer from the gateway ({e}): {text}"))?;
+    let answer: CommandAnswer = serde_json::from_str(&text)
+        .map_err(|e| format!("unexpected answer from the gateway ({e}): {text}"))?;
     let line = format!(
         "node {}: {} acked {} in {} ms (command {}){}",
         answer.node,
@@ -145,7 +146,11 @@ pub async fn run(options: &CommandOptions) -> Result<String, String> {
         answer.id,
         answer.detail.map(|d| format!(": {d}")).unwrap_or_default()
     );
-    if answer.result == "ok" { Ok(line) } else { Err(line) }
+    if answer.result == "ok" {
+        Ok(line)
+    } else {
+        Err(line)
+    }
 }
 
 #[cfg(test)]
