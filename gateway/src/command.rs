@@ -25,7 +25,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use rackwatch_protocols::topic::{self, NodeTopic};
 use rackwatch_protocols::{Ack, AckResult, Command, CommandKind, FanTarget, NodeId, SiteId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
 use serde::{Deserialize, Serialize};
 use tokio::sync::oneshot;
 
@@ -75,9 +75,9 @@ impl NodeCommander {
     pub fn start(
         options: MqttOptions,
         site: SiteId,
-        mut shutdown: Shutdown,
+        shutdown: Shutdown,
     ) -> (NodeCommander, tokio::task::JoinHandle<()>) {
-        let (client, mut eventloop) = AsyncClient::new(options, 64);
+        let (client, eventloop) = AsyncClient::new(options, 64);
         let waiting: Waiting = Arc::default();
         let commander = NodeCommander {
             client: client.clone(),
@@ -87,36 +87,22 @@ impl NodeCommander {
             next_id: Arc::new(Mutex::new(rand::random::<u32>() & 0x7fff_ffff)),
         };
         let acks = topic::node_filter(Some(&site), NodeTopic::Ack).to_string();
-        let task = tokio::spawn(async move {
-            let mut failures = 0u32;
-            loop {
-                tokio::select! {
-                    () = shutdown.recv() => break,
-                    event = eventloop.poll() => match event {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            failures = 0;
-                            if let Err(e) = client.try_subscribe(acks.as_str(), QoS::AtLeastOnce) {
-                                tracing::warn!("command connection: cannot subscribe to acks: {e}");
-                            }
-                        }
-                        Ok(Event::Incoming(Packet::Publish(publish))) => answer(&waiting, &publish.payload),
-                        Ok(_) => {}
-                        Err(e) => {
-                            failures += 1;
-                            let wait = Duration::from_millis(200)
-                                .saturating_mul(1 << failures.min(6))
-                                .min(Duration::from_secs(10));
-                            tracing::warn!(retry_in_ms = wait.as_millis() as u64, "command MQTT connection: {e}");
-                            tokio::select! {
-                                () = tokio::time::sleep(wait) => {}
-                                () = shutdown.recv() => break,
-                            }
-                        }
+        let subscriber = client.clone();
+        let task = tokio::spawn(crate::mqtt_session::drive(
+            "command",
+            client,
+            eventloop,
+            shutdown,
+            move |packet| match packet {
+                Packet::ConnAck(_) => {
+                    if let Err(e) = subscriber.try_subscribe(acks.as_str(), QoS::AtLeastOnce) {
+                        tracing::warn!("command connection: cannot subscribe to acks: {e}");
                     }
                 }
-            }
-            let _ = client.try_disconnect();
-        });
+                Packet::Publish(publish) => answer(&waiting, &publish.payload),
+                _ => {}
+            },
+        ));
         (commander, task)
     }
 

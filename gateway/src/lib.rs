@@ -20,6 +20,7 @@ pub mod ingest;
 pub mod inventory;
 pub mod line_protocol;
 pub mod model;
+pub mod mqtt_session;
 pub mod node_cli;
 pub mod normalise;
 pub mod pipeline;

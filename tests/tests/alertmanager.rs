@@ -14,7 +14,7 @@
 
 use std::time::{Duration, Instant};
 
-use rackwatch_tests::room::Room;
+use rackwatch_tests::room::{INLET_HOT_RULE, Room};
 use rackwatch_tests::{Alertmanager, Gateway, GatewaySettings, Mosquitto};
 use serde_json::{Value, json};
 
@@ -98,19 +98,7 @@ async fn a_hot_rack_stays_active_in_alertmanager_until_it_cools_across_acks_and_
     );
     settings.extra = format!(
         r#"{inventory}
-[alerts]
-resend_interval = "{resend}s"
-evaluation_interval = "100ms"
-
-[[alerts.rules]]
-name = "inlet_hot"
-kind = "threshold"
-quantity = "temperature"
-side = "inlet"
-above = 32.0
-clear = 30.0
-severity = "critical"
-
+{alerts}
 [[alerts.webhooks]]
 name = "alertmanager"
 url = "{url}"
@@ -118,7 +106,14 @@ format = "alertmanager"
 max_backoff = "1s"
 "#,
         inventory = room.inventory(),
-        resend = RESEND.as_secs(),
+        alerts = INLET_HOT_RULE.replacen(
+            "[alerts]\n",
+            &format!(
+                "[alerts]\nresend_interval = \"{}s\"\nevaluation_interval = \"100ms\"\n",
+                RESEND.as_secs()
+            ),
+            1
+        ),
         url = manager.alerts_url(),
     );
     let mut gateway = Gateway::start(GATEWAY, &settings);

@@ -12,7 +12,7 @@
 
 use std::time::Duration;
 
-use rackwatch_tests::room::{Room, within};
+use rackwatch_tests::room::{INLET_HOT_RULE, Room, within};
 use rackwatch_tests::{Alertmanager, Gateway, GatewaySettings, Mosquitto, VictoriaMetrics};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
@@ -55,19 +55,7 @@ bucket = "rackwatch"
 batch_max_age_ms = 200
 token = {{ file = "{influx_token}" }}
 
-[alerts]
-resend_interval = "2s"
-evaluation_interval = "200ms"
-
-[[alerts.rules]]
-name = "inlet_hot"
-kind = "threshold"
-quantity = "temperature"
-side = "inlet"
-above = 32.0
-clear = 30.0
-severity = "critical"
-
+{alerts}
 [[alerts.webhooks]]
 name = "alertmanager"
 url = "{alertmanager}"
@@ -75,6 +63,11 @@ format = "alertmanager"
 token = {{ file = "{webhook_token}" }}
 "#,
         inventory = room.inventory(),
+        alerts = INLET_HOT_RULE.replacen(
+            "[alerts]\n",
+            "[alerts]\nresend_interval = \"2s\"\nevaluation_interval = \"200ms\"\n",
+            1
+        ),
         mqtt = broker.url(),
         mqtt_password = file("mqtt-password"),
         influx = db.url(),

@@ -3,12 +3,10 @@
 //! commands on `rackwatch/v1/{site}/{node}/cmd`. Separate from the ingest connection so publishing
 //! never waits behind ingest's manual acknowledgements.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use rackwatch_protocols::topic::{self, NodeTopic};
 use rackwatch_protocols::{Alert, Command, NodeId, SiteId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, MqttConfig};
@@ -51,45 +49,20 @@ impl AlertPublisher {
         options: MqttOptions,
         site: SiteId,
         connected: mpsc::UnboundedSender<()>,
-        mut shutdown: Shutdown,
+        shutdown: Shutdown,
     ) -> (AlertPublisher, tokio::task::JoinHandle<()>) {
-        let (client, mut eventloop) = AsyncClient::new(options, 4096);
-        let poller = client.clone();
-        let task = tokio::spawn(async move {
-            let mut failures = 0u32;
-            loop {
-                tokio::select! {
-                    () = shutdown.recv() => break,
-                    event = eventloop.poll() => match event {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            failures = 0;
-                            let _ = connected.send(());
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            failures += 1;
-                            let wait = Duration::from_millis(200)
-                                .saturating_mul(1 << failures.min(6))
-                                .min(Duration::from_secs(10));
-                            tracing::warn!(retry_in_ms = wait.as_millis() as u64, "alert MQTT connection: {e}");
-                            tokio::select! {
-                                () = tokio::time::sleep(wait) => {}
-                                () = shutdown.recv() => break,
-                            }
-                        }
-                    }
+        let (client, eventloop) = AsyncClient::new(options, 4096);
+        let task = tokio::spawn(crate::mqtt_session::drive(
+            "alert",
+            client.clone(),
+            eventloop,
+            shutdown,
+            move |packet| {
+                if matches!(packet, Packet::ConnAck(_)) {
+                    let _ = connected.send(());
                 }
-            }
-            let _ = poller.try_disconnect();
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Ok(event) = eventloop.poll().await {
-                    if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
-                        break;
-                    }
-                }
-            })
-            .await;
-        });
+            },
+        ));
         (AlertPublisher { client, site }, task)
     }
 
