@@ -308,6 +308,11 @@ impl Engine {
         self.silences.iter().any(|s| s.covers(incident, now_ms))
     }
 
+    /// Held back from people: silenced, or folded into its row's incident.
+    fn held(&self, incident: &Incident, now_ms: i64) -> bool {
+        self.is_silenced(incident, now_ms) || inhibit::folded(&self.incidents, &self.settings.rules, incident)
+    }
+
     pub fn receivers(&self) -> &[Receiver] {
         &self.settings.receivers
     }
@@ -585,6 +590,9 @@ impl Engine {
             let Some(rule) = self.settings.rules.iter().find(|r| r.name == incident.rule) else {
                 continue;
             };
+            if inhibit::is_row_fold(incident, rule) {
+                continue;
+            }
             let mut moved = false;
             let mut last_value = None;
             incident.members.retain(|_, member| {
@@ -684,20 +692,20 @@ impl Engine {
         let Some(rule) = self.settings.rules.iter().find(|r| r.name == incident.rule) else {
             return;
         };
-        match incident.settle(rule, last_value, now_ms) {
-            Settled::Transition => {
-                let alert = alert_message(incident, rule);
-                self.effects.push(Effect::Publish {
-                    alert: Box::new(alert),
-                    event: true,
-                });
-                self.forget_if_finished(key, now_ms);
-            }
-            Settled::Dropped => {
-                self.effects.push(Effect::Withdraw { key: key.to_owned() });
-                self.forget_if_finished(key, now_ms);
-            }
+        let settled = incident.settle(rule, last_value, now_ms);
+        match settled {
+            Settled::Transition => self.effects.push(Effect::Publish {
+                alert: Box::new(alert_message(incident, rule)),
+                event: true,
+            }),
+            Settled::Dropped => self.effects.push(Effect::Withdraw { key: key.to_owned() }),
             Settled::Unchanged => {}
+        }
+        if let Some(row) = inhibit::fold_row(&mut self.incidents, &self.settings.rules, key, now_ms) {
+            self.settle(&row, None, now_ms);
+        }
+        if settled != Settled::Unchanged {
+            self.forget_if_finished(key, now_ms);
         }
         self.reconcile_cooling(now_ms);
     }
@@ -718,7 +726,7 @@ impl Engine {
     fn alert(&self, incident: &Incident) -> Alert {
         match self.settings.rules.iter().find(|r| r.name == incident.rule) {
             Some(rule) => alert_message(incident, rule),
-            None => alert_message_without_rule(incident),
+            None => base_alert(incident),
         }
     }
 
@@ -733,7 +741,7 @@ impl Engine {
                 continue;
             }
             let due = self.incidents.values().find_map(|incident| {
-                let silenced = self.silences.iter().any(|s| s.covers(incident, now_ms));
+                let silenced = self.held(incident, now_ms);
                 let (state, episode, repeat) =
                     delivery::desired(incident, receiver, silenced, self.settings.timing, now_ms)?;
                 let mut alert = self.alert(incident);
@@ -805,7 +813,7 @@ impl Engine {
         if incident.state != AlertState::Resolved {
             return;
         }
-        let silenced = self.silences.iter().any(|s| s.covers(incident, now_ms));
+        let silenced = self.held(incident, now_ms);
         let owed = self
             .settings
             .receivers
@@ -947,8 +955,4 @@ pub fn alert_message(incident: &Incident, rule: &Rule) -> Alert {
         threshold: threshold.is_finite().then_some(threshold),
         ..base_alert(incident)
     }
-}
-
-fn alert_message_without_rule(incident: &Incident) -> Alert {
-    base_alert(incident)
 }

@@ -917,3 +917,61 @@ fn an_offline_node_holds_back_its_stale_silent_and_fault_alerts() {
     h.at(10 * MIN + 50 * S);
     assert!(h.take_events().is_empty());
 }
+
+#[test]
+fn racks_of_a_row_firing_together_fold_into_one_row_incident() {
+    let a01 = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    let a02 = series("n2", "inlet_top", Quantity::Temperature, "a02");
+    let row = "inlet_high.hall-a.r01";
+    let mut h = Harness::new(&[inlet_high(27.0, 26.5, 0)]);
+    h.at(0).temperature(&a01, 28.0);
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), KEY.into(), AlertState::Firing, false)],
+        "one hot rack is a rack's alert"
+    );
+    h.at(MIN).temperature(&a02, 29.0);
+    assert_eq!(
+        h.take_events(),
+        [
+            ev(KEY, AlertState::Firing),
+            ev("inlet_high.hall-a.r01.a02", AlertState::Firing),
+            ev(row, AlertState::Firing)
+        ]
+    );
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), row.into(), AlertState::Firing, false)],
+        "the second rack is told as the row's incident, not on its own"
+    );
+    let jobs = {
+        h.at(2 * MIN).temperature(&a02, 29.5);
+        h.engine.incidents().find(|i| i.key == row).cloned().unwrap()
+    };
+    let rule = Rule::compile(&inlet_high(27.0, 26.5, 0), &site());
+    let description = super::words::description(&rule, &jobs);
+    // The racks' values as of the row incident's last change (its members follow the racks' steps).
+    assert!(
+        description.ends_with("Racks: a01 (28.0 °C), a02 (29.0 °C)."),
+        "{description}"
+    );
+    // a02 cools: the row incident resolves; a02 was never told, so nothing about it is sent.
+    h.at(3 * MIN).temperature(&a02, 22.0);
+    assert_eq!(
+        h.take_events(),
+        [
+            ev("inlet_high.hall-a.r01.a02", AlertState::Resolved),
+            ev(row, AlertState::Resolved)
+        ]
+    );
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), row.into(), AlertState::Resolved, false)]
+    );
+    h.at(4 * MIN).temperature(&a01, 22.0);
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), KEY.into(), AlertState::Resolved, false)]
+    );
+    assert_eq!(h.engine.incidents().count(), 0, "nothing left open");
+}

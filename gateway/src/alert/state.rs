@@ -156,6 +156,10 @@ pub struct Incident {
     /// Receiver name → what it was last told.
     #[serde(default)]
     pub delivered: BTreeMap<String, Delivered>,
+    /// This episode was folded into its row's incident (`inhibit`): a resolve is owed to nobody who
+    /// was not told of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
 }
 
 impl Incident {
@@ -174,6 +178,7 @@ impl Incident {
             summary: String::new(),
             acknowledged: None,
             delivered: BTreeMap::new(),
+            folded: false,
         }
     }
 
@@ -213,6 +218,7 @@ impl Incident {
             self.episode += 1;
             self.firing_since_ms = Some(now_ms);
             self.acknowledged = None;
+            self.folded = false;
         }
         self.state = state;
         self.since_ms = now_ms;
