@@ -2,6 +2,8 @@
 //! It is kept in a [`Secret`] from the moment it is read, so no `Debug` of a struct that holds one,
 //! and no `tracing` field at any level, can print it: `{:?}` shows `Secret(***)`.
 //!
+//! (protocols' `Secret` is the node's: at most 64 bytes, no heap; a database token is longer.)
+//!
 //! It also checks an HTTP `Authorization` header against itself: the scheme `Bearer` matched without
 //! regard to case (RFC 7235 §2.1: "auth-scheme" is case-insensitive; RFC 6750 §2.1 for Bearer), the
 //! token compared in constant time, so its length and content do not leak by timing.
