@@ -199,6 +199,62 @@ mod tests {
     }
 
     #[test]
+    fn alertmanager_alerts_carry_site_labels_ends_at_and_a_link_to_the_rack() {
+        use rackwatch_protocols::{AlertState, Label, Severity};
+        let label = |s: &str| Some(Label::new(s).unwrap());
+        let job = DeliveryJob {
+            receiver: 0,
+            key: "inlet_hot.hall-a.r01.a03".into(),
+            state: AlertState::Firing,
+            episode: 1,
+            repeat: true,
+            alert: Alert {
+                version: 1,
+                key: "inlet_hot.hall-a.r01.a03".try_into().unwrap(),
+                rule: Label::new("inlet_hot").unwrap(),
+                severity: Severity::Critical,
+                state: AlertState::Firing,
+                room: label("hall-a"),
+                row: label("r01"),
+                rack: label("a03"),
+                node: None,
+                channel: None,
+                value: Some(33.1),
+                threshold: Some(32.0),
+                since_ms: 0,
+                summary: "inlet_hot firing: rack a03".try_into().unwrap(),
+            },
+            acknowledged: true,
+            firing_since_ms: 0,
+            level: 1,
+            ends_at_ms: Some(240_000),
+            description: "inlet_hot firing: rack a03, row r01".into(),
+        };
+        let context = Context {
+            site: "fra1".into(),
+            public_url: Some("https://rackwatch.fra1.example/".into()),
+        };
+        let body = alertmanager_body(&job, &context);
+        let alert = &body[0];
+        assert_eq!(
+            alert["labels"],
+            serde_json::json!({"alertname": "inlet_hot", "rule": "inlet_hot", "key": "inlet_hot.hall-a.r01.a03",
+                "severity": "critical", "site": "fra1", "room": "hall-a", "row": "r01", "rack": "a03"})
+        );
+        assert_eq!(alert["endsAt"], "1970-01-01T00:04:00.000Z");
+        assert_eq!(
+            alert["annotations"]["description"],
+            "inlet_hot firing: rack a03, row r01"
+        );
+        assert_eq!(
+            alert["generatorURL"],
+            "https://rackwatch.fra1.example/?rack=hall-a.r01.a03"
+        );
+        let without_url = alertmanager_body(&job, &Context::default());
+        assert_eq!(without_url[0]["generatorURL"], "");
+    }
+
+    #[test]
     fn rfc3339_matches_known_instants() {
         assert_eq!(rfc3339(0), "1970-01-01T00:00:00.000Z");
         assert_eq!(rfc3339(951_782_400_000), "2000-02-29T00:00:00.000Z");

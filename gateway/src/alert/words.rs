@@ -77,7 +77,11 @@ fn condition(rule: &Rule, state: AlertState, value: Option<f64>) -> String {
         _ => {}
     }
     let Some(value) = value.filter(|v| v.is_finite()) else {
-        return format!("limit {}", limit(rule));
+        return if resolved {
+            format!("no longer {}", limit(rule))
+        } else {
+            limit(rule)
+        };
     };
     let now = amount(value, rule.unit);
     let what = match rule.kind {
@@ -201,6 +205,15 @@ mod tests {
             assert!(!sentence.contains("31.6 °C, above"), "{sentence}");
             assert!(!sentence.contains(" C"), "{sentence}");
         }
+    }
+
+    #[test]
+    fn a_resolve_without_a_value_says_the_limit_is_no_longer_passed() {
+        let hot = rule(HOT);
+        assert_eq!(
+            summary(&hot, AlertState::Resolved, &rack("a03"), 0, None),
+            "inlet_hot resolved: rack a03, row r01: no longer above 32 °C"
+        );
     }
 
     #[test]
