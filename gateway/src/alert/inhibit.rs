@@ -59,7 +59,10 @@ pub fn hold_back(incidents: &mut BTreeMap<String, Incident>, rules: &[Rule], nod
 /// Whether `incident` is a row incident made of `rule`'s per-rack incidents (its members are copies,
 /// kept by [`fold_row`], not stepped on their own).
 pub fn is_row_fold(incident: &Incident, rule: &Rule) -> bool {
-    rule.group_by == GroupBy::Rack && incident.scope.rack.is_none()
+    // A node without a rack in the inventory makes rack-less incidents of its own: those step.
+    rule.group_by == GroupBy::Rack
+        && incident.scope.rack.is_none()
+        && incident.members.values().any(|m| m.scope.rack.is_some())
 }
 
 fn firing_racks_of_row<'a>(
