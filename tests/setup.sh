@@ -19,6 +19,7 @@ cd "$(dirname "$0")/.."
 debian=(
   "mosquitto mosquitto"
   "victoria-metrics victoria-metrics"
+  "prometheus-alertmanager prometheus-alertmanager"
   "qemu-system-arm qemu-system-arm"
   "chromium chromium"
   "chromedriver chromium-driver"

@@ -43,6 +43,9 @@ pub struct Config {
     /// Several gateways sharing the site, each serving one partition of its rows (gateway/CLUSTER.md).
     #[serde(default)]
     pub cluster: Option<ClusterConfig>,
+    /// Set by [`Config::serve_partition`]: `mqtt.client_id` already ends in `-pN`.
+    #[serde(skip)]
+    partition_served: bool,
 }
 
 /// This gateway's share of a site served by several (gateway/CLUSTER.md). Every gateway of the site
@@ -199,6 +202,10 @@ pub struct HttpConfig {
     pub tls_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub tls_key_file: Option<PathBuf>,
+    /// The address people reach the dashboard at (`https://rackwatch.fra1.example/`): alert
+    /// notifications link to the rack there (Alertmanager's `generatorURL`).
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 impl Default for HttpConfig {
@@ -209,6 +216,7 @@ impl Default for HttpConfig {
             window_minutes: default_window_minutes(),
             tls_cert_file: None,
             tls_key_file: None,
+            public_url: None,
         }
     }
 }
@@ -383,6 +391,12 @@ pub enum ConfigError {
     Invalid { key: String, message: String },
 }
 
+/// What the gateway's own MQTT connections add to `mqtt.client_id`: the alert engine's (`-a`) and
+/// the node commands' (`-c`). Short, so the default id with a partition suffix stays within 23.
+pub const CONNECTION_SUFFIXES: [&str; 2] = [ALERTS_CLIENT_SUFFIX, COMMANDS_CLIENT_SUFFIX];
+pub const ALERTS_CLIENT_SUFFIX: &str = "-a";
+pub const COMMANDS_CLIENT_SUFFIX: &str = "-c";
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -427,6 +441,7 @@ impl Config {
         if let Some(mqtt) = self.mqtt.as_mut() {
             mqtt.client_id = format!("{}-p{partition}", mqtt.client_id);
         }
+        self.partition_served = true;
         self.spool.dir = self.spool.dir.join(format!("p{partition}"));
         self.validate()
     }
@@ -452,10 +467,7 @@ impl Config {
         }
         if let Some(mqtt) = &self.mqtt {
             crate::source::mqtt::BrokerAddress::parse(&mqtt.url).map_err(|m| invalid("mqtt.url", m))?;
-            if mqtt.client_id.is_empty() || mqtt.client_id.len() > 23 {
-                // MQTT 3.1.1 §3.1.3.1: servers must accept 1-23 characters; longer may be refused.
-                return Err(invalid("mqtt.client_id", "must be 1 to 23 characters"));
-            }
+            self.check_client_ids(&mqtt.client_id)?;
             if mqtt.max_pending == 0 {
                 return Err(invalid("mqtt.max_pending", "must be at least 1"));
             }
@@ -535,6 +547,33 @@ impl Config {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+
+    /// MQTT 3.1.1 §3.1.3.1: a server must accept client ids of 1 to 23 characters and may refuse
+    /// longer ones. The gateway's connections add suffixes to `mqtt.client_id` (`-pN` per partition,
+    /// [`CONNECTION_SUFFIXES`] for its own connections): the longest result must fit too.
+    fn check_client_ids(&self, client_id: &str) -> Result<(), ConfigError> {
+        let partition = match (&self.cluster, self.partition_served) {
+            (Some(cluster), false) => format!("-p{}", cluster.partitions.len().saturating_sub(1)),
+            _ => String::new(),
+        };
+        let suffix = CONNECTION_SUFFIXES
+            .iter()
+            .max_by_key(|s| s.len())
+            .copied()
+            .unwrap_or_default();
+        let longest = format!("{client_id}{partition}{suffix}");
+        if client_id.is_empty() || longest.len() > 23 {
+            let room = 23usize.saturating_sub(partition.len() + suffix.len());
+            return Err(invalid(
+                "mqtt.client_id",
+                format!(
+                    "must be 1 to {room} characters: the gateway connects as `{longest}` too ({} characters), and MQTT 3.1.1 servers need accept only 23",
+                    longest.len()
+                ),
+            ));
         }
         Ok(())
     }
@@ -690,6 +729,26 @@ mod tests {
         );
         let v2 = format!("{MINIMAL}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\ndatabase=\"racks\"");
         assert_eq!(error_of(&v2), "influxdb.bucket: required with api = \"v2\"");
+    }
+
+    #[test]
+    fn client_ids_with_every_suffix_stay_within_23_characters() {
+        let with_id = |id: &str| MINIMAL.replace("[spool]", &format!("client_id = \"{id}\"\n[spool]"));
+        assert!(Config::parse(&with_id("abcdefghijklmnopqrstu")).is_ok());
+        assert_eq!(
+            error_of(&with_id("abcdefghijklmnopqrstuv")),
+            "mqtt.client_id: must be 1 to 21 characters: the gateway connects as `abcdefghijklmnopqrstuv-c` too (24 characters), and MQTT 3.1.1 servers need accept only 23"
+        );
+        let cluster = "[cluster]\npartition = 0\npartitions = [[\"r01\"], [\"r02\"]]\n";
+        let config = format!("{}\n{cluster}", with_id("abcdefghijklmnopqrs"));
+        assert!(
+            error_of(&config).contains("`abcdefghijklmnopqrs-p1-c`"),
+            "{}",
+            error_of(&config)
+        );
+        let mut served = Config::parse(&format!("{MINIMAL}\n{cluster}")).unwrap();
+        served.serve_partition(1).unwrap();
+        assert_eq!(served.mqtt.unwrap().client_id, "rackwatch-gateway-p1");
     }
 
     #[test]

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
+use crate::command::{self, NodeCommander};
 use crate::config::{Config, ConfigError};
 use crate::dashboard::Dashboard;
 use crate::deadletter::DeadLetters;
@@ -216,7 +217,21 @@ pub async fn run(
             None
         }
     };
-    let routes = alert_routes.merge(dashboard.routes()).merge(sink_status.routes());
+    let commander = match &config.mqtt {
+        Some(mqtt) => {
+            let (commander, task) =
+                NodeCommander::start(command::options(mqtt)?, config.site.clone(), trigger.subscribe());
+            sources.spawn(async move {
+                let _ = task.await;
+            });
+            Some(commander)
+        }
+        None => None,
+    };
+    let routes = alert_routes
+        .merge(dashboard.routes())
+        .merge(command::routes(commander, &config)?)
+        .merge(sink_status.routes());
     let http_task = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {
             let listener = http::TlsListener::new(listener, cert, key)?;

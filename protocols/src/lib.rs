@@ -34,7 +34,7 @@ pub mod update;
 pub use ack::{Ack, AckResult};
 pub use alert::{Alert, AlertState, Severity};
 pub use codec::{DecodeError, EncodeError};
-pub use command::{Command, CommandKind, FanTarget};
+pub use command::{Command, CommandKind, FanTarget, MAX_INTERVAL_MS, MIN_INTERVAL_MS};
 pub use config::{BrokerConfig, ChannelConfig, Location, NodeConfig, Secret};
 pub use ident::{ChannelName, IdError, Label, NodeId, SiteId};
 pub use quantity::{Quantity, ReadingStatus, Unit};

@@ -31,6 +31,8 @@ pub struct GatewaySettings {
     /// Serve HTTPS with this PEM certificate and key (readiness is then a TCP connect).
     pub tls: Option<(PathBuf, PathBuf)>,
     pub batch_max_age_ms: u64,
+    /// Environment variables for the gateway process (e.g. `RUST_LOG`).
+    pub env: Vec<(String, String)>,
 }
 
 impl GatewaySettings {
@@ -46,6 +48,7 @@ impl GatewaySettings {
             http_extra: String::new(),
             tls: None,
             batch_max_age_ms: 200,
+            env: Vec::new(),
         }
     }
 }
@@ -160,10 +163,11 @@ impl Gateway {
         let log = dir.path().join("gateway.log");
         // Over HTTPS the harness's plain GET cannot ask /health: a listening port is enough.
         let ready: fn(u16) -> bool = if settings.tls.is_some() { |_| true } else { healthy };
-        let service = Service::start(
+        let service = Service::start_with_env(
             "rackwatch gateway",
             PathBuf::from(binary),
             args,
+            settings.env.clone(),
             log,
             http_port,
             ready,

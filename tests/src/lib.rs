@@ -13,6 +13,7 @@
     reason = "test support: a panic fails the test"
 )]
 
+mod alertmanager;
 pub mod bench;
 mod browser;
 mod certs;
@@ -27,6 +28,7 @@ pub mod qemu;
 pub mod room;
 mod victoria;
 
+pub use alertmanager::Alertmanager;
 pub use browser::Browser;
 pub use certs::Certificates;
 pub use gateway::{Gateway, GatewaySettings, http_get};

@@ -41,6 +41,8 @@ pub struct Service {
     name: &'static str,
     program: PathBuf,
     args: Vec<String>,
+    /// Environment variables set for the server besides the test's own.
+    env: Vec<(String, String)>,
     log: PathBuf,
     port: u16,
     child: Option<Child>,
@@ -57,10 +59,24 @@ impl Service {
         port: u16,
         ready: fn(u16) -> bool,
     ) -> Self {
+        Self::start_with_env(name, program, args, Vec::new(), log, port, ready)
+    }
+
+    /// [`Service::start`] with `env` set for the server (`RUST_LOG`, say).
+    pub fn start_with_env(
+        name: &'static str,
+        program: PathBuf,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+        log: PathBuf,
+        port: u16,
+        ready: fn(u16) -> bool,
+    ) -> Self {
         let mut service = Service {
             name,
             program,
             args,
+            env,
             log,
             port,
             child: None,
@@ -89,6 +105,7 @@ impl Service {
             .unwrap();
         let mut child = Command::new(&self.program)
             .args(&self.args)
+            .envs(self.env.iter().cloned())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

@@ -84,6 +84,39 @@ impl Api {
     }
 }
 
+/// A stand-in node that acks every command on its topic with `ok`; returns once subscribed.
+async fn acking_node(port: u16, site: &str, node: &str) -> tokio::task::JoinHandle<()> {
+    use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+    let (client, mut eventloop) =
+        AsyncClient::new(MqttOptions::new(format!("ack-{node}"), "127.0.0.1", port), 16);
+    let commands = format!("rackwatch/v1/{site}/{node}/cmd");
+    client.subscribe(&commands, QoS::AtLeastOnce).await.unwrap();
+    while !matches!(
+        eventloop.poll().await.unwrap(),
+        Event::Incoming(Packet::SubAck(_))
+    ) {}
+    let node = rackwatch_protocols::NodeId::new(node).unwrap();
+    tokio::spawn(async move {
+        while let Ok(event) = eventloop.poll().await {
+            if let Event::Incoming(Packet::Publish(p)) = event {
+                let command = rackwatch_protocols::Command::decode(&p.payload).unwrap();
+                let ack = rackwatch_protocols::Ack::new(
+                    command.id,
+                    node.clone(),
+                    rackwatch_protocols::AckResult::Ok,
+                );
+                let mut buf = [0u8; 256];
+                let n = ack.encode(&mut buf).unwrap();
+                let topic = format!("{}/ack", p.topic);
+                client
+                    .publish(topic, QoS::AtLeastOnce, false, buf[..n].to_vec())
+                    .await
+                    .unwrap();
+            }
+        }
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_answers_as_the_openapi_document_says() {
     let broker = Mosquitto::start();
@@ -236,6 +269,56 @@ async fn every_route_answers_as_the_openapi_document_says() {
             .await
             .0,
         204
+    );
+
+    // Commanding a node: refused without the token, 504 when the node never answers, the node's
+    // ack when it does (a stand-in for node n-a01 acks every command).
+    let commands = "/api/nodes/n-a01/commands";
+    let identify = Some(json!({ "action": "identify", "seconds": 5, "timeout": "1s" }));
+    assert_eq!(
+        api.call(
+            "post",
+            commands,
+            "/api/nodes/{id}/commands",
+            None,
+            identify.clone()
+        )
+        .await
+        .0,
+        401
+    );
+    assert_eq!(
+        api.call(
+            "post",
+            commands,
+            "/api/nodes/{id}/commands",
+            Some(TOKEN),
+            identify.clone()
+        )
+        .await
+        .0,
+        504
+    );
+    let bad = Some(json!({ "action": "set_interval", "interval": "1ms" }));
+    assert_eq!(
+        api.call("post", commands, "/api/nodes/{id}/commands", Some(TOKEN), bad)
+            .await
+            .0,
+        400
+    );
+    let _node = acking_node(broker.port(), "api", "n-a01").await;
+    let (status, ack) = api
+        .call(
+            "post",
+            commands,
+            "/api/nodes/{id}/commands",
+            Some(TOKEN),
+            identify,
+        )
+        .await;
+    assert_eq!(
+        (status, &ack["result"], &ack["node"]),
+        (200, &json!("ok"), &json!("n-a01"))
     );
 
     assert!(

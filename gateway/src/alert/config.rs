@@ -68,9 +68,10 @@ pub struct AlertsConfig {
     /// Where the engine keeps its state across restarts (default `{spool.dir}/alerts-state.json`).
     #[serde(default)]
     pub state_file: Option<std::path::PathBuf>,
-    /// Link put in each notification (`generatorURL` for Alertmanager), e.g. the gateway's dashboard.
-    #[serde(default)]
-    pub external_url: Option<String>,
+    /// Alertmanager receivers get every firing incident again this often, so that Alertmanager never
+    /// ends it on its own while it fires (Prometheus' docs: clients re-send every 30 s to 3 min).
+    #[serde(default = "default_resend_interval", deserialize_with = "duration")]
+    pub resend_interval: Duration,
 }
 
 /// Which alerts one incident (one notification) gathers.
@@ -286,6 +287,9 @@ fn default_min_severity() -> Severity {
 fn default_repeat_interval() -> Duration {
     Duration::from_secs(4 * 3600)
 }
+fn default_resend_interval() -> Duration {
+    Duration::from_secs(60)
+}
 fn default_escalate_after() -> Duration {
     Duration::from_secs(30 * 60)
 }
@@ -390,6 +394,9 @@ impl AlertsConfig {
             for rule in parsed.rules(self.preset_group_by) {
                 rule.validate(&format!("alerts.presets[{i}] rule {}", rule.name))?;
             }
+        }
+        if self.resend_interval.is_zero() {
+            return Err(invalid("alerts.resend_interval", "must be more than 0s"));
         }
         if self.evaluation_interval.is_zero() {
             return Err(invalid("alerts.evaluation_interval", "must be more than 0s"));

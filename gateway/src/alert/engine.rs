@@ -15,9 +15,11 @@ use serde::{Deserialize, Serialize};
 
 use super::config::{PowerScope, RuleKind};
 use super::cooling::{Cooling, FanCommands, FanOutcome};
+use super::delivery::{self, Timing};
+use super::inhibit;
 use super::rule::{Level, Rule, Scope, alert_key};
 use super::silence::{Matchers, Silence};
-use super::state::{Acknowledgement, Delivered, Incident, Member, Step};
+use super::state::{Acknowledgement, Delivered, Incident, Member, Settled, Step};
 use super::track::{RackTrack, RateWindow};
 use crate::inventory::{AirSide, Position};
 use crate::model::{Sample, Series};
@@ -34,6 +36,8 @@ pub enum Effect {
     Command { node: NodeId, command: Box<Command> },
     /// A fan command was answered, refused, or never answered (for metrics and logs).
     Fan(FanOutcome),
+    /// Remove the alert's retained state: it was pending and cleared without firing.
+    Withdraw { key: String },
 }
 
 /// A webhook receiver as the engine sees it.
@@ -44,6 +48,8 @@ pub struct Receiver {
     pub level: u8,
     pub min_severity: Severity,
     pub max_backoff_ms: i64,
+    /// An Alertmanager: firing incidents are sent again this often (0: a receiver for people).
+    pub resend_interval_ms: i64,
 }
 
 /// One notification to send to one receiver.
@@ -59,6 +65,10 @@ pub struct DeliveryJob {
     pub acknowledged: bool,
     pub firing_since_ms: i64,
     pub level: u8,
+    /// When the alert ends, for receivers that want to know (Alertmanager's `endsAt`).
+    pub ends_at_ms: Option<i64>,
+    /// The longer text for a person (a row incident names its racks).
+    pub description: String,
 }
 
 /// How a delivery went.
@@ -91,8 +101,8 @@ pub struct Settings {
     pub site: SiteId,
     pub rules: Vec<Rule>,
     pub receivers: Vec<Receiver>,
-    pub repeat_interval_ms: i64,
-    pub escalate_after_ms: i64,
+    /// People's repeats and escalation.
+    pub timing: Timing,
     /// Every node of the inventory with its position (silent-node rules watch them from the start).
     pub nodes: Vec<(NodeId, Position)>,
     pub cooling: Option<Cooling>,
@@ -134,10 +144,7 @@ impl Watch {
 
 #[derive(Debug)]
 struct SeriesEntry {
-    #[expect(
-        dead_code,
-        reason = "held so the address that keys this entry is never reused"
-    )]
+    /// Held also so the address that keys this entry is never reused.
     series: Arc<Series>,
     last_seen_ms: i64,
     watches: Vec<(Arc<Watch>, Option<RateWindow>)>,
@@ -147,6 +154,8 @@ struct SeriesEntry {
 struct NodeEntry {
     last_seen_ms: i64,
     online_boot: Option<u32>,
+    /// Offline by its last will, and watched by a `node_offline` rule (see `inhibit`).
+    away: bool,
     silent: Vec<Arc<Watch>>,
     offline: Vec<Arc<Watch>>,
 }
@@ -229,6 +238,7 @@ impl Engine {
             changed: false,
             settings,
         };
+        delivery::resend_after_start(engine.incidents.values_mut(), &engine.settings.receivers);
         let nodes = engine.settings.nodes.clone();
         for (node, position) in &nodes {
             engine.node_entry(node, position, now_ms);
@@ -298,6 +308,11 @@ impl Engine {
         self.silences.iter().any(|s| s.covers(incident, now_ms))
     }
 
+    /// Held back from people: silenced, or folded into its row's incident.
+    fn held(&self, incident: &Incident, now_ms: i64) -> bool {
+        self.is_silenced(incident, now_ms) || inhibit::folded(&self.incidents, &self.settings.rules, incident)
+    }
+
     pub fn receivers(&self) -> &[Receiver] {
         &self.settings.receivers
     }
@@ -321,6 +336,7 @@ impl Engine {
                 // A node of the inventory that never reports is silent from the engine's start.
                 last_seen_ms: now_ms,
                 online_boot: None,
+                away: false,
                 silent: watching(RuleKind::SilentNode),
                 offline: watching(RuleKind::NodeOffline),
             }
@@ -513,11 +529,25 @@ impl Engine {
             NodeState::Offline => Level::Trigger,
         };
         let value = Some(if level == Level::Trigger { 1.0 } else { 0.0 });
+        entry.away = level == Level::Trigger && !entry.offline.is_empty();
+        let away = entry.away;
         let watches: Vec<Arc<Watch>> = entry.offline.clone();
         for watch in watches {
             self.evaluations.push((watch, level, value));
         }
         self.apply_evaluations(now_ms);
+        if away {
+            for key in inhibit::hold_back(&mut self.incidents, &self.settings.rules, &status.node) {
+                self.changed = true;
+                self.settle(&key, None, now_ms);
+            }
+        } else if level == Level::Clear {
+            // Back: its series and its silence count from now, not from before it went away.
+            self.node_entry(&status.node, &position, now_ms).last_seen_ms = now_ms;
+            for entry in self.series.values_mut().filter(|e| e.series.node == status.node) {
+                entry.last_seen_ms = now_ms;
+            }
+        }
     }
 
     /// Takes a node's answer to a command.
@@ -560,6 +590,9 @@ impl Engine {
             let Some(rule) = self.settings.rules.iter().find(|r| r.name == incident.rule) else {
                 continue;
             };
+            if inhibit::is_row_fold(incident, rule) {
+                continue;
+            }
             let mut moved = false;
             let mut last_value = None;
             incident.members.retain(|_, member| {
@@ -610,6 +643,10 @@ impl Engine {
         let Some(rule) = self.settings.rules.get(watch.rule) else {
             return;
         };
+        let away = |node: &NodeId| self.nodes.get(node.as_str()).is_some_and(|n| n.away);
+        if inhibit::held_back_while_offline(rule.kind) && watch.scope.node.as_ref().is_some_and(away) {
+            return;
+        }
         // The common case, a reading that is fine for a rule with nothing pending: no allocation.
         let incident = match self.incidents.get_mut(&watch.key) {
             Some(incident) => incident,
@@ -655,12 +692,19 @@ impl Engine {
         let Some(rule) = self.settings.rules.iter().find(|r| r.name == incident.rule) else {
             return;
         };
-        if incident.settle(rule, last_value, now_ms) {
-            let alert = alert_message(incident, rule);
-            self.effects.push(Effect::Publish {
-                alert: Box::new(alert),
+        let settled = incident.settle(rule, last_value, now_ms);
+        match settled {
+            Settled::Transition => self.effects.push(Effect::Publish {
+                alert: Box::new(alert_message(incident, rule)),
                 event: true,
-            });
+            }),
+            Settled::Dropped => self.effects.push(Effect::Withdraw { key: key.to_owned() }),
+            Settled::Unchanged => {}
+        }
+        if let Some(row) = inhibit::fold_row(&mut self.incidents, &self.settings.rules, key, now_ms) {
+            self.settle(&row, None, now_ms);
+        }
+        if settled != Settled::Unchanged {
             self.forget_if_finished(key, now_ms);
         }
         self.reconcile_cooling(now_ms);
@@ -682,7 +726,7 @@ impl Engine {
     fn alert(&self, incident: &Incident) -> Alert {
         match self.settings.rules.iter().find(|r| r.name == incident.rule) {
             Some(rule) => alert_message(incident, rule),
-            None => alert_message_without_rule(incident),
+            None => base_alert(incident),
         }
     }
 
@@ -697,10 +741,12 @@ impl Engine {
                 continue;
             }
             let due = self.incidents.values().find_map(|incident| {
-                let silenced = self.silences.iter().any(|s| s.covers(incident, now_ms));
-                let (state, episode, repeat) = self.desired(incident, receiver, silenced, now_ms)?;
+                let silenced = self.held(incident, now_ms);
+                let (state, episode, repeat) =
+                    delivery::desired(incident, receiver, silenced, self.settings.timing, now_ms)?;
                 let mut alert = self.alert(incident);
                 alert.state = state;
+                let rule = self.settings.rules.iter().find(|r| r.name == incident.rule);
                 Some(DeliveryJob {
                     receiver: index,
                     key: incident.key.clone(),
@@ -711,6 +757,11 @@ impl Engine {
                     acknowledged: incident.acknowledged.is_some(),
                     firing_since_ms: incident.firing_since_ms.unwrap_or(incident.since_ms),
                     level: receiver.level,
+                    ends_at_ms: delivery::ends_at_ms(state, incident.since_ms, receiver, now_ms),
+                    description: rule.map_or_else(
+                        || incident.summary.clone(),
+                        |rule| super::words::description(rule, incident),
+                    ),
                 })
             });
             if let Some(job) = due {
@@ -721,52 +772,6 @@ impl Engine {
             }
         }
         jobs
-    }
-
-    /// What `receiver` should be told about `incident` now, if anything.
-    fn desired(
-        &self,
-        incident: &Incident,
-        receiver: &Receiver,
-        silenced: bool,
-        now_ms: i64,
-    ) -> Option<(AlertState, u64, bool)> {
-        if incident.severity < receiver.min_severity {
-            return None;
-        }
-        let told = incident.delivered.get(&receiver.name);
-        let told_firing = told.filter(|d| d.state == AlertState::Firing);
-        if incident.state != AlertState::Firing {
-            // A resolve goes to whoever was told of the firing, silenced or acknowledged or not.
-            if let Some(d) = told_firing {
-                return Some((AlertState::Resolved, d.episode, false));
-            }
-            // A firing that resolved before a level-1 receiver could be told (it was down) is still
-            // told, then its resolve: an incident nobody heard of is a lost notification.
-            let owed = receiver.level < 2
-                && incident.episode > 0
-                && !silenced
-                && told.is_none_or(|d| d.episode < incident.episode);
-            return owed.then_some((AlertState::Firing, incident.episode, false));
-        }
-        match told_firing {
-            Some(d) if d.episode == incident.episode => {
-                let interval = self.settings.repeat_interval_ms;
-                let repeat = interval > 0
-                    && incident.acknowledged.is_none()
-                    && !silenced
-                    && now_ms.saturating_sub(d.at_ms) >= interval;
-                repeat.then_some((AlertState::Firing, incident.episode, true))
-            }
-            // The firing of an earlier episode was never followed by its resolve.
-            Some(d) => Some((AlertState::Resolved, d.episode, false)),
-            None => {
-                let firing_for = now_ms.saturating_sub(incident.firing_since_ms.unwrap_or(now_ms));
-                let escalated = receiver.level < 2
-                    || (incident.acknowledged.is_none() && firing_for >= self.settings.escalate_after_ms);
-                (!silenced && escalated).then_some((AlertState::Firing, incident.episode, false))
-            }
-        }
     }
 
     /// Records how a delivery went.
@@ -782,10 +787,7 @@ impl Engine {
         };
         if result == DeliveryResult::Failed {
             retry.1 = retry.1.saturating_add(1);
-            let backoff = 500i64
-                .saturating_mul(1 << retry.1.min(16))
-                .min(receiver.max_backoff_ms.max(1));
-            retry.0 = now_ms.saturating_add(backoff);
+            retry.0 = now_ms.saturating_add(delivery::backoff_ms(retry.1, receiver.max_backoff_ms));
             return;
         }
         *retry = (i64::MIN, 0);
@@ -811,12 +813,12 @@ impl Engine {
         if incident.state != AlertState::Resolved {
             return;
         }
-        let silenced = self.silences.iter().any(|s| s.covers(incident, now_ms));
+        let silenced = self.held(incident, now_ms);
         let owed = self
             .settings
             .receivers
             .iter()
-            .any(|r| self.desired(incident, r, silenced, now_ms).is_some());
+            .any(|r| delivery::desired(incident, r, silenced, self.settings.timing, now_ms).is_some());
         if !owed {
             self.incidents.remove(key);
         }
@@ -953,8 +955,4 @@ pub fn alert_message(incident: &Incident, rule: &Rule) -> Alert {
         threshold: threshold.is_finite().then_some(threshold),
         ..base_alert(incident)
     }
-}
-
-fn alert_message_without_rule(incident: &Incident) -> Alert {
-    base_alert(incident)
 }

@@ -70,6 +70,7 @@ fn receiver(name: &str, level: u8) -> Receiver {
         level,
         min_severity: Severity::Warning,
         max_backoff_ms: 10 * S,
+        resend_interval_ms: 0,
     }
 }
 
@@ -78,8 +79,10 @@ fn settings(rules: &[RuleConfig]) -> Settings {
         site: site(),
         rules: rules.iter().map(|r| Rule::compile(r, &site())).collect(),
         receivers: vec![receiver("pager", 1), receiver("manager", 2)],
-        repeat_interval_ms: 60 * MIN,
-        escalate_after_ms: 30 * MIN,
+        timing: super::delivery::Timing {
+            repeat_interval_ms: 60 * MIN,
+            escalate_after_ms: 30 * MIN,
+        },
         nodes: vec![
             (NodeId::new("n1").unwrap(), position("a01")),
             (NodeId::new("n2").unwrap(), position("a02")),
@@ -97,6 +100,8 @@ struct Harness {
     events: Vec<(String, AlertState)>,
     commands: Vec<(String, u32, CommandKind)>,
     fans: Vec<FanOutcome>,
+    /// Keys whose retained state was withdrawn.
+    withdrawn: Vec<String>,
 }
 
 impl Harness {
@@ -112,6 +117,7 @@ impl Harness {
             events: Vec::new(),
             commands: Vec::new(),
             fans: Vec::new(),
+            withdrawn: Vec::new(),
         }
     }
 
@@ -126,6 +132,7 @@ impl Harness {
                     self.commands.push((node.to_string(), command.id, command.kind))
                 }
                 Effect::Fan(outcome) => self.fans.push(outcome),
+                Effect::Withdraw { key } => self.withdrawn.push(key),
             }
         }
     }
@@ -237,8 +244,10 @@ fn pending_that_clears_before_its_duration_never_fires() {
     h.at(20 * MIN);
     assert_eq!(
         h.take_events(),
-        [ev(KEY, AlertState::Pending), ev(KEY, AlertState::Resolved)]
+        [ev(KEY, AlertState::Pending)],
+        "dropped, not published as resolved"
     );
+    assert_eq!(h.withdrawn, [KEY], "its retained pending state is removed");
     assert!(
         h.deliver_all().is_empty(),
         "a pending alert is not sent to webhooks"
@@ -758,4 +767,211 @@ fn firing_that_resolved_while_the_receiver_was_down_is_still_told_then_resolved(
         "level 2 was never due: it hears nothing"
     );
     assert_eq!(h.engine.incidents().count(), 0);
+}
+
+/// Settings with one Alertmanager receiver (re-sends every minute) beside the pager.
+fn with_alertmanager(rules: &[RuleConfig]) -> Settings {
+    let mut settings = settings(rules);
+    settings.receivers = vec![
+        receiver("pager", 1),
+        Receiver {
+            resend_interval_ms: MIN,
+            ..receiver("am", 1)
+        },
+    ];
+    settings
+}
+
+#[test]
+fn alertmanager_gets_resends_with_ends_at_ahead_even_when_acknowledged_or_silenced() {
+    let inlet = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    let mut h = Harness::with(with_alertmanager(&[inlet_high(27.0, 26.5, 0)]));
+    h.at(0).temperature(&inlet, 28.0);
+    let first = h.engine.due_deliveries(0);
+    let am = first.iter().find(|j| j.receiver == 1).unwrap();
+    assert_eq!(
+        am.ends_at_ms,
+        Some(4 * MIN),
+        "endsAt four re-send intervals ahead"
+    );
+    assert_eq!(first.iter().find(|j| j.receiver == 0).unwrap().ends_at_ms, None);
+    for job in &first {
+        h.engine.delivered(job, DeliveryResult::Delivered, 0);
+    }
+    h.engine
+        .acknowledge(KEY, "ops".into(), String::new(), 10 * S)
+        .unwrap();
+    h.engine
+        .silence(
+            Matchers {
+                rack: Some("a01".into()),
+                ..Matchers::default()
+            },
+            10 * S,
+            300 * MIN,
+            "ops".into(),
+            String::new(),
+        )
+        .unwrap();
+    h.at(59 * S);
+    assert!(h.deliver_all().is_empty(), "not yet a minute");
+    for minute in 1..=3 {
+        h.at(minute * MIN);
+        assert_eq!(
+            h.deliver_all(),
+            [("am".into(), KEY.into(), AlertState::Firing, true)],
+            "minute {minute}: acknowledged and silenced, still re-sent to Alertmanager, not to the pager"
+        );
+    }
+    h.at(3 * MIN + 10 * S).temperature(&inlet, 22.0);
+    let resolves = h.engine.due_deliveries(h.now);
+    assert_eq!(resolves.len(), 2);
+    assert!(
+        resolves
+            .iter()
+            .all(|j| j.state == AlertState::Resolved && j.ends_at_ms == Some(3 * MIN + 10 * S)),
+        "the resolve carries endsAt = when it resolved: {resolves:?}"
+    );
+}
+
+#[test]
+fn after_a_restart_firing_alerts_are_resent_to_alertmanager_at_once() {
+    let inlet = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    let mut h = Harness::with(with_alertmanager(&[inlet_high(27.0, 26.5, 0)]));
+    h.at(0).temperature(&inlet, 28.0);
+    assert_eq!(h.deliver_all().len(), 2);
+    h.at(10 * S);
+    h.restart();
+    assert_eq!(
+        h.deliver_all(),
+        [("am".into(), KEY.into(), AlertState::Firing, true)],
+        "the gateway cannot know how long it was down: Alertmanager hears again at once"
+    );
+    h.at(30 * S);
+    assert!(h.deliver_all().is_empty());
+}
+
+#[test]
+fn an_offline_node_holds_back_its_stale_silent_and_fault_alerts() {
+    let mut offline = RuleConfig::new("offline", RuleKind::NodeOffline).unwrap();
+    offline.group_by = GroupBy::None;
+    let mut silent = RuleConfig::new("silent", RuleKind::SilentNode).unwrap();
+    silent.after = Some(std::time::Duration::from_secs(60));
+    silent.group_by = GroupBy::None;
+    let mut stale = RuleConfig::new("stale", RuleKind::Stale).unwrap();
+    stale.after = Some(std::time::Duration::from_secs(90));
+    stale.group_by = GroupBy::None;
+    let mut h = Harness::new(&[offline, silent, stale]);
+    let n1 = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    let n2 = series("n2", "inlet_top", Quantity::Temperature, "a02");
+    let status = |state, node: &str| Status {
+        state,
+        ..Status::last_will(NodeId::new(node).unwrap(), 1)
+    };
+    h.at(0).temperature(&n1, 22.0).temperature(&n2, 22.0);
+    h.engine.observe_status(&status(NodeState::Online, "n1"), 0);
+    // n1 goes quiet; its silence fires before its will arrives.
+    h.at(61 * S);
+    let mut events = h.take_events();
+    events.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        events,
+        [
+            ev("silent.hall-a.r01.a01.n1", AlertState::Firing),
+            ev("silent.hall-a.r01.a02.n2", AlertState::Firing)
+        ]
+    );
+    h.engine.observe_status(&status(NodeState::Offline, "n1"), 62 * S);
+    h.collect();
+    assert_eq!(
+        h.take_events(),
+        [
+            ev("offline.hall-a.r01.a01.n1", AlertState::Firing),
+            ev("silent.hall-a.r01.a01.n1", AlertState::Resolved)
+        ],
+        "one alert for n1: it is offline"
+    );
+    let held = h.engine.saved();
+    let resolve = held
+        .incidents
+        .iter()
+        .find(|i| i.key == "silent.hall-a.r01.a01.n1")
+        .expect("its resolve is still owed to the pager");
+    assert!(resolve.summary.contains("node is offline"), "{}", resolve.summary);
+    h.at(10 * MIN);
+    let events = h.take_events();
+    assert!(
+        events.iter().all(|(key, _)| !key.contains(".n1")),
+        "nothing more about n1 while it is offline: {events:?}"
+    );
+    assert!(events.contains(&ev("stale.hall-a.r01.a02.n2.inlet_top", AlertState::Firing)));
+    // Back: the offline alert resolves, and its silence counts from its return.
+    h.engine
+        .observe_status(&status(NodeState::Online, "n1"), 10 * MIN);
+    h.collect();
+    assert_eq!(
+        h.take_events(),
+        [ev("offline.hall-a.r01.a01.n1", AlertState::Resolved)]
+    );
+    h.at(10 * MIN + 30 * S).temperature(&n1, 22.0);
+    h.at(10 * MIN + 50 * S);
+    assert!(h.take_events().is_empty());
+}
+
+#[test]
+fn racks_of_a_row_firing_together_fold_into_one_row_incident() {
+    let a01 = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    let a02 = series("n2", "inlet_top", Quantity::Temperature, "a02");
+    let row = "inlet_high.hall-a.r01";
+    let mut h = Harness::new(&[inlet_high(27.0, 26.5, 0)]);
+    h.at(0).temperature(&a01, 28.0);
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), KEY.into(), AlertState::Firing, false)],
+        "one hot rack is a rack's alert"
+    );
+    h.at(MIN).temperature(&a02, 29.0);
+    assert_eq!(
+        h.take_events(),
+        [
+            ev(KEY, AlertState::Firing),
+            ev("inlet_high.hall-a.r01.a02", AlertState::Firing),
+            ev(row, AlertState::Firing)
+        ]
+    );
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), row.into(), AlertState::Firing, false)],
+        "the second rack is told as the row's incident, not on its own"
+    );
+    let jobs = {
+        h.at(2 * MIN).temperature(&a02, 29.5);
+        h.engine.incidents().find(|i| i.key == row).cloned().unwrap()
+    };
+    let rule = Rule::compile(&inlet_high(27.0, 26.5, 0), &site());
+    let description = super::words::description(&rule, &jobs);
+    // The racks' values as of the row incident's last change (its members follow the racks' steps).
+    assert!(
+        description.ends_with("Racks: a01 (28.0 °C), a02 (29.0 °C)."),
+        "{description}"
+    );
+    // a02 cools: the row incident resolves; a02 was never told, so nothing about it is sent.
+    h.at(3 * MIN).temperature(&a02, 22.0);
+    assert_eq!(
+        h.take_events(),
+        [
+            ev("inlet_high.hall-a.r01.a02", AlertState::Resolved),
+            ev(row, AlertState::Resolved)
+        ]
+    );
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), row.into(), AlertState::Resolved, false)]
+    );
+    h.at(4 * MIN).temperature(&a01, 22.0);
+    assert_eq!(
+        h.deliver_all(),
+        [("pager".into(), KEY.into(), AlertState::Resolved, false)]
+    );
+    assert_eq!(h.engine.incidents().count(), 0, "nothing left open");
 }

@@ -69,7 +69,7 @@ pub struct AlertApi {
     pub view: watch::Receiver<Arc<AlertsView>>,
     pub requests: mpsc::Sender<ApiRequest>,
     /// `None`: acting is refused.
-    pub token: Option<Arc<str>>,
+    pub token: Option<crate::secret::Secret>,
 }
 
 /// The alert routes, ready to merge into the gateway's router.
@@ -88,8 +88,8 @@ fn error(status: StatusCode, message: impl Into<String>) -> Response {
 }
 
 impl AlertApi {
-    /// Compares the bearer token in constant time, so its length and content do not leak by timing.
-    /// `Some(response)` when the request may not act.
+    /// `Some(response)` when the request may not act: no token configured (403), or not its bearer
+    /// token (401).
     fn refusal(&self, headers: &HeaderMap) -> Option<Response> {
         let Some(token) = &self.token else {
             return Some(error(
@@ -97,18 +97,8 @@ impl AlertApi {
                 "acting on alerts needs http.token in the gateway's configuration",
             ));
         };
-        let given = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
-        let same = given.len() == token.len()
-            && given
-                .bytes()
-                .zip(token.bytes())
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-                == 0;
-        (!same).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
+        let given = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+        (!token.authorizes(given)).then(|| error(StatusCode::UNAUTHORIZED, "missing or wrong bearer token"))
     }
 
     async fn ask<T>(

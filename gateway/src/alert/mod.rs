@@ -6,14 +6,18 @@
 //! - [`rule`]: rules compiled to selectors and conditions; [`track`]: rate windows, rack totals.
 //! - [`state`]: the pending → firing → resolved machine of each member and incident.
 //! - [`engine`]: observations and time in, effects out, no I/O (tests drive it with a fake clock).
+//! - [`delivery`]: who is told what and when (repeats for people, re-sends for an Alertmanager);
+//!   [`inhibit`]: what an offline node holds back; [`words`]: the sentences people read.
 //! - [`runner`]: the task doing the I/O: [`mqtt`] publishes, [`webhook`] deliveries, [`cooling`]
 //!   fan commands, [`store`] the state file; [`http`] is the API; [`silence`] what it can silence.
 
 pub mod ashrae;
 pub mod config;
 pub mod cooling;
+pub mod delivery;
 pub mod engine;
 pub mod http;
+pub mod inhibit;
 pub mod mqtt;
 pub mod rule;
 pub mod runner;
@@ -22,6 +26,7 @@ pub mod state;
 pub mod store;
 pub mod track;
 pub mod webhook;
+pub mod words;
 
 #[cfg(test)]
 mod engine_tests;
@@ -117,10 +122,16 @@ pub fn settings(config: &Config, alerts: &AlertsConfig) -> Settings {
                 level: w.level,
                 min_severity: w.min_severity,
                 max_backoff_ms: millis(w.max_backoff),
+                resend_interval_ms: match w.format {
+                    config::WebhookFormat::Alertmanager => millis(alerts.resend_interval),
+                    config::WebhookFormat::Json => 0,
+                },
             })
             .collect(),
-        repeat_interval_ms: millis(alerts.repeat_interval),
-        escalate_after_ms: millis(alerts.escalate_after),
+        timing: delivery::Timing {
+            repeat_interval_ms: millis(alerts.repeat_interval),
+            escalate_after_ms: millis(alerts.escalate_after),
+        },
         nodes,
         cooling,
     }
@@ -150,7 +161,7 @@ pub fn start(
         .as_ref()
         .map(|t| t.read("http.token"))
         .transpose()?
-        .map(Arc::<str>::from);
+        .map(crate::secret::Secret::new);
     let store = store::StateFile::new(
         alerts
             .state_file
@@ -191,7 +202,10 @@ pub fn start(
         serial_nodes,
         connected,
         webhooks,
-        external_url: alerts.external_url.clone().unwrap_or_default(),
+        context: webhook::Context {
+            site: config.site.to_string(),
+            public_url: config.http.public_url.clone(),
+        },
         store,
         metrics,
         evaluation_interval: alerts.evaluation_interval,

@@ -1,14 +1,12 @@
-//! The alert engine's own MQTT connection (client id = the gateway's + `-alerts`): alert state
+//! The alert engine's own MQTT connection (client id = the gateway's + `-a`): alert state
 //! retained on `rackwatch/v1/{site}/alerts/{key}`, transitions on `.../alerts/events`, and fan
 //! commands on `rackwatch/v1/{site}/{node}/cmd`. Separate from the ingest connection so publishing
 //! never waits behind ingest's manual acknowledgements.
 
-use std::time::Duration;
-
 use bytes::Bytes;
 use rackwatch_protocols::topic::{self, NodeTopic};
 use rackwatch_protocols::{Alert, Command, NodeId, SiteId};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+use rumqttc::{AsyncClient, MqttOptions, Packet, QoS};
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, MqttConfig};
@@ -34,7 +32,11 @@ pub enum PublishError {
 /// a clean session (nothing to resume: the engine republishes its state on every connect).
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
     let mut options = crate::source::mqtt::options(config)?;
-    options.set_client_id(format!("{}-alerts", config.client_id));
+    options.set_client_id(format!(
+        "{}{}",
+        config.client_id,
+        crate::config::ALERTS_CLIENT_SUFFIX
+    ));
     options.set_clean_session(true);
     options.set_manual_acks(false);
     Ok(options)
@@ -47,45 +49,20 @@ impl AlertPublisher {
         options: MqttOptions,
         site: SiteId,
         connected: mpsc::UnboundedSender<()>,
-        mut shutdown: Shutdown,
+        shutdown: Shutdown,
     ) -> (AlertPublisher, tokio::task::JoinHandle<()>) {
-        let (client, mut eventloop) = AsyncClient::new(options, 4096);
-        let poller = client.clone();
-        let task = tokio::spawn(async move {
-            let mut failures = 0u32;
-            loop {
-                tokio::select! {
-                    () = shutdown.recv() => break,
-                    event = eventloop.poll() => match event {
-                        Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                            failures = 0;
-                            let _ = connected.send(());
-                        }
-                        Ok(_) => {}
-                        Err(e) => {
-                            failures += 1;
-                            let wait = Duration::from_millis(200)
-                                .saturating_mul(1 << failures.min(6))
-                                .min(Duration::from_secs(10));
-                            tracing::warn!(retry_in_ms = wait.as_millis() as u64, "alert MQTT connection: {e}");
-                            tokio::select! {
-                                () = tokio::time::sleep(wait) => {}
-                                () = shutdown.recv() => break,
-                            }
-                        }
-                    }
+        let (client, eventloop) = AsyncClient::new(options, 4096);
+        let task = tokio::spawn(crate::mqtt_session::drive(
+            "alert",
+            client.clone(),
+            eventloop,
+            shutdown,
+            move |packet| {
+                if matches!(packet, Packet::ConnAck(_)) {
+                    let _ = connected.send(());
                 }
-            }
-            let _ = poller.try_disconnect();
-            let _ = tokio::time::timeout(Duration::from_secs(2), async {
-                while let Ok(event) = eventloop.poll().await {
-                    if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
-                        break;
-                    }
-                }
-            })
-            .await;
-        });
+            },
+        ));
         (AlertPublisher { client, site }, task)
     }
 
@@ -100,6 +77,14 @@ impl AlertPublisher {
             self.client
                 .try_publish(events.as_str(), QoS::AtLeastOnce, false, payload.clone())?;
         }
+        Ok(())
+    }
+
+    /// Removes the alert's retained state (an empty retained message: MQTT 3.1.1 §3.3.1.3).
+    pub fn withdraw(&self, key: &str) -> Result<(), PublishError> {
+        let state_topic = topic::alert(&self.site, key);
+        self.client
+            .try_publish(state_topic.as_str(), QoS::AtLeastOnce, true, Vec::new())?;
         Ok(())
     }
 

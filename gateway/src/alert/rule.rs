@@ -65,7 +65,7 @@ impl Condition {
         }
     }
 
-    fn words(self) -> &'static str {
+    pub fn words(self) -> &'static str {
         match self {
             Condition::Above { .. } => "above",
             Condition::Below { .. } => "below",
@@ -272,7 +272,11 @@ impl Rule {
         let (quantity, condition, unit) = match config.kind {
             RuleKind::Threshold => {
                 let quantity = config.quantity.unwrap_or(Quantity::Temperature);
-                (Some(quantity), threshold(0.0), quantity.canonical_unit().symbol())
+                (
+                    Some(quantity),
+                    threshold(0.0),
+                    super::words::unit(quantity.canonical_unit()),
+                )
             }
             RuleKind::Rate => {
                 let max = config.max_change.unwrap_or(f64::INFINITY);
@@ -283,7 +287,11 @@ impl Rule {
                     // limit would otherwise resolve and fire again with every reading.
                     clear: config.clear.unwrap_or(max * 0.8),
                 };
-                (Some(quantity), condition, quantity.canonical_unit().symbol())
+                (
+                    Some(quantity),
+                    condition,
+                    super::words::unit(quantity.canonical_unit()),
+                )
             }
             RuleKind::Stale | RuleKind::SilentNode => {
                 let seconds = window_ms as f64 / 1000.0;
@@ -307,7 +315,7 @@ impl Rule {
                     trigger: margin,
                     clear: config.clear.unwrap_or(margin),
                 };
-                (Some(Quantity::DewPoint), condition, "°C above dew point")
+                (Some(Quantity::DewPoint), condition, "°C")
             }
             RuleKind::DeltaT => (None, threshold(0.0), "°C"),
             RuleKind::Power => {
@@ -347,56 +355,6 @@ impl Rule {
             power_scope: config.scope,
             unit,
         }
-    }
-
-    /// A sentence for a person, e.g. `ashrae_a1_inlet_high firing for rack a03, row r01: 33.1 °C,
-    /// above 32 for 1m`.
-    pub fn summary(&self, state: &str, scope: &Scope, members: usize, value: Option<f64>) -> String {
-        let what = match self.kind {
-            RuleKind::NodeOffline => "node offline (MQTT last will)".to_owned(),
-            RuleKind::SensorFault => "sensor fault reported".to_owned(),
-            RuleKind::Stale | RuleKind::SilentNode => {
-                format!("no reading for over {} s", self.condition.trigger())
-            }
-            RuleKind::Rate => format!(
-                "changed by {:.1} {} within {}, limit {}",
-                value.unwrap_or(f64::NAN),
-                self.unit,
-                span(self.window_ms),
-                self.condition.trigger()
-            ),
-            _ => format!(
-                "{:.1} {}, {} {}",
-                value.unwrap_or(f64::NAN),
-                self.unit,
-                self.condition.words(),
-                self.condition.trigger()
-            ),
-        };
-        let hold = if self.for_ms > 0 {
-            format!(" for {}", span(self.for_ms))
-        } else {
-            String::new()
-        };
-        let count = if members > 1 {
-            format!(" ({members} alerts)")
-        } else {
-            String::new()
-        };
-        format!("{} {state}: {}{count}: {what}{hold}", self.name, scope.describe())
-    }
-}
-
-/// A duration for a person: `45 s`, `15 min`, `1 h 30 min` (rule windows shortened for the demo
-/// come out in seconds rather than as `0 min`).
-fn span(ms: i64) -> String {
-    let secs = ms.max(0).unsigned_abs().div_ceil(1000);
-    match (secs / 3600, secs % 3600 / 60, secs % 60) {
-        (0, 0, s) => format!("{s} s"),
-        (0, m, 0) => format!("{m} min"),
-        (0, m, s) => format!("{m} min {s} s"),
-        (h, 0, _) => format!("{h} h"),
-        (h, m, _) => format!("{h} h {m} min"),
     }
 }
 
@@ -464,17 +422,5 @@ mod tests {
         let b = alert_key(&rule, &long(&format!("{}b", "a".repeat(31))));
         assert_eq!(a.len(), MAX_KEY_LEN);
         assert_ne!(a, b);
-    }
-
-    #[test]
-    fn spans_read_like_a_person_would_say_them() {
-        let spans: Vec<String> = [1_500, 45_000, 900_000, 90_000, 3_600_000, 5_400_000]
-            .into_iter()
-            .map(span)
-            .collect();
-        assert_eq!(
-            spans,
-            ["2 s", "45 s", "15 min", "1 min 30 s", "1 h", "1 h 30 min"]
-        );
     }
 }

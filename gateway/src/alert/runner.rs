@@ -13,7 +13,7 @@ use super::http::AlertsView;
 use super::mqtt::{AlertPublisher, PublishError};
 use super::silence::Matchers;
 use super::store::StateFile;
-use super::webhook::Webhook;
+use super::webhook::{Context, Webhook};
 use crate::events::{AlertPublishFailed, FanCommandOutcome, Metrics, NotificationFailed};
 use crate::ingest::ObservationSender;
 use crate::model::{Incoming, Observation, Route, now_ms};
@@ -58,7 +58,7 @@ pub struct Runner {
     pub serial_nodes: crate::serial_nodes::SerialNodes,
     pub connected: mpsc::UnboundedReceiver<()>,
     pub webhooks: Vec<Webhook>,
-    pub external_url: String,
+    pub context: Context,
     pub store: StateFile,
     pub metrics: Arc<Metrics>,
     pub evaluation_interval: Duration,
@@ -202,6 +202,16 @@ impl Runner {
                     }
                 }
                 Effect::Fan(outcome) => FanCommandOutcome { outcome }.emit(&self.metrics),
+                Effect::Withdraw { key } => {
+                    if let Some(publisher) = &self.publisher
+                        && let Err(e) = publisher.withdraw(key)
+                    {
+                        AlertPublishFailed {
+                            detail: &e.to_string(),
+                        }
+                        .emit(&self.metrics);
+                    }
+                }
             }
         }
         for job in self.engine.due_deliveries(now_ms()) {
@@ -210,10 +220,10 @@ impl Runner {
             };
             let http = http.clone();
             let done = done.clone();
-            let url = self.external_url.clone();
+            let context = self.context.clone();
             let metrics = Arc::clone(&self.metrics);
             tokio::spawn(async move {
-                let result = match hook.send(&http, &job, &url).await {
+                let result = match hook.send(&http, &job, &context).await {
                     Ok(result) => result,
                     Err(detail) => {
                         NotificationFailed {

@@ -123,6 +123,16 @@ pub struct Acknowledgement {
     pub at_ms: i64,
 }
 
+/// What [`Incident::settle`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    Unchanged,
+    /// A new state to publish and notify.
+    Transition,
+    /// A pending incident whose condition cleared before it fired: withdrawn, not resolved.
+    Dropped,
+}
+
 /// One rule's alerts for one scope: the unit of notification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Incident {
@@ -146,6 +156,10 @@ pub struct Incident {
     /// Receiver name → what it was last told.
     #[serde(default)]
     pub delivered: BTreeMap<String, Delivered>,
+    /// This episode was folded into its row's incident (`inhibit`): a resolve is owed to nobody who
+    /// was not told of it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub folded: bool,
 }
 
 impl Incident {
@@ -164,6 +178,7 @@ impl Incident {
             summary: String::new(),
             acknowledged: None,
             delivered: BTreeMap::new(),
+            folded: false,
         }
     }
 
@@ -187,26 +202,28 @@ impl Incident {
             .reduce(|a, b| rule.condition.worse(a, b))
     }
 
-    /// Moves to the state the members add up to; returns whether that is a transition.
-    pub fn settle(&mut self, rule: &Rule, last_value: Option<f64>, now_ms: i64) -> bool {
+    /// Moves to the state the members add up to, and says whether that is a transition to publish.
+    pub fn settle(&mut self, rule: &Rule, last_value: Option<f64>, now_ms: i64) -> Settled {
         let state = self.derived_state();
         if state == self.state {
-            return false;
+            return Settled::Unchanged;
+        }
+        if (self.state, state) == (AlertState::Pending, AlertState::Resolved) {
+            // Pending that never fired: nothing happened that anyone should read as "resolved".
+            self.state = state;
+            self.since_ms = now_ms;
+            return Settled::Dropped;
         }
         if state == AlertState::Firing {
             self.episode += 1;
             self.firing_since_ms = Some(now_ms);
             self.acknowledged = None;
+            self.folded = false;
         }
         self.state = state;
         self.since_ms = now_ms;
         self.value = self.worst_value(rule).or(last_value);
-        let word = match state {
-            AlertState::Pending => "pending",
-            AlertState::Firing => "firing",
-            AlertState::Resolved => "resolved",
-        };
-        self.summary = rule.summary(word, &self.scope, self.members.len(), self.value);
-        true
+        self.summary = super::words::summary(rule, state, &self.scope, self.members.len(), self.value);
+        Settled::Transition
     }
 }

@@ -1,24 +1,34 @@
 //! Webhook notifications: one HTTP POST per notification, in the rackwatch JSON shape or the shape
-//! Prometheus Alertmanager's `POST /api/v2/alerts` takes. One attempt here; the engine decides when
+//! Prometheus Alertmanager's `POST /api/v2/alerts` takes (when and how often: `delivery`). One attempt here; the engine decides when
 //! to try again (with back-off) and remembers what each receiver was told.
 
 use std::time::Duration;
 
-use rackwatch_protocols::AlertState;
+use rackwatch_protocols::Alert;
 use serde_json::{Value, json};
 
 use super::config::{WebhookConfig, WebhookFormat};
 use super::engine::{DeliveryJob, DeliveryResult};
 use crate::config::ConfigError;
+use crate::secret::Secret;
 
-/// A receiver ready to post to.
+/// A receiver ready to post to. Its `Debug` shows the token as `Secret(***)`.
 #[derive(Debug, Clone)]
 pub struct Webhook {
     pub name: String,
     pub url: String,
     pub format: WebhookFormat,
-    token: Option<String>,
+    token: Option<Secret>,
     timeout: Duration,
+}
+
+/// What every notification of this gateway carries besides the alert.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    /// The `site` label: two gateways' alerts must not merge in one Alertmanager.
+    pub site: String,
+    /// `http.public_url`: the dashboard, which `generatorURL` points into.
+    pub public_url: Option<String>,
 }
 
 impl Webhook {
@@ -31,7 +41,7 @@ impl Webhook {
             token: config
                 .token
                 .as_ref()
-                .map(|t| t.read(&format!("{key}.token")))
+                .map(|t| t.read(&format!("{key}.token")).map(Secret::new))
                 .transpose()?,
             timeout: config.timeout,
         })
@@ -42,15 +52,15 @@ impl Webhook {
         &self,
         client: &reqwest::Client,
         job: &DeliveryJob,
-        external_url: &str,
+        context: &Context,
     ) -> Result<DeliveryResult, String> {
         let body = match self.format {
             WebhookFormat::Json => json_body(job),
-            WebhookFormat::Alertmanager => alertmanager_body(job, external_url),
+            WebhookFormat::Alertmanager => alertmanager_body(job, context),
         };
         let mut request = client.post(&self.url).timeout(self.timeout).json(&body);
         if let Some(token) = &self.token {
-            request = request.bearer_auth(token);
+            request = request.bearer_auth(token.expose());
         }
         match request.send().await {
             Ok(response) if response.status().is_success() => Ok(DeliveryResult::Delivered),
@@ -80,15 +90,17 @@ pub fn json_body(job: &DeliveryJob) -> Value {
     })
 }
 
-/// Alertmanager API v2 `postableAlerts`: labels identify the alert, `endsAt` set only on resolve
-/// (Alertmanager then closes it at once; a firing alert stays open until its `resolve_timeout`, so
-/// keep `alerts.repeat_interval` below that).
-pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
+/// Alertmanager API v2 `postableAlerts`. The labels identify the alert (and are the names of
+/// rackwatch's silence matchers, so a silence can be written the same way in either); `endsAt` lies a
+/// few re-send intervals ahead while it fires, and is the time it resolved on the resolve.
+pub fn alertmanager_body(job: &DeliveryJob, context: &Context) -> Value {
     let alert = &job.alert;
     let mut labels = serde_json::Map::new();
     labels.insert("alertname".into(), json!(alert.rule.as_str()));
-    labels.insert("alert_key".into(), json!(alert.key.as_str()));
+    labels.insert("rule".into(), json!(alert.rule.as_str()));
+    labels.insert("key".into(), json!(alert.key.as_str()));
     labels.insert("severity".into(), json!(alert.severity.as_str()));
+    labels.insert("site".into(), json!(context.site));
     for (name, value) in [
         ("room", alert.room.as_deref()),
         ("row", alert.row.as_deref()),
@@ -102,6 +114,7 @@ pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
     }
     let mut annotations = serde_json::Map::new();
     annotations.insert("summary".into(), json!(alert.summary.as_str()));
+    annotations.insert("description".into(), json!(job.description));
     if let Some(value) = alert.value {
         annotations.insert("value".into(), json!(value.to_string()));
     }
@@ -112,17 +125,32 @@ pub fn alertmanager_body(job: &DeliveryJob, external_url: &str) -> Value {
         "labels": labels,
         "annotations": annotations,
         "startsAt": rfc3339(job.firing_since_ms),
-        "generatorURL": external_url,
+        "generatorURL": generator_url(alert, context),
     });
-    if job.state == AlertState::Resolved
-        && let Some(object) = entry.as_object_mut()
-    {
-        object.insert(
-            "endsAt".into(),
-            json!(rfc3339(i64::try_from(alert.since_ms).unwrap_or(i64::MAX))),
-        );
+    if let (Some(ends_at), Some(object)) = (job.ends_at_ms, entry.as_object_mut()) {
+        object.insert("endsAt".into(), json!(rfc3339(ends_at)));
     }
     json!([entry])
+}
+
+/// The alert's rack in the dashboard (`{public_url}/?rack=hall-a.r01.a03`, the dashboard's rack id),
+/// or the dashboard itself for an alert wider than a rack; empty without `http.public_url`.
+fn generator_url(alert: &Alert, context: &Context) -> String {
+    let Some(base) = &context.public_url else {
+        return String::new();
+    };
+    let base = base.trim_end_matches('/');
+    match &alert.rack {
+        Some(rack) => {
+            let position = crate::inventory::Position {
+                room: alert.room.clone(),
+                row: alert.row.clone(),
+                rack: Some(rack.clone()),
+            };
+            format!("{base}/?rack={}", crate::dashboard::rack_id(&position))
+        }
+        None => format!("{base}/"),
+    }
 }
 
 /// Unix milliseconds as RFC 3339 UTC (`2026-11-24T20:05:00.000Z`), by the civil-from-days
@@ -151,6 +179,80 @@ pub fn rfc3339(unix_ms: i64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn debug_of_a_webhook_never_shows_its_token() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, "hook-secret-42").unwrap();
+        let config: WebhookConfig = toml::from_str(&format!(
+            "name = \"pager\"\nurl = \"http://127.0.0.1:1/\"\ntoken = {{ file = \"{}\" }}",
+            token.display()
+        ))
+        .unwrap();
+        let hook = Webhook::from_config(&config, "alerts.webhooks[0]").unwrap();
+        let shown = format!("{hook:?}");
+        assert!(
+            !shown.contains("hook-secret-42") && shown.contains("Secret(***)"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn alertmanager_alerts_carry_site_labels_ends_at_and_a_link_to_the_rack() {
+        use rackwatch_protocols::{AlertState, Label, Severity};
+        let label = |s: &str| Some(Label::new(s).unwrap());
+        let job = DeliveryJob {
+            receiver: 0,
+            key: "inlet_hot.hall-a.r01.a03".into(),
+            state: AlertState::Firing,
+            episode: 1,
+            repeat: true,
+            alert: Alert {
+                version: 1,
+                key: "inlet_hot.hall-a.r01.a03".try_into().unwrap(),
+                rule: Label::new("inlet_hot").unwrap(),
+                severity: Severity::Critical,
+                state: AlertState::Firing,
+                room: label("hall-a"),
+                row: label("r01"),
+                rack: label("a03"),
+                node: None,
+                channel: None,
+                value: Some(33.1),
+                threshold: Some(32.0),
+                since_ms: 0,
+                summary: "inlet_hot firing: rack a03".try_into().unwrap(),
+            },
+            acknowledged: true,
+            firing_since_ms: 0,
+            level: 1,
+            ends_at_ms: Some(240_000),
+            description: "inlet_hot firing: rack a03, row r01".into(),
+        };
+        let context = Context {
+            site: "fra1".into(),
+            public_url: Some("https://rackwatch.fra1.example/".into()),
+        };
+        let body = alertmanager_body(&job, &context);
+        let alert = &body[0];
+        assert_eq!(
+            alert["labels"],
+            serde_json::json!({"alertname": "inlet_hot", "rule": "inlet_hot", "key": "inlet_hot.hall-a.r01.a03",
+                "severity": "critical", "site": "fra1", "room": "hall-a", "row": "r01", "rack": "a03"})
+        );
+        assert_eq!(alert["endsAt"], "1970-01-01T00:04:00.000Z");
+        assert_eq!(
+            alert["annotations"]["description"],
+            "inlet_hot firing: rack a03, row r01"
+        );
+        assert_eq!(
+            alert["generatorURL"],
+            "https://rackwatch.fra1.example/?rack=hall-a.r01.a03"
+        );
+        let without_url = alertmanager_body(&job, &Context::default());
+        assert_eq!(without_url[0]["generatorURL"], "");
+    }
 
     #[test]
     fn rfc3339_matches_known_instants() {

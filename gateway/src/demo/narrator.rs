@@ -186,7 +186,7 @@ impl Story {
                 say(&format!("{severity}  {}", describe(alert)));
                 self.firing.insert(key);
             }
-            // A pending alert that never fired also ends as resolved: nobody was told of it.
+            // Only what was told as firing is told as resolved.
             AlertState::Resolved if self.firing.remove(&key) => {
                 say(&format!("Resolved  {}", describe(alert)));
                 if self.firing.is_empty() {

@@ -14,18 +14,20 @@ use rand::Rng;
 
 use super::answer::{Answer, classify};
 use crate::config::{ConfigError, InfluxApi, InfluxConfig};
+use crate::secret::Secret;
 
-/// How the writer proves who it is. Never printed: `Debug` shows the scheme only.
+/// How the writer proves who it is. Never printed: the secrets are [`Secret`]s and `Debug` shows
+/// the scheme only.
 #[derive(Clone)]
 enum Credentials {
     None,
     /// v2: `Authorization: Token ...`.
-    Token(String),
+    Token(Secret),
     /// v1: HTTP Basic (InfluxDB 1.x accepts it beside `u=`/`p=`, which would put the password in
     /// the URL and so in proxies' logs).
     Basic {
         username: String,
-        password: String,
+        password: Secret,
     },
 }
 
@@ -65,7 +67,7 @@ impl InfluxWriter {
                 let token = config
                     .token
                     .as_ref()
-                    .map(|t| t.read("influxdb.token"))
+                    .map(|t| t.read("influxdb.token").map(Secret::new))
                     .transpose()?;
                 let pairs = [
                     ("org", config.org.as_deref()),
@@ -81,7 +83,7 @@ impl InfluxWriter {
                 let credentials = match (&config.username, &config.password) {
                     (Some(username), Some(password)) => Credentials::Basic {
                         username: username.clone(),
-                        password: password.read("influxdb.password")?,
+                        password: Secret::new(password.read("influxdb.password")?),
                     },
                     _ => Credentials::None,
                 };
@@ -114,8 +116,10 @@ impl InfluxWriter {
             .header("Content-Type", "text/plain; charset=utf-8");
         request = match &self.credentials {
             Credentials::None => request,
-            Credentials::Token(token) => request.header("Authorization", format!("Token {token}")),
-            Credentials::Basic { username, password } => request.basic_auth(username, Some(password)),
+            Credentials::Token(token) => request.header("Authorization", format!("Token {}", token.expose())),
+            Credentials::Basic { username, password } => {
+                request.basic_auth(username, Some(password.expose()))
+            }
         };
         request = if self.gzip {
             let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());

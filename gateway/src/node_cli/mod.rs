@@ -3,9 +3,11 @@
 //!
 //! - [`link`]: request and answer over the line, CRC-checked and retried;
 //! - [`inventory`]: serial number -> node id, location and credentials (TOML or CSV);
-//! - [`broker_acl`]: Mosquitto password and ACL files from the inventory.
+//! - [`broker_acl`]: Mosquitto password and ACL files from the inventory;
+//! - [`command`]: commands to a node through the running gateway (over MQTT), waiting for its ack.
 
 pub mod broker_acl;
+pub mod command;
 pub mod inventory;
 pub mod link;
 
@@ -41,6 +43,8 @@ pub enum NodeCommand {
         #[command(flatten)]
         line: LineOptions,
     },
+    /// Command a node through the running gateway and print its ack.
+    Command(Box<command::CommandOptions>),
 }
 
 /// How the serial line is driven.
@@ -135,6 +139,7 @@ pub fn main(command: NodeCommand) -> ExitCode {
             NodeCommand::List { port, line } => list(port, &line).await,
             NodeCommand::Provision(options) => provision_all(&options).await,
             NodeCommand::Console { port, line } => console(&port, &line).await,
+            NodeCommand::Command(options) => command::run(&options).await.map(|line| say(&line)),
         };
         match result {
             Ok(()) => ExitCode::SUCCESS,
