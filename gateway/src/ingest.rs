@@ -11,14 +11,20 @@ use rackwatch_protocols::AlertState;
 use crate::cluster::Partition;
 use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
-use crate::events::{MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFull};
+use crate::events::{
+    MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
+};
+use crate::health::{Component, Health};
 use crate::line_protocol::Line;
 use crate::model::{AckToken, Incoming, Observation, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
+use crate::shutdown::Shutdown;
 use crate::spool::{SpoolError, SpoolWriter};
 
 /// Most messages taken into one group commit.
 const MAX_BATCH: usize = 2048;
+/// How often a refused append or commit is tried again (the writer drains meanwhile).
+const SPOOL_RETRY: Duration = Duration::from_millis(200);
 
 /// Where observations go once they are durable (the alert engine, the dashboard's window).
 pub type ObservationSender = mpsc::Sender<Observation>;
@@ -38,6 +44,12 @@ pub struct Ingest {
     pub partition: Option<Partition>,
     /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger_ms`).
     pub commit_linger: Duration,
+    /// Where "the spool takes messages" is reported.
+    pub health: Arc<Health>,
+    /// Stops the waits for a refusing spool: what is not committed then is not acknowledged.
+    pub shutdown: Shutdown,
+    /// The spool refused the last append or commit (an episode is counted once).
+    pub refusing: bool,
 }
 
 impl Ingest {
@@ -74,7 +86,11 @@ impl Ingest {
                     _ => break,
                 }
             }
-            self.commit();
+            if !self.commit() {
+                // Shutting down with the spool refusing: nothing of this batch is acknowledged, so
+                // the broker delivers it again after the restart.
+                return;
+            }
             for ack in acks.drain(..) {
                 // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
                 let _ = self.acks.send(ack);
@@ -258,52 +274,84 @@ impl Ingest {
         }
     }
 
-    /// Appends one record, waiting while the spool is full (the broker keeps what is not acked).
+    /// Appends one record, waiting while the spool refuses it (full, or its folder or disk
+    /// failing): the broker keeps what is not acknowledged. At shutdown the record is left out; its
+    /// message is not acknowledged either.
     fn append(&mut self, mark: Option<(&str, crate::normalise::SequenceMark)>, lines: &[u8]) {
         if lines.is_empty() && mark.is_none() {
             return;
         }
-        loop {
+        while !self.shutdown.is_shutdown() {
             match self.spool.append(mark, lines) {
                 Ok(()) => return,
-                Err(SpoolError::Full { bytes, max }) => {
-                    SpoolFull {
-                        detail: &format!("spool full ({bytes} of {max} bytes)"),
-                    }
-                    .emit(&self.metrics);
+                Err(e) => {
+                    self.refused(&e);
                     // Make what is already appended durable so the writer can drain it.
-                    self.commit();
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-                Err(SpoolError::Io(e)) => {
-                    tracing::error!("spool append failed, retrying: {e}");
-                    std::thread::sleep(Duration::from_secs(1));
+                    if self.try_commit().is_ok() {
+                        self.committed.notify_one();
+                    }
+                    std::thread::sleep(SPOOL_RETRY);
                 }
             }
         }
     }
 
-    fn commit(&mut self) {
+    /// Commits the spool and the dead letters, trying again while the spool refuses. False when
+    /// shutdown came first: then nothing since the last commit may be acknowledged.
+    fn commit(&mut self) -> bool {
         loop {
-            let letters = self
-                .dead_letters
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .sync();
-            match self
-                .spool
-                .commit()
-                .map_err(|e| e.to_string())
-                .and(letters.map_err(|e| e.to_string()))
-            {
-                Ok(()) => return,
+            match self.try_commit() {
+                Ok(()) => return true,
                 Err(e) => {
-                    // Nothing is acknowledged until this succeeds.
-                    tracing::error!("spool commit failed, retrying: {e}");
-                    std::thread::sleep(Duration::from_secs(1));
+                    self.refused(&e);
+                    if self.shutdown.is_shutdown() {
+                        return false;
+                    }
+                    // The writer may be the one to free space: let it look.
+                    self.committed.notify_one();
+                    std::thread::sleep(SPOOL_RETRY);
                 }
             }
         }
+    }
+
+    fn try_commit(&mut self) -> Result<(), SpoolError> {
+        self.spool.commit()?;
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sync()
+            .map_err(SpoolError::Io)?;
+        if self.refusing {
+            self.refusing = false;
+            tracing::info!("the spool takes messages again; acknowledging resumes");
+        }
+        self.health.set(Component::Spool, Ok(()));
+        Ok(())
+    }
+
+    /// Counts (once per episode) and reports a refusal of the spool.
+    fn refused(&mut self, error: &SpoolError) {
+        let detail = error.to_string();
+        if !self.refusing {
+            self.refusing = true;
+            match error {
+                SpoolError::Full { .. } | SpoolError::DiskFull(_) => {
+                    SpoolFull { detail: &detail }.emit(&self.metrics);
+                }
+                SpoolError::Folder { .. } => SpoolFailed {
+                    reason: "folder",
+                    detail: &detail,
+                }
+                .emit(&self.metrics),
+                SpoolError::Io(_) => SpoolFailed {
+                    reason: "io",
+                    detail: &detail,
+                }
+                .emit(&self.metrics),
+            }
+        }
+        self.health.set(Component::Spool, Err(detail));
     }
 }
 

@@ -13,6 +13,7 @@ pub mod deadletter;
 pub mod decode;
 pub mod demo;
 pub mod events;
+pub mod health;
 pub mod http;
 pub mod influx;
 pub mod ingest;

@@ -11,6 +11,7 @@ use crate::config::{Config, ConfigError};
 use crate::dashboard::Dashboard;
 use crate::deadletter::DeadLetters;
 use crate::events::Metrics;
+use crate::health::{Component, Health};
 use crate::ingest::{Ingest, ObservationSender};
 use crate::inventory::Inventory;
 use crate::normalise::Normaliser;
@@ -38,9 +39,14 @@ pub enum StartError {
 }
 
 /// How long shutdown waits for the spool to drain into the database.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// How long shutdown waits for HTTP clients (open dashboards) to finish.
-const HTTP_GRACE: Duration = Duration::from_secs(2);
+const HTTP_GRACE: Duration = Duration::from_secs(1);
+/// Everything of a shutdown, whatever the spool, the disk or the database is doing: systemd and
+/// `docker stop` kill after 10 s, and what was committed is on disk by then anyway.
+const STOP_BUDGET: Duration = Duration::from_secs(8);
+/// The database is reported down when the spool has waited this long without a successful write.
+const DATABASE_STALL: Duration = Duration::from_secs(10);
 
 /// Runs the gateway until `shutdown`, then stops the sources, commits, and drains what it can.
 pub async fn run(
@@ -55,6 +61,17 @@ pub async fn run(
         partition.retain_own_nodes(&mut config);
     }
     let metrics = Arc::new(Metrics::new());
+    let mut components = vec![Component::Spool];
+    for (configured, component) in [
+        (config.mqtt.is_some(), Component::Mqtt),
+        (config.influxdb.is_some(), Component::Database),
+        (config.alerts.is_some(), Component::Alerts),
+    ] {
+        if configured {
+            components.push(component);
+        }
+    }
+    let health = Health::new(Arc::clone(&metrics), &components);
     let inventory = Inventory::from_config(&config);
     let mut normaliser = Normaliser::new(config.site.clone(), inventory, config.normalise.clone());
 
@@ -144,6 +161,9 @@ pub async fn run(
         observers,
         partition: partition.clone(),
         commit_linger: Duration::from_millis(config.spool.commit_linger_ms),
+        health: Arc::clone(&health),
+        shutdown: trigger.subscribe(),
+        refusing: false,
     };
     let ingest_thread = std::thread::Builder::new()
         .name("rackwatch-ingest".into())
@@ -163,11 +183,18 @@ pub async fn run(
             Some(partition) => partition.subscriptions(&config.site, share_group.unwrap_or("rackwatch")),
             None => source::mqtt::subscriptions(&config.site, share_group),
         };
+        let (host, port) = options.broker_address();
+        let watch = source::mqtt::Watch {
+            metrics: Arc::clone(&metrics),
+            health: Arc::clone(&health),
+            broker: format!("{host}:{port}"),
+        };
         sources.spawn(source::mqtt::run(
             options,
             filters,
             incoming_tx.clone(),
             ack_rx,
+            watch,
             trigger.subscribe(),
         ));
     }
@@ -204,6 +231,7 @@ pub async fn run(
             tokio::spawn(http::serve(
                 listener,
                 Arc::clone(&metrics),
+                Arc::clone(&health),
                 routes,
                 trigger.subscribe(),
             ))
@@ -211,30 +239,109 @@ pub async fn run(
         _ => tokio::spawn(http::serve(
             listener,
             Arc::clone(&metrics),
+            Arc::clone(&health),
             routes,
             trigger.subscribe(),
         )),
     };
+    let judge = tokio::spawn(judge_health(
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+        alert_tasks
+            .iter()
+            .map(tokio::task::JoinHandle::abort_handle)
+            .collect(),
+        trigger.subscribe(),
+    ));
 
     let mut shutdown: Shutdown = trigger.subscribe();
     shutdown.recv().await;
     tracing::info!("shutting down: stopping sources, committing the spool, draining it");
-    while sources.join_next().await.is_some() {}
-    // Sources are gone, so the ingest thread sees its channel close, commits and ends.
-    let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
+    let stop_by = tokio::time::Instant::now() + STOP_BUDGET;
+    // Each step waits at most until the budget is spent; what is left then is abandoned: committed
+    // data is on disk and what was not committed was not acknowledged.
+    let joined = tokio::time::timeout_at(stop_by, async { while sources.join_next().await.is_some() {} });
+    if joined.await.is_err() {
+        sources.abort_all();
+    }
+    // Sources are gone, so the ingest thread sees its channel close, commits and ends (or, with the
+    // spool refusing, ends without acknowledging).
+    let ingest_done = tokio::task::spawn_blocking(move || ingest_thread.join());
+    if tokio::time::timeout_at(stop_by, ingest_done).await.is_err() {
+        tracing::warn!("ingest did not finish in time; its uncommitted messages were not acknowledged");
+    }
     committed.notify_one();
     if let Some(sink) = sink {
-        let _ = sink.await;
+        let abort = sink.abort_handle();
+        if tokio::time::timeout_at(stop_by, sink).await.is_err() {
+            abort.abort();
+            tracing::warn!(
+                "shutdown budget spent with the spool not drained; it is written after the restart"
+            );
+        }
     }
     // Graceful shutdown waits for open connections, and a dashboard's event stream never ends by
     // itself: give clients a moment, then leave them.
-    if tokio::time::timeout(HTTP_GRACE, http_task).await.is_err() {
+    let http_by = (tokio::time::Instant::now() + HTTP_GRACE).min(stop_by + HTTP_GRACE);
+    if tokio::time::timeout_at(http_by, http_task).await.is_err() {
         tracing::info!("HTTP clients still connected at shutdown were dropped");
     }
+    judge.abort();
     for task in alert_tasks {
-        let _ = task.await;
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(http_by, task).await.is_err() {
+            abort.abort();
+        }
     }
-    let _ = dashboard_task.await;
+    let _ = tokio::time::timeout_at(http_by, dashboard_task).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Judges the components no stage reports itself, once a second: the database from what the sink
+/// already exposes (points written, bytes waiting), the alert engine from its tasks still running.
+async fn judge_health(
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    alert_tasks: Vec<tokio::task::AbortHandle>,
+    mut shutdown: Shutdown,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut written = metrics.points_written.get();
+    let mut progress_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.recv() => return,
+        }
+        let now_written = metrics.points_written.get();
+        let waiting = metrics.spool_pending_bytes.get();
+        if now_written != written || waiting == 0 {
+            written = now_written;
+            progress_at = tokio::time::Instant::now();
+        }
+        let stalled = progress_at.elapsed();
+        health.set(
+            Component::Database,
+            if stalled < DATABASE_STALL {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no successful write for {} s with {waiting} bytes waiting in the spool",
+                    stalled.as_secs()
+                ))
+            },
+        );
+        if !alert_tasks.is_empty() {
+            let stopped = alert_tasks.iter().filter(|t| t.is_finished()).count();
+            health.set(
+                Component::Alerts,
+                if stopped == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{stopped} alert engine task(s) stopped"))
+                },
+            );
+        }
+    }
 }
