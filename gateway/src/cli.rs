@@ -57,11 +57,20 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Demo(options) => crate::demo::main(options),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(parsed) => {
+                let problems = pipeline::preflight(&parsed);
+                if !problems.is_empty() {
+                    for problem in &problems {
+                        eprintln!("{}: {problem}", config.display());
+                    }
+                    return ExitCode::from(2);
+                }
                 eprintln!(
                     "{}: ok (site {}, {} nodes in the inventory)",
                     config.display(),
@@ -98,7 +107,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(async {
+            let code = runtime.block_on(async {
                 let (trigger, _) = shutdown::channel();
                 let on_signal = trigger.clone();
                 tokio::spawn(async move {
@@ -112,7 +121,11 @@ pub fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
-            })
+            });
+            // A thread stuck in a syscall on a failing disk must not hold the process past its stop
+            // budget: everything committed is on disk already.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            code
         }
     }
 }

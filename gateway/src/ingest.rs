@@ -257,7 +257,7 @@ impl Ingest {
         );
     }
 
-    fn dead_letter(&mut self, message: &Incoming, reason: &str, node: Option<&str>, detail: &str) {
+    fn dead_letter(&mut self, message: &Incoming, reason: &'static str, node: Option<&str>, detail: &str) {
         let mut letters = self
             .dead_letters
             .lock()

@@ -48,6 +48,50 @@ const STOP_BUDGET: Duration = Duration::from_secs(8);
 /// The database is reported down when the spool has waited this long without a successful write.
 const DATABASE_STALL: Duration = Duration::from_secs(10);
 
+/// What `run` needs beyond a well-formed file, checked by `rackwatch check-config`: every secret
+/// readable (never shown), every certificate and key readable, the spool folder creatable and
+/// writable. One sentence per problem, naming the key.
+pub fn preflight(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(mqtt) = &config.mqtt
+        && let Err(e) = source::mqtt::options(mqtt)
+    {
+        problems.push(e.to_string());
+    }
+    if let Some(influx) = &config.influxdb
+        && let Err(e) = influx::InfluxWriter::new(influx)
+    {
+        problems.push(e.to_string());
+    }
+    if let Some(token) = &config.http.token
+        && let Err(e) = token.read("http.token")
+    {
+        problems.push(e.to_string());
+    }
+    for (key, file) in [
+        ("http.tls_cert_file", &config.http.tls_cert_file),
+        ("http.tls_key_file", &config.http.tls_key_file),
+    ] {
+        if let Some(file) = file
+            && let Err(e) = std::fs::File::open(file)
+        {
+            problems.push(format!("{key}: cannot read {}: {e}", file.display()));
+        }
+    }
+    let dir = &config.spool.dir;
+    let probe = dir.join(".rackwatch-check-config");
+    let writable = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    if let Err(e) = writable {
+        problems.push(format!(
+            "spool.dir: the gateway cannot create or write {}: {e}",
+            dir.display()
+        ));
+    }
+    problems
+}
+
 /// Runs the gateway until `shutdown`, then stops the sources, commits, and drains what it can.
 pub async fn run(
     config: Config,
@@ -76,7 +120,12 @@ pub async fn run(
     let mut normaliser = Normaliser::new(config.site.clone(), inventory, config.normalise.clone());
 
     let limits = spool::Limits {
-        max_bytes: config.spool.max_mb.saturating_mul(1 << 20),
+        // The dead letters live beside the segments and count against the same budget.
+        max_bytes: (config
+            .spool
+            .max_mb
+            .saturating_sub(config.spool.dead_letter_max_mb))
+        .saturating_mul(1 << 20),
         segment_bytes: config.spool.segment_mb.saturating_mul(1 << 20),
     };
     let mut replayed = 0usize;
@@ -95,7 +144,15 @@ pub async fn run(
         "spool opened; sequence state restored from it"
     );
     let dead_letters = Arc::new(Mutex::new(
-        DeadLetters::open(&config.spool.dir.join("dead-letters.jsonl")).map_err(StartError::DeadLetters)?,
+        DeadLetters::open(
+            &config.spool.dir.join("dead-letters.jsonl"),
+            crate::deadletter::Bounds {
+                max_bytes: config.spool.dead_letter_max_mb.saturating_mul(1 << 20),
+                per_reason_per_second: config.spool.dead_letter_rate,
+            },
+            Arc::clone(&metrics),
+        )
+        .map_err(StartError::DeadLetters)?,
     ));
 
     // Everything that can fail on bad configuration is checked before any task starts.
