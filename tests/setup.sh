@@ -22,6 +22,7 @@ debian=(
   "qemu-system-arm qemu-system-arm"
   "chromium chromium"
   "chromedriver chromium-driver"
+  "promtool prometheus"
 )
 if [[ ${1:-} == --bench ]]; then
   debian+=("perf linux-perf")

@@ -47,6 +47,7 @@ pub struct Metrics {
     registry: Registry,
     pub messages_received: Counter,
     pub messages_not_ours: Counter,
+    pub messages_acknowledged: Counter,
     pub messages_rejected: Family<ReasonLabel, Counter>,
     pub readings_accepted: Counter,
     pub readings_rejected: Family<ReasonLabel, Counter>,
@@ -86,6 +87,7 @@ impl Metrics {
         let metrics = Metrics {
             messages_received: Counter::default(),
             messages_not_ours: Counter::default(),
+            messages_acknowledged: Counter::default(),
             messages_rejected: Family::default(),
             readings_accepted: Counter::default(),
             readings_rejected: Family::default(),
@@ -123,6 +125,11 @@ impl Metrics {
             "messages_not_ours",
             "Messages of another gateway's partition, acknowledged and left alone (gateway/CLUSTER.md)",
             metrics.messages_not_ours.clone(),
+        );
+        registry.register(
+            "messages_acknowledged",
+            "Messages acknowledged to the broker: durably spooled or dead-lettered",
+            metrics.messages_acknowledged.clone(),
         );
         registry.register(
             "messages_rejected",

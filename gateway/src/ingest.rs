@@ -91,6 +91,7 @@ impl Ingest {
                 // the broker delivers it again after the restart.
                 return;
             }
+            self.metrics.messages_acknowledged.inc_by(acks.len() as u64);
             for ack in acks.drain(..) {
                 // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
                 let _ = self.acks.send(ack);

@@ -231,3 +231,31 @@ pub async fn settle_and_compare(
         .await;
     compare(&series, published)
 }
+
+/// Fails with the numbers and the gateway's log when the database differs from the ledger.
+pub async fn assert_exact(db: &VictoriaMetrics, gateway: &crate::Gateway, site: &str, ledger: &Ledger) {
+    let published = ledger.snapshot();
+    assert!(!published.is_empty());
+    let comparison = settle_and_compare(db, site, &published, Duration::from_secs(90)).await;
+    if !comparison.is_exact() {
+        let log = gateway.log();
+        let tail: String = log
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!(
+            "published {}, stored {}, missing {} (first: {:?}), extra {}, wrong values {:?}\ngateway log tail:\n{tail}",
+            comparison.published,
+            comparison.stored,
+            comparison.missing.len(),
+            comparison.missing.first(),
+            comparison.extra,
+            comparison.wrong_value.first()
+        );
+    }
+}

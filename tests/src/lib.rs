@@ -20,12 +20,14 @@ mod mosquitto;
 mod process;
 pub mod qemu;
 pub mod room;
+mod tmpfs;
 mod victoria;
 
 pub use browser::Browser;
-pub use gateway::{Gateway, GatewaySettings, http_get};
-pub use mosquitto::{Mosquitto, MosquittoConfig};
+pub use gateway::{Gateway, GatewaySettings, http_get, http_response};
+pub use mosquitto::{MESSAGE_SIZE_LIMIT, Mosquitto, MosquittoConfig};
 pub use process::{Service, find_binary, free_port};
+pub use tmpfs::Tmpfs;
 pub use victoria::{ExportedSeries, VictoriaMetrics};
 
 /// Unix time now in milliseconds.
