@@ -181,6 +181,7 @@ async fn the_spool_folder_removed_under_load_stops_acknowledging_and_loses_nothi
             acknowledged,
             "no acknowledgement without a spool folder"
         );
+        assert!(gateway.metric("rackwatch_spool_failures_total{reason=\"folder\"}") >= 1.0);
         if round == 0 {
             // The folder comes back: the gateway makes it again and resumes by itself.
             std::fs::remove_file(&spool).unwrap();
@@ -195,7 +196,6 @@ async fn the_spool_folder_removed_under_load_stops_acknowledging_and_loses_nothi
     }
     fleet.await.unwrap();
     fleet::assert_exact(&db, &gateway, "rmspool", &ledger).await;
-    assert!(gateway.metric("rackwatch_spool_failures_total{reason=\"folder\"}") >= 1.0);
     gateway.wait_for_readiness(200, "spool: up", Duration::from_secs(5));
 }
 
