@@ -23,6 +23,9 @@ use crate::spool::{SpoolError, SpoolWriter};
 
 /// Most messages taken into one group commit.
 const MAX_BATCH: usize = 2048;
+/// With no message for this long, ingest still looks at the spool: its folder (for `/health/ready`)
+/// and whether a drained segment can be sealed so the disk frees.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// How often a refused append or commit is tried again (the writer drains meanwhile).
 const SPOOL_RETRY: Duration = Duration::from_millis(200);
 
@@ -61,7 +64,16 @@ impl Ingest {
         let mut acks = Vec::with_capacity(MAX_BATCH);
         let mut samples = Vec::new();
         let mut observations = Vec::new();
-        while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        loop {
+            let received = tokio::time::timeout(IDLE_CHECK, incoming.recv_many(&mut batch, MAX_BATCH));
+            match received.await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    self.idle_check();
+                    continue;
+                }
+            }
             // Group commit: messages that arrive within the linger share one fdatasync. Under a
             // steady trickle (10,000 nodes each every 10 s is 1,000 messages a second, one at a
             // time) that is a few fsyncs and thread wake-ups instead of one per message; a flood
@@ -313,6 +325,15 @@ impl Ingest {
                     std::thread::sleep(SPOOL_RETRY);
                 }
             }
+        }
+    }
+
+    /// The spool's check when no message comes: an empty commit watches the folder and seals a
+    /// drained segment, which the database writer then deletes.
+    fn idle_check(&mut self) {
+        match self.try_commit() {
+            Ok(()) => self.committed.notify_one(),
+            Err(e) => self.refused(&e),
         }
     }
 

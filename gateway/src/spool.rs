@@ -714,13 +714,16 @@ impl SpoolReader {
             }
             drained
         };
-        write_cursor(&self.dir, to)?;
+        // Deleted before the cursor is written: on a full disk the cursor can only be written once
+        // space is freed. A crash in between leaves a cursor in a deleted segment, which `open`
+        // reads as "from the start of the next one".
         for id in drained {
             match std::fs::remove_file(segment_path(&self.dir, id)) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
                 _ => {}
             }
         }
+        write_cursor(&self.dir, to)?;
         Ok(())
     }
 
