@@ -79,6 +79,30 @@ async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
     (status, readiness.text)
 }
 
+/// One plain-HTTP GET of `path` on a running gateway (`rackwatch health`): status and body.
+pub fn probe(address: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((status, body))
+}
+
 /// A listener that completes TLS handshakes (tokio-rustls) before handing connections to axum.
 /// Handshakes run in their own tasks with a timeout, so a slow or silent client delays nobody.
 #[derive(Debug)]
