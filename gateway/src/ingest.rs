@@ -296,7 +296,12 @@ impl Ingest {
         }
         while !self.shutdown.is_shutdown() {
             match self.spool.append(mark, lines) {
-                Ok(()) => return,
+                Ok(()) => {
+                    if self.refusing {
+                        self.recovered();
+                    }
+                    return;
+                }
                 Err(e) => {
                     self.refused(&e);
                     // Make what is already appended durable so the writer can drain it.
@@ -314,7 +319,10 @@ impl Ingest {
     fn commit(&mut self) -> bool {
         loop {
             match self.try_commit() {
-                Ok(()) => return true,
+                Ok(()) => {
+                    self.recovered();
+                    return true;
+                }
                 Err(e) => {
                     self.refused(&e);
                     if self.shutdown.is_shutdown() {
@@ -332,7 +340,10 @@ impl Ingest {
     /// drained segment, which the database writer then deletes.
     fn idle_check(&mut self) {
         match self.try_commit() {
-            Ok(()) => self.committed.notify_one(),
+            Ok(()) => {
+                self.recovered();
+                self.committed.notify_one();
+            }
             Err(e) => self.refused(&e),
         }
     }
@@ -343,13 +354,16 @@ impl Ingest {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .sync()
-            .map_err(SpoolError::Io)?;
+            .map_err(SpoolError::Io)
+    }
+
+    /// The spool takes messages (again).
+    fn recovered(&mut self) {
         if self.refusing {
             self.refusing = false;
             tracing::info!("the spool takes messages again; acknowledging resumes");
         }
         self.health.set(Component::Spool, Ok(()));
-        Ok(())
     }
 
     /// Counts (once per episode) and reports a refusal of the spool.

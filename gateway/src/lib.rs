@@ -19,6 +19,7 @@ pub mod influx;
 pub mod ingest;
 pub mod inventory;
 pub mod line_protocol;
+pub mod lookout;
 pub mod model;
 pub mod node_cli;
 pub mod normalise;

@@ -207,6 +207,25 @@ pub async fn run(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let committed = Arc::new(Notify::new());
 
+    // While the spool refuses, the lookout keeps the alert engine and the dashboard seeing the site.
+    let lookout = match (&mqtt, &observers) {
+        (Some((options, _)), Some(observers)) => Some(crate::lookout::Lookout {
+            options: options.clone(),
+            site: config.site.clone(),
+            normaliser: Normaliser::new(
+                config.site.clone(),
+                Inventory::from_config(&config),
+                config.normalise.clone(),
+            ),
+            partition: partition.clone(),
+            observers: observers.clone(),
+            health: Arc::clone(&health),
+            shutdown: trigger.subscribe(),
+        }),
+        _ => None,
+    };
+    let lookout_task = lookout.map(|lookout| tokio::spawn(lookout.run()));
+
     let ingest = Ingest {
         site: config.site.to_string(),
         normaliser,
@@ -344,6 +363,9 @@ pub async fn run(
         tracing::info!("HTTP clients still connected at shutdown were dropped");
     }
     judge.abort();
+    if let Some(task) = lookout_task {
+        task.abort();
+    }
     for task in alert_tasks {
         let abort = task.abort_handle();
         if tokio::time::timeout_at(http_by, task).await.is_err() {

@@ -3,6 +3,9 @@
 //! the broker got a PUBACK for is in the database exactly once, `/health/ready` named the failing
 //! component while it failed, and `/metrics` stays valid for Prometheus (issue: faults lose nothing).
 //!
+//! While the spool refuses, readings still reach the alert engine and the dashboard (the lookout
+//! session), so a rack running hot is not missed.
+//!
 //! The full-disk test puts the spool on a tmpfs of its own, which needs root (as CI runs); without
 //! root it fails saying so.
 
@@ -16,6 +19,7 @@
 use std::time::{Duration, Instant};
 
 use rackwatch_tests::fleet::{self, Load};
+use rackwatch_tests::room::{INLET_HOT_RULE, Room};
 use rackwatch_tests::{
     Gateway, GatewaySettings, MESSAGE_SIZE_LIMIT, Mosquitto, Tmpfs, VictoriaMetrics, find_binary,
     http_response,
@@ -264,4 +268,60 @@ async fn a_burst_of_bad_messages_keeps_the_dead_letters_under_their_cap_and_metr
     .unwrap();
     assert!(head.contains("application/openmetrics-text"), "{head}");
     assert!(body.ends_with("# EOF\n"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_spool_still_shows_a_hot_rack_to_alerts_and_the_dashboard() {
+    let broker = Mosquitto::start();
+    let mut db = VictoriaMetrics::start();
+    db.stop();
+    let room = Room::new("blind", &[("r01", "a01"), ("r01", "a02")]);
+    let mut settings = settings("blind", &broker, &db);
+    // 3 MB of which 1 for dead letters: the spool refuses after 2 MiB.
+    settings.spool_extra = "max_mb = 3\nsegment_mb = 1\ndead_letter_max_mb = 1".into();
+    settings.extra = format!("{}\n{INLET_HOT_RULE}", room.inventory());
+    let gateway = Gateway::start(GATEWAY, &settings);
+    let (ledger, fleet) = fleet::start(broker.port(), load("blind", 8, 300, 10));
+    wait_until("the spool is full", Duration::from_secs(60), || {
+        gateway.metric("rackwatch_spool_full_total") >= 1.0
+    })
+    .await;
+    gateway.wait_for_readiness(503, "spool: down: spool is full", Duration::from_secs(5));
+
+    // A rack runs hot while nothing can be spooled: its alert fires and the floor plan shows it.
+    room.set_hot("a02", true);
+    let readings = room.start(broker.port());
+    wait_until("the hot rack's alert fires", Duration::from_secs(20), || {
+        let alerts: serde_json::Value =
+            serde_json::from_str(&rackwatch_tests::http_get(gateway.http_port(), "/api/alerts").unwrap())
+                .unwrap();
+        alerts
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["state"] == "firing" && a["key"].as_str().is_some_and(|k| k.ends_with(".a02")))
+    })
+    .await;
+    let room_view: serde_json::Value =
+        serde_json::from_str(&rackwatch_tests::http_get(gateway.http_port(), "/api/room").unwrap()).unwrap();
+    let hot = room_view["racks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["rack"] == "a02")
+        .unwrap();
+    assert_eq!(hot["inlet_max"], 36.5, "{hot}");
+    assert_eq!(
+        gateway.metric("rackwatch_spool_full_total"),
+        1.0,
+        "the spool was full all along (one episode)"
+    );
+    gateway.wait_for_readiness(503, "spool: down", Duration::from_secs(1));
+    readings.abort();
+
+    // The database returns: every acknowledged reading of the fleet arrives once.
+    db.restart();
+    fleet.await.unwrap();
+    fleet::assert_exact_nodes(&db, &gateway, "blind", "n[0-9]+", &ledger).await;
+    gateway.wait_for_readiness(200, "spool: up", Duration::from_secs(20));
 }
