@@ -39,13 +39,19 @@ pub struct Lookout {
     pub shutdown: Shutdown,
 }
 
+/// The lookout's client id: `look-` and the end of the ingest's (where a partition's `-pN` is),
+/// within the 23 characters MQTT 3.1.1 §3.1.3.1 guarantees.
+fn lookout_id(ingest_id: &str) -> String {
+    let chars: Vec<char> = ingest_id.chars().collect();
+    let tail: String = chars.iter().skip(chars.len().saturating_sub(18)).collect();
+    format!("look-{tail}")
+}
+
 impl Lookout {
     /// Watches over QoS 0 whenever the spool refuses, until shutdown.
     pub async fn run(mut self) {
         let mut options = self.options.clone();
-        // MQTT 3.1.1 §3.1.3.1: 23 characters are always accepted.
-        let id: String = options.client_id().chars().take(18).collect();
-        options.set_client_id(format!("{id}-look"));
+        options.set_client_id(lookout_id(&options.client_id()));
         options.set_clean_session(true);
         options.set_manual_acks(false);
         loop {
@@ -127,5 +133,19 @@ impl Lookout {
         };
         // As in ingest: never wait on a slow consumer.
         let _ = self.observers.try_send(observation);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_partition_has_its_own_lookout_id_within_23_characters() {
+        assert_eq!(lookout_id("rackwatch-gateway"), "look-rackwatch-gateway");
+        let p0 = lookout_id("rackwatch-gateway-p0");
+        let p1 = lookout_id("rackwatch-gateway-p1");
+        assert_ne!(p0, p1);
+        assert!(p0.len() <= 23 && p1.len() <= 23, "{p0}");
     }
 }

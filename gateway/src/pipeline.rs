@@ -424,3 +424,41 @@ async fn judge_health(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_names_a_missing_secret_and_a_spool_folder_that_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("a-file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let text = format!(
+            "site = \"fra1\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"gw\"\n\
+             password = {{ env = \"RACKWATCH_TEST_PREFLIGHT_UNSET\" }}\n[spool]\ndir = \"{}\"\n",
+            blocker.join("spool").display()
+        );
+        let config = Config::parse(&text).unwrap();
+        let problems = preflight(&config);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(
+            problems[0],
+            "mqtt.password: environment variable RACKWATCH_TEST_PREFLIGHT_UNSET is not set"
+        );
+        assert!(
+            problems[1].starts_with("spool.dir: the gateway cannot create or write"),
+            "{problems:?}"
+        );
+
+        let fine = text.replace(
+            &blocker.join("spool").display().to_string(),
+            &dir.path().join("spool").display().to_string(),
+        );
+        let fine = fine.replace(
+            "username = \"gw\"\npassword = { env = \"RACKWATCH_TEST_PREFLIGHT_UNSET\" }\n",
+            "",
+        );
+        assert_eq!(preflight(&Config::parse(&fine).unwrap()), Vec::<String>::new());
+    }
+}
