@@ -336,10 +336,10 @@ impl Ingest {
         }
     }
 
-    /// The spool's check when no message comes: an empty commit watches the folder and seals a
-    /// drained segment, which the database writer then deletes.
+    /// The spool's check when no message comes: an empty commit watches the folder, and a drained
+    /// segment is sealed, which the database writer then deletes.
     fn idle_check(&mut self) {
-        match self.try_commit() {
+        match self.try_commit().and_then(|()| self.spool.release_drained()) {
             Ok(()) => {
                 self.recovered();
                 self.committed.notify_one();

@@ -48,8 +48,6 @@ const KIND_DERIVED: u8 = 2;
 const MAX_RECORD: u32 = 1024 * 1024;
 /// The reader reads segments in windows of this size; a record always fits in one.
 const READ_WINDOW: u64 = 4 * 1024 * 1024;
-/// A drained active segment at least this long is sealed so its file can be deleted.
-const SEAL_DRAINED_BYTES: u64 = 1024 * 1024;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SpoolError {
@@ -173,7 +171,7 @@ pub struct SpoolWriter {
     pending: Vec<u8>,
     /// A write or sync failed: the file is cut back and reopened before the next one.
     failed: bool,
-    /// The last commit found the disk full: seal the active segment as soon as it is drained.
+    /// The last commit found the disk full: release the active segment as soon as it is drained.
     short_of_space: bool,
     limits: Limits,
     index: Arc<Mutex<Index>>,
@@ -440,7 +438,9 @@ impl SpoolWriter {
         if self.failed {
             self.recover()?;
         }
-        self.seal_if_drained()?;
+        if self.short_of_space {
+            self.release_drained()?;
+        }
         if self.pending.is_empty() {
             return Ok(());
         }
@@ -499,18 +499,17 @@ impl SpoolWriter {
     }
 
     /// When the database has taken everything of the active segment, starts a new one, so the
-    /// drained file can be deleted: with a single segment the disk would otherwise never free. Only
-    /// when the disk is short of space or the segment holds a MiB, or a trickle would make a new file
-    /// per commit.
-    fn seal_if_drained(&mut self) -> Result<(), SpoolError> {
+    /// drained file can be deleted: with a single segment the disk would otherwise never free.
+    /// Called when the disk is short of space and when ingest is idle; a busy spool rotates at
+    /// `segment_mb` anyway, and sealing on every commit would make a file per commit.
+    pub fn release_drained(&mut self) -> Result<(), SpoolError> {
         let drained = lock(&self.index).drained;
         let all_taken = drained
             == Position {
                 segment: self.segment,
                 offset: self.committed,
             };
-        let worth_it = self.short_of_space || self.committed >= SEAL_DRAINED_BYTES;
-        if self.committed == 0 || !all_taken || !worth_it {
+        if self.committed == 0 || !all_taken {
             return Ok(());
         }
         self.start_segment()

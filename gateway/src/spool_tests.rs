@@ -234,8 +234,8 @@ fn a_drained_single_segment_is_sealed_and_deleted() {
         segment_path(dir.path(), 1).exists(),
         "the active segment stays until sealed"
     );
-    // The next commit sees it drained and starts a new segment; the reader then deletes the old one.
-    writer.commit().unwrap();
+    // Ingest, idle, finds it drained and starts a new segment; the reader then deletes the old one.
+    writer.release_drained().unwrap();
     let batch = read_all(&mut reader);
     assert_eq!(batch.lines, 0);
     reader.advance(batch.end.unwrap()).unwrap();
