@@ -41,11 +41,12 @@ use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::normalise::SequenceMark;
 
-const HEADER: usize = 8;
-const KIND_TELEMETRY: u8 = 1;
-const KIND_DERIVED: u8 = 2;
-/// A record longer than this is corruption, not data (a message is at most a few KiB of lines).
-const MAX_RECORD: u32 = 1024 * 1024;
+mod folder;
+mod record;
+use folder::FolderIdentity;
+pub use record::Record;
+use record::{HEADER, KIND_DERIVED, KIND_TELEMETRY, MAX_RECORD, parse_at, resync, scan};
+
 /// The reader reads segments in windows of this size; a record always fits in one.
 const READ_WINDOW: u64 = 4 * 1024 * 1024;
 
@@ -127,35 +128,11 @@ fn open_segment(dir: &Path, id: u64) -> std::io::Result<Arc<File>> {
         .map(Arc::new)
 }
 
-/// A record read back from the spool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record<'a> {
-    pub mark: Option<(&'a str, SequenceMark)>,
-    pub lines: &'a [u8],
-}
-
 /// Where the reader is: segment id and byte offset in it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Position {
     pub segment: u64,
     pub offset: u64,
-}
-
-/// Which folder the spool lives in (device and inode), to notice it removed or replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct FolderIdentity {
-    dev: u64,
-    ino: u64,
-}
-
-impl FolderIdentity {
-    fn of(dir: &Path) -> std::io::Result<Self> {
-        let meta = std::fs::metadata(dir)?;
-        Ok(FolderIdentity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
-    }
 }
 
 /// Appends records. Owned by the one thread that commits.
@@ -281,84 +258,6 @@ pub fn open(
         buffer: Vec::new(),
     };
     Ok((writer, reader))
-}
-
-/// What [`scan`] found in a segment.
-#[derive(Debug, PartialEq, Eq)]
-struct Scanned {
-    /// Length up to the end of the last valid record.
-    valid: usize,
-    /// Unreadable bytes between valid records.
-    skipped: usize,
-}
-
-/// Calls `f` for each valid record of `data`, stepping over unreadable bytes to the next valid
-/// record; returns where the last valid record ends.
-fn scan(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> Scanned {
-    let mut offset = 0;
-    let mut skipped = 0;
-    loop {
-        while let Some((record, next)) = parse_at(data, offset) {
-            f(record);
-            offset = next;
-        }
-        match resync(data, offset) {
-            Some(next) => {
-                skipped += next - offset;
-                offset = next;
-            }
-            None => {
-                return Scanned {
-                    valid: offset,
-                    skipped,
-                };
-            }
-        }
-    }
-}
-
-/// The offset of the next valid record after an unreadable one at `from`, if any.
-fn resync(data: &[u8], from: usize) -> Option<usize> {
-    (from + 1..data.len().saturating_sub(HEADER)).find(|&at| parse_at(data, at).is_some())
-}
-
-/// Parses the record at `offset`; `None` at the end or at a torn or corrupt record.
-fn parse_at(data: &[u8], offset: usize) -> Option<(Record<'_>, usize)> {
-    let header = data.get(offset..offset + HEADER)?;
-    let len = u32::from_le_bytes(header.get(..4)?.try_into().ok()?);
-    let crc = u32::from_le_bytes(header.get(4..8)?.try_into().ok()?);
-    if len == 0 || len > MAX_RECORD {
-        return None;
-    }
-    let end = offset + HEADER + len as usize;
-    let payload = data.get(offset + HEADER..end)?;
-    // Cheap before the CRC: resynchronising tries every offset of a damaged stretch.
-    if !matches!(payload.first(), Some(&KIND_TELEMETRY | &KIND_DERIVED)) {
-        return None;
-    }
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    Some((decode_payload(payload)?, end))
-}
-
-fn decode_payload(payload: &[u8]) -> Option<Record<'_>> {
-    match payload.split_first()? {
-        (&KIND_DERIVED, lines) => Some(Record { mark: None, lines }),
-        (&KIND_TELEMETRY, rest) => {
-            let (&node_len, rest) = rest.split_first()?;
-            let node = std::str::from_utf8(rest.get(..node_len as usize)?).ok()?;
-            let rest = rest.get(node_len as usize..)?;
-            let boot = u32::from_le_bytes(rest.get(0..4)?.try_into().ok()?);
-            let seq = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?);
-            let anchor_ms = i64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
-            Some(Record {
-                mark: Some((node, SequenceMark { boot, seq, anchor_ms })),
-                lines: rest.get(16..)?,
-            })
-        }
-        _ => None,
-    }
 }
 
 fn read_cursor(dir: &Path) -> Option<Position> {
@@ -546,75 +445,6 @@ impl SpoolWriter {
         Ok(())
     }
 
-    fn folder_error(&self, detail: &str) -> SpoolError {
-        SpoolError::Folder {
-            path: self.dir.display().to_string(),
-            detail: detail.to_owned(),
-        }
-    }
-
-    /// Checks that the spool folder is still the one the segments are in and can be written; a
-    /// removed folder is created again and a replaced one adopted, and every segment not yet drained
-    /// is written into it from the files the spool holds open.
-    fn watch_folder(&mut self) -> Result<(), SpoolError> {
-        let identity = match FolderIdentity::of(&self.dir) {
-            Ok(identity) => identity,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&self.dir)
-                    .map_err(|e| self.folder_error(&format!("removed, and cannot be created again: {e}")))?;
-                FolderIdentity::of(&self.dir)?
-            }
-            Err(e) => return Err(self.folder_error(&e.to_string())),
-        };
-        let meta = std::fs::metadata(&self.dir)?;
-        if !meta.is_dir() {
-            return Err(self.folder_error("is no longer a folder"));
-        }
-        if meta.permissions().readonly() {
-            return Err(self.folder_error("is read-only"));
-        }
-        if identity != self.home || self.file.metadata()?.nlink() == 0 {
-            self.rehome()?;
-            self.home = identity;
-        }
-        Ok(())
-    }
-
-    /// Writes every segment not yet drained, and the cursor, into the (new) folder.
-    fn rehome(&mut self) -> Result<(), SpoolError> {
-        let (segments, drained) = {
-            let index = lock(&self.index);
-            (index.segments.clone(), index.drained)
-        };
-        let mut buffer = Vec::new();
-        let mut reopened = Vec::with_capacity(segments.len());
-        for segment in &segments {
-            buffer.resize(usize::try_from(segment.committed).unwrap_or(usize::MAX), 0);
-            segment.file.read_exact_at(&mut buffer, 0)?;
-            let tmp = self.dir.join(format!("{:020}.seg.tmp", segment.id));
-            std::fs::write(&tmp, &buffer).map_err(SpoolError::from_write)?;
-            File::open(&tmp)?.sync_data().map_err(SpoolError::from_write)?;
-            std::fs::rename(&tmp, segment_path(&self.dir, segment.id))?;
-            reopened.push(open_segment(&self.dir, segment.id)?);
-        }
-        write_cursor(&self.dir, drained)?;
-        sync_dir(&self.dir)?;
-        let mut index = lock(&self.index);
-        for (segment, file) in index.segments.iter_mut().zip(&reopened) {
-            segment.file = Arc::clone(file);
-        }
-        drop(index);
-        if let Some(file) = reopened.last() {
-            self.file = Arc::clone(file);
-        }
-        tracing::warn!(
-            segments = segments.len(),
-            path = %self.dir.display(),
-            "spool folder was removed or replaced: every segment not yet in the database was written into it again"
-        );
-        Ok(())
-    }
-
     /// Bytes on disk (committed or not), for the metrics.
     pub fn bytes(&self) -> u64 {
         lock(&self.index).total()
@@ -745,5 +575,4 @@ impl SpoolReader {
 }
 
 #[cfg(test)]
-#[path = "spool_tests.rs"]
 mod tests;

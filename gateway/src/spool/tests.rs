@@ -8,6 +8,12 @@ const LIMITS: Limits = Limits {
     segment_bytes: 4096,
 };
 
+/// Everything in one segment: records stay at known offsets.
+const ONE_SEGMENT: Limits = Limits {
+    max_bytes: 1 << 20,
+    segment_bytes: 1 << 20,
+};
+
 fn mark(seq: u32) -> SequenceMark {
     SequenceMark {
         boot: 9,
@@ -75,15 +81,7 @@ fn advance_deletes_drained_segments_and_survives_reopen() {
 #[test]
 fn torn_tail_is_truncated_and_the_rest_replayed() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut writer, _) = open(
-        dir.path(),
-        Limits {
-            max_bytes: 1 << 20,
-            segment_bytes: 1 << 20,
-        },
-        |_| {},
-    )
-    .unwrap();
+    let (mut writer, _) = open(dir.path(), ONE_SEGMENT, |_| {}).unwrap();
     for i in 0..10 {
         writer.append(Some(("n1", mark(i))), b"m v=1 1\n").unwrap();
     }
@@ -181,15 +179,7 @@ fn a_disk_full_halfway_through_a_commit_leaves_no_torn_record_before_later_ones(
 #[test]
 fn an_unreadable_record_never_costs_the_acknowledged_records_after_it() {
     let dir = tempfile::tempdir().unwrap();
-    let (mut writer, _) = open(
-        dir.path(),
-        Limits {
-            max_bytes: 1 << 20,
-            segment_bytes: 1 << 20,
-        },
-        |_| {},
-    )
-    .unwrap();
+    let (mut writer, _) = open(dir.path(), ONE_SEGMENT, |_| {}).unwrap();
     append_lines(&mut writer, 0..5);
     writer.commit().unwrap();
     drop(writer);
