@@ -26,6 +26,7 @@ debian=(
   "influxd influxdb"
   "nginx nginx"
   "openssl openssl"
+  "promtool prometheus"
 )
 if [[ ${1:-} == --bench ]]; then
   debian+=("perf linux-perf")

@@ -44,6 +44,19 @@ enum Command {
         #[arg(long, short, env = "RACKWATCH_CONFIG", default_value = "rackwatch.toml")]
         config: PathBuf,
     },
+    /// Ask a running gateway whether it is ready (`/health/ready`), for container and systemd health
+    /// checks: exit 0 when it is, 1 with its answer when not.
+    Health {
+        /// The gateway's `[http] listen` address (plain HTTP).
+        #[arg(long, default_value = "127.0.0.1:9180")]
+        address: std::net::SocketAddr,
+        /// Only whether the process answers (`/health/live`).
+        #[arg(long)]
+        live: bool,
+        /// Keep asking once a second for up to this many seconds (a start-up check).
+        #[arg(long, default_value_t = 0)]
+        wait_secs: u64,
+    },
     /// Try rackwatch without hardware: an embedded broker, a simulated room of 20 racks with their
     /// sensor nodes, the gateway and its dashboard, and a cooling failure played out.
     Demo(crate::demo::DemoOptions),
@@ -62,11 +75,20 @@ pub fn main() -> ExitCode {
             tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journald or a log file.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
         Command::Demo(options) => crate::demo::main(options),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(parsed) => {
+                let problems = pipeline::preflight(&parsed);
+                if !problems.is_empty() {
+                    for problem in &problems {
+                        eprintln!("{}: {problem}", config.display());
+                    }
+                    return ExitCode::from(2);
+                }
                 eprintln!(
                     "{}: ok (site {}, {} nodes in the inventory)",
                     config.display(),
@@ -80,6 +102,30 @@ pub fn main() -> ExitCode {
                 ExitCode::from(2)
             }
         },
+        Command::Health {
+            address,
+            live,
+            wait_secs,
+        } => {
+            let path = if live { "/health/live" } else { "/health/ready" };
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+            loop {
+                let answer = crate::http::probe(address, path);
+                let done = std::time::Instant::now() >= deadline;
+                match answer {
+                    Ok((200, _)) => return ExitCode::SUCCESS,
+                    Ok((status, body)) if done => {
+                        eprintln!("{address}{path}: {status}\n{body}");
+                        return ExitCode::FAILURE;
+                    }
+                    Err(e) if done => {
+                        eprintln!("{address}{path}: {e}");
+                        return ExitCode::FAILURE;
+                    }
+                    _ => std::thread::sleep(std::time::Duration::from_secs(1)),
+                }
+            }
+        }
         Command::Node { command } => crate::node_cli::main(command),
         Command::Firmware { command } => crate::firmware_cli::main(command),
         Command::BrokerAcl(options) => crate::node_cli::broker_acl_main(options),
@@ -104,7 +150,7 @@ pub fn main() -> ExitCode {
                     return ExitCode::FAILURE;
                 }
             };
-            runtime.block_on(async {
+            let code = runtime.block_on(async {
                 let (trigger, _) = shutdown::channel();
                 let on_signal = trigger.clone();
                 tokio::spawn(async move {
@@ -118,7 +164,11 @@ pub fn main() -> ExitCode {
                         ExitCode::FAILURE
                     }
                 }
-            })
+            });
+            // A thread stuck in a syscall on a failing disk must not hold the process past its stop
+            // budget: everything committed is on disk already.
+            runtime.shutdown_timeout(std::time::Duration::from_millis(500));
+            code
         }
     }
 }

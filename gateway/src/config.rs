@@ -94,7 +94,10 @@ pub struct MqttConfig {
 
 /// Where a secret comes from. Exactly one of the two.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "where the secret is: { env = \"VARIABLE\" } or { file = \"/path/to/file\" }, never the secret itself"
+)]
 pub struct SecretSource {
     /// Name of an environment variable that holds the secret.
     #[serde(default)]
@@ -181,6 +184,13 @@ pub struct SpoolConfig {
     /// waits as long. 0 commits each batch as it comes.
     #[serde(default = "default_commit_linger_ms")]
     pub commit_linger_ms: u64,
+    /// The dead-letter files (current and rotated) together stay under this; it is taken out of
+    /// `max_mb`, so bad messages can never fill the disk the spool needs.
+    #[serde(default = "default_dead_letter_max_mb")]
+    pub dead_letter_max_mb: u64,
+    /// Dead letters a second per reason before only one in 100 is written (all are counted).
+    #[serde(default = "default_dead_letter_rate")]
+    pub dead_letter_rate: u64,
 }
 
 /// The HTTP server: `/metrics`, `/health` and the API.
@@ -367,6 +377,12 @@ fn default_spool_max_mb() -> u64 {
 fn default_commit_linger_ms() -> u64 {
     5
 }
+fn default_dead_letter_max_mb() -> u64 {
+    64
+}
+fn default_dead_letter_rate() -> u64 {
+    20
+}
 fn default_segment_mb() -> u64 {
     64
 }
@@ -397,6 +413,39 @@ pub const CONNECTION_SUFFIXES: [&str; 2] = [ALERTS_CLIENT_SUFFIX, COMMANDS_CLIEN
 pub const ALERTS_CLIENT_SUFFIX: &str = "-a";
 pub const COMMANDS_CLIENT_SUFFIX: &str = "-c";
 
+/// A parser message in words a person writing the file understands: serde names Rust types.
+fn in_words(message: &str) -> String {
+    let mut message = message.to_owned();
+    for (rust, words) in [
+        ("expected usize", "expected a whole number (without quotes)"),
+        ("expected u64", "expected a whole number (without quotes)"),
+        ("expected u32", "expected a whole number (without quotes)"),
+        ("expected u16", "expected a whole number (without quotes)"),
+        ("expected u8", "expected a whole number (without quotes)"),
+        ("expected i64", "expected a whole number (without quotes)"),
+        ("expected f64", "expected a number (without quotes)"),
+        ("expected a boolean", "expected true or false (without quotes)"),
+        (
+            "expected socket address",
+            "expected an address and port like \"127.0.0.1:9180\"",
+        ),
+    ] {
+        message = message.replace(rust, words);
+    }
+    // `expected struct MqttConfig`: a table was expected.
+    while let Some(at) = message.find("expected struct ") {
+        let name_end = message
+            .get(at + 16..)
+            .and_then(|rest| rest.find(|c: char| !c.is_alphanumeric()))
+            .map_or(message.len(), |end| at + 16 + end);
+        message.replace_range(
+            at..name_end,
+            "expected a table (a [section] or { key = value, ... })",
+        );
+    }
+    message
+}
+
 fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
@@ -424,7 +473,7 @@ impl Config {
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
         let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: PathBuf::from("<config>"),
-            message: e.to_string(),
+            message: in_words(&e.to_string()),
         })?;
         config.validate()?;
         Ok(config)
@@ -522,11 +571,19 @@ impl Config {
             }
             influx.validate_api()?;
         }
-        if self.spool.segment_mb == 0 || self.spool.max_mb < self.spool.segment_mb * 2 {
+        if self.spool.segment_mb == 0
+            || self.spool.max_mb < self.spool.segment_mb * 2 + self.spool.dead_letter_max_mb
+        {
             return Err(invalid(
                 "spool.max_mb",
-                "must be at least twice spool.segment_mb (and that at least 1)",
+                format!(
+                    "must be at least twice spool.segment_mb plus spool.dead_letter_max_mb ({} MB here), and segment_mb at least 1",
+                    self.spool.segment_mb * 2 + self.spool.dead_letter_max_mb
+                ),
             ));
+        }
+        if self.spool.dead_letter_max_mb == 0 {
+            return Err(invalid("spool.dead_letter_max_mb", "must be at least 1"));
         }
         for (quantity, range) in &self.normalise.plausible {
             if !(range.min.is_finite() && range.max.is_finite() && range.min < range.max) {
@@ -755,6 +812,21 @@ mod tests {
     fn unknown_keys_and_bad_identifiers_are_refused() {
         assert!(error_of(&format!("{MINIMAL}\nsurprise = 1")).contains("surprise"));
         assert!(error_of(&MINIMAL.replace("fra1", "fra 1")).contains("identifier"));
+    }
+
+    #[test]
+    fn parse_errors_speak_of_the_file_not_of_rust_types() {
+        let number = MINIMAL.replace("[spool]", "max_pending = \"many\"\n[spool]");
+        let error = error_of(&number);
+        assert!(error.contains("expected a whole number"), "{error}");
+        assert!(!error.contains("usize"), "{error}");
+        let secret = MINIMAL.replace("[spool]", "password = \"hunter2\"\n[spool]");
+        let error = error_of(&secret);
+        assert!(error.contains("{ env = \"VARIABLE\" }"), "{error}");
+        assert!(!error.contains("SecretSource"), "{error}");
+        let table = format!("normalise = 5\n{MINIMAL}");
+        let error = error_of(&table);
+        assert!(error.contains("expected a table"), "{error}");
     }
 
     #[test]

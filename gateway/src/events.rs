@@ -21,6 +21,11 @@ pub struct ReasonLabel {
 }
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ComponentLabel {
+    pub component: &'static str,
+}
+
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct NodeLabel {
     pub node: String,
 }
@@ -42,6 +47,7 @@ pub struct Metrics {
     registry: Registry,
     pub messages_received: Counter,
     pub messages_not_ours: Counter,
+    pub messages_acknowledged: Counter,
     pub messages_rejected: Family<ReasonLabel, Counter>,
     pub readings_accepted: Counter,
     pub readings_rejected: Family<ReasonLabel, Counter>,
@@ -55,6 +61,10 @@ pub struct Metrics {
     pub spool_bytes: Gauge,
     pub spool_pending_bytes: Gauge,
     pub spool_full: Counter,
+    pub spool_failures: Family<ReasonLabel, Counter>,
+    pub mqtt_connection_failures: Family<ReasonLabel, Counter>,
+    pub dead_letters_sampled: Family<ReasonLabel, Counter>,
+    pub component_up: Family<ComponentLabel, Gauge>,
     pub node_last_seen_seconds: Family<NodeLabel, Gauge>,
     pub observations_dropped: Counter,
     pub alert_latency_seconds: Histogram,
@@ -78,6 +88,7 @@ impl Metrics {
         let metrics = Metrics {
             messages_received: Counter::default(),
             messages_not_ours: Counter::default(),
+            messages_acknowledged: Counter::default(),
             messages_rejected: Family::default(),
             readings_accepted: Counter::default(),
             readings_rejected: Family::default(),
@@ -91,6 +102,10 @@ impl Metrics {
             spool_bytes: Gauge::default(),
             spool_pending_bytes: Gauge::default(),
             spool_full: Counter::default(),
+            spool_failures: Family::default(),
+            mqtt_connection_failures: Family::default(),
+            dead_letters_sampled: Family::default(),
+            component_up: Family::default(),
             node_last_seen_seconds: Family::default(),
             observations_dropped: Counter::default(),
             // 100 µs to 3.3 s: the budget from a reading's arrival to its alert's publish is 10 ms.
@@ -112,6 +127,11 @@ impl Metrics {
             "messages_not_ours",
             "Messages of another gateway's partition, acknowledged and left alone (gateway/CLUSTER.md)",
             metrics.messages_not_ours.clone(),
+        );
+        registry.register(
+            "messages_acknowledged",
+            "Messages acknowledged to the broker: durably spooled or dead-lettered",
+            metrics.messages_acknowledged.clone(),
         );
         registry.register(
             "messages_rejected",
@@ -171,8 +191,28 @@ impl Metrics {
         );
         registry.register(
             "spool_full",
-            "Times the spool was full and ingest waited",
+            "Times the spool (its spool.max_mb, or the disk: ENOSPC, EDQUOT) was full and ingest stopped acknowledging",
             metrics.spool_full.clone(),
+        );
+        registry.register(
+            "spool_failures",
+            "Times the spool could not commit for another reason (folder removed, replaced or read-only; I/O error), by reason",
+            metrics.spool_failures.clone(),
+        );
+        registry.register(
+            "mqtt_connection_failures",
+            "MQTT connection failures, by reason",
+            metrics.mqtt_connection_failures.clone(),
+        );
+        registry.register(
+            "dead_letters_sampled",
+            "Dead letters counted but not written, by reason: over the per-reason rate or the file's size cap",
+            metrics.dead_letters_sampled.clone(),
+        );
+        registry.register(
+            "component_up",
+            "1 when the component is ready (what /health/ready says), by component",
+            metrics.component_up.clone(),
         );
         registry.register(
             "node_last_seen_seconds",
@@ -247,12 +287,20 @@ impl Metrics {
             .inc();
     }
 
-    /// The Prometheus text exposition of every metric.
-    pub fn render(&self) -> String {
+    /// Every metric in the OpenMetrics text format (`application/openmetrics-text; version=1.0.0`).
+    pub fn render_openmetrics(&self) -> String {
         let mut text = String::new();
         // Writing into a String cannot fail.
         let _ = prometheus_client::encoding::text::encode(&mut text, &self.registry);
         text
+    }
+
+    /// Every metric in the Prometheus text format 0.0.4 (`text/plain; version=0.0.4`), which is what
+    /// Prometheus and `promtool check metrics` read without negotiation. It differs from the
+    /// OpenMetrics the encoder writes in three places: a counter's `# HELP`/`# TYPE` name is its
+    /// sample's (`x_total`), there is no `# UNIT`, and no `# EOF`.
+    pub fn render(&self) -> String {
+        to_text_format(&self.render_openmetrics())
     }
 
     /// True at most once a second per `key`; returns how many were suppressed since the last one.
@@ -280,6 +328,90 @@ impl Metrics {
         } else {
             entry.1 += 1;
             None
+        }
+    }
+}
+
+/// OpenMetrics text -> Prometheus text format 0.0.4 (see [`Metrics::render`]).
+fn to_text_format(openmetrics: &str) -> String {
+    let counters: std::collections::HashSet<&str> = openmetrics
+        .lines()
+        .filter_map(|line| line.strip_prefix("# TYPE ")?.strip_suffix(" counter"))
+        .collect();
+    let mut text = String::with_capacity(openmetrics.len());
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let header = ["# HELP ", "# TYPE "]
+            .into_iter()
+            .find_map(|prefix| Some((prefix, line.strip_prefix(prefix)?)));
+        match header {
+            Some((prefix, rest)) => {
+                let (name, tail) = rest.split_once(' ').unwrap_or((rest, ""));
+                let suffix = if counters.contains(name) { "_total" } else { "" };
+                text.push_str(&format!("{prefix}{name}{suffix} {tail}\n"));
+            }
+            None => {
+                text.push_str(line);
+                text.push('\n');
+            }
+        }
+    }
+    text
+}
+
+/// The spool refused a commit for another reason than space: counted once per episode.
+#[derive(Debug)]
+pub struct SpoolFailed<'a> {
+    pub reason: &'static str,
+    pub detail: &'a str,
+}
+
+impl SpoolFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .spool_failures
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc();
+        if let Some(suppressed) = metrics.should_log("spool_failed") {
+            tracing::error!(
+                reason = self.reason,
+                suppressed,
+                "{}; messages stay unacknowledged at the broker",
+                self.detail
+            );
+        }
+    }
+}
+
+/// The MQTT connection failed; the source reconnects after a back-off.
+#[derive(Debug)]
+pub struct MqttConnectionFailed<'a> {
+    pub reason: &'static str,
+    /// `host:port` of the broker.
+    pub broker: &'a str,
+    pub detail: &'a str,
+    pub in_a_row: u32,
+    pub retry_in: Duration,
+}
+
+impl MqttConnectionFailed<'_> {
+    pub fn emit(&self, metrics: &Metrics) {
+        metrics
+            .mqtt_connection_failures
+            .get_or_create(&ReasonLabel { reason: self.reason })
+            .inc();
+        if let Some(suppressed) = metrics.should_log("mqtt_connection_failed") {
+            tracing::warn!(
+                reason = self.reason,
+                in_a_row = self.in_a_row,
+                retry_in_ms = self.retry_in.as_millis() as u64,
+                suppressed,
+                "MQTT connection to {}: {}",
+                self.broker,
+                self.detail
+            );
         }
     }
 }
@@ -447,7 +579,7 @@ impl PointsDroppedByDatabase<'_> {
     }
 }
 
-/// The spool is full: ingest waits.
+/// The spool is full (its limit or the disk): ingest stops acknowledging. Counted once per episode.
 #[derive(Debug)]
 pub struct SpoolFull<'a> {
     pub detail: &'a str,

@@ -1,28 +1,39 @@
-//! The HTTP server: `/metrics` (Prometheus text format), `/health`, and the stages' routes (the
-//! facilities view, the alert API). Plain HTTP on loopback by default; TLS when `[http]` names a
+//! The HTTP server: `/metrics` (Prometheus text format 0.0.4, or OpenMetrics when the scraper asks
+//! for it), `/health/live` (the process answers; `/health` is the same), `/health/ready` (every
+//! component ready, else 503 naming the one that is not), and the stages' routes (the facilities
+//! view, the alert API). Plain HTTP on loopback by default; TLS when `[http]` names a
 //! certificate and key.
 
 use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 
 use crate::events::Metrics;
+use crate::health::Health;
 use crate::shutdown::Shutdown;
 
-/// Serves `/metrics`, `/health` and the stages' own `routes` until shutdown.
-pub async fn serve<L>(listener: L, metrics: Arc<Metrics>, routes: Router, mut shutdown: Shutdown)
-where
+/// Serves `/metrics`, `/health/*` and the stages' own `routes` until shutdown.
+pub async fn serve<L>(
+    listener: L,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    routes: Router,
+    mut shutdown: Shutdown,
+) where
     L: axum::serve::Listener,
     L::Addr: std::fmt::Debug,
 {
     let app = Router::new()
         .route("/metrics", get(render_metrics))
-        .route("/health", get(health))
         .with_state(metrics)
+        .route("/health", get(live))
+        .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
+        .with_state(health)
         .merge(routes);
     let served = axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.recv().await })
@@ -32,15 +43,64 @@ where
     }
 }
 
-async fn render_metrics(State(metrics): State<Arc<Metrics>>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        metrics.render(),
-    )
+async fn render_metrics(State(metrics): State<Arc<Metrics>>, headers: HeaderMap) -> impl IntoResponse {
+    let openmetrics = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.contains("application/openmetrics-text"));
+    if openmetrics {
+        (
+            [(
+                header::CONTENT_TYPE,
+                "application/openmetrics-text; version=1.0.0; charset=utf-8",
+            )],
+            metrics.render_openmetrics(),
+        )
+    } else {
+        (
+            [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+            metrics.render(),
+        )
+    }
 }
 
-async fn health() -> &'static str {
+async fn live() -> &'static str {
     "ok\n"
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> impl IntoResponse {
+    let readiness = health.readiness();
+    let status = if readiness.ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    (status, readiness.text)
+}
+
+/// One plain-HTTP GET of `path` on a running gateway (`rackwatch health`): status and body.
+pub fn probe(address: std::net::SocketAddr, path: &str) -> std::io::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let timeout = std::time::Duration::from_secs(5);
+    let mut stream = std::net::TcpStream::connect_timeout(&address, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {address}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response)?;
+    let status = response
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| std::io::Error::other("not an HTTP response"))?;
+    let body = response
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, body)| body)
+        .to_owned();
+    Ok((status, body))
 }
 
 /// A listener that completes TLS handshakes (tokio-rustls) before handing connections to axum.

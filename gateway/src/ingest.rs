@@ -11,14 +11,23 @@ use rackwatch_protocols::AlertState;
 use crate::cluster::Partition;
 use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
-use crate::events::{MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFull};
+use crate::events::{
+    MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
+};
+use crate::health::{Component, Health};
 use crate::line_protocol::Line;
 use crate::model::{Acknowledgement, Incoming, Observation, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
+use crate::shutdown::Shutdown;
 use crate::spool::{SpoolError, SpoolWriter};
 
 /// Most messages taken into one group commit.
 const MAX_BATCH: usize = 2048;
+/// With no message for this long, ingest still looks at the spool: its folder (for `/health/ready`)
+/// and whether a drained segment can be sealed so the disk frees.
+const IDLE_CHECK: Duration = Duration::from_secs(1);
+/// How often a refused append or commit is tried again (the writer drains meanwhile).
+const SPOOL_RETRY: Duration = Duration::from_millis(200);
 
 /// Where observations go once they are durable (the alert engine, the dashboard's window).
 pub type ObservationSender = mpsc::Sender<Observation>;
@@ -38,6 +47,12 @@ pub struct Ingest {
     pub partition: Option<Partition>,
     /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger_ms`).
     pub commit_linger: Duration,
+    /// Where "the spool takes messages" is reported.
+    pub health: Arc<Health>,
+    /// Stops the waits for a refusing spool: what is not committed then is not acknowledged.
+    pub shutdown: Shutdown,
+    /// The spool refused the last append or commit (an episode is counted once).
+    pub refusing: bool,
 }
 
 impl Ingest {
@@ -49,7 +64,16 @@ impl Ingest {
         let mut acks = Vec::with_capacity(MAX_BATCH);
         let mut samples = Vec::new();
         let mut observations = Vec::new();
-        while incoming.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        loop {
+            let received = tokio::time::timeout(IDLE_CHECK, incoming.recv_many(&mut batch, MAX_BATCH));
+            match received.await {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => {
+                    self.idle_check();
+                    continue;
+                }
+            }
             // Group commit: messages that arrive within the linger share one fdatasync. Under a
             // steady trickle (10,000 nodes each every 10 s is 1,000 messages a second, one at a
             // time) that is a few fsyncs and thread wake-ups instead of one per message; a flood
@@ -74,7 +98,12 @@ impl Ingest {
                     _ => break,
                 }
             }
-            self.commit();
+            if !self.commit() {
+                // Shutting down with the spool refusing: nothing of this batch is acknowledged, so
+                // the broker delivers it again after the restart.
+                return;
+            }
+            self.metrics.messages_acknowledged.inc_by(acks.len() as u64);
             for ack in acks.drain(..) {
                 // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
                 let _ = self.acks.send(ack);
@@ -241,7 +270,7 @@ impl Ingest {
         );
     }
 
-    fn dead_letter(&mut self, message: &Incoming, reason: &str, node: Option<&str>, detail: &str) {
+    fn dead_letter(&mut self, message: &Incoming, reason: &'static str, node: Option<&str>, detail: &str) {
         let mut letters = self
             .dead_letters
             .lock()
@@ -258,52 +287,107 @@ impl Ingest {
         }
     }
 
-    /// Appends one record, waiting while the spool is full (the broker keeps what is not acked).
+    /// Appends one record, waiting while the spool refuses it (full, or its folder or disk
+    /// failing): the broker keeps what is not acknowledged. At shutdown the record is left out; its
+    /// message is not acknowledged either.
     fn append(&mut self, mark: Option<(&str, crate::normalise::SequenceMark)>, lines: &[u8]) {
         if lines.is_empty() && mark.is_none() {
             return;
         }
-        loop {
+        while !self.shutdown.is_shutdown() {
             match self.spool.append(mark, lines) {
-                Ok(()) => return,
-                Err(SpoolError::Full { bytes, max }) => {
-                    SpoolFull {
-                        detail: &format!("spool full ({bytes} of {max} bytes)"),
+                Ok(()) => {
+                    if self.refusing {
+                        self.recovered();
                     }
-                    .emit(&self.metrics);
-                    // Make what is already appended durable so the writer can drain it.
-                    self.commit();
-                    std::thread::sleep(Duration::from_millis(200));
+                    return;
                 }
-                Err(SpoolError::Io(e)) => {
-                    tracing::error!("spool append failed, retrying: {e}");
-                    std::thread::sleep(Duration::from_secs(1));
+                Err(e) => {
+                    self.refused(&e);
+                    // Make what is already appended durable so the writer can drain it.
+                    if self.try_commit().is_ok() {
+                        self.committed.notify_one();
+                    }
+                    std::thread::sleep(SPOOL_RETRY);
                 }
             }
         }
     }
 
-    fn commit(&mut self) {
+    /// Commits the spool and the dead letters, trying again while the spool refuses. False when
+    /// shutdown came first: then nothing since the last commit may be acknowledged.
+    fn commit(&mut self) -> bool {
         loop {
-            let letters = self
-                .dead_letters
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .sync();
-            match self
-                .spool
-                .commit()
-                .map_err(|e| e.to_string())
-                .and(letters.map_err(|e| e.to_string()))
-            {
-                Ok(()) => return,
+            match self.try_commit() {
+                Ok(()) => {
+                    self.recovered();
+                    return true;
+                }
                 Err(e) => {
-                    // Nothing is acknowledged until this succeeds.
-                    tracing::error!("spool commit failed, retrying: {e}");
-                    std::thread::sleep(Duration::from_secs(1));
+                    self.refused(&e);
+                    if self.shutdown.is_shutdown() {
+                        return false;
+                    }
+                    // The writer may be the one to free space: let it look.
+                    self.committed.notify_one();
+                    std::thread::sleep(SPOOL_RETRY);
                 }
             }
         }
+    }
+
+    /// The spool's check when no message comes: an empty commit watches the folder, and a drained
+    /// segment is sealed, which the database writer then deletes.
+    fn idle_check(&mut self) {
+        match self.try_commit().and_then(|()| self.spool.release_drained()) {
+            Ok(()) => {
+                self.recovered();
+                self.committed.notify_one();
+            }
+            Err(e) => self.refused(&e),
+        }
+    }
+
+    fn try_commit(&mut self) -> Result<(), SpoolError> {
+        self.spool.commit()?;
+        self.dead_letters
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .sync()
+            .map_err(SpoolError::Io)
+    }
+
+    /// The spool takes messages (again).
+    fn recovered(&mut self) {
+        if self.refusing {
+            self.refusing = false;
+            tracing::info!("the spool takes messages again; acknowledging resumes");
+        }
+        self.health.set(Component::Spool, Ok(()));
+    }
+
+    /// Counts (once per episode) and reports a refusal of the spool.
+    fn refused(&mut self, error: &SpoolError) {
+        let detail = error.to_string();
+        if !self.refusing {
+            self.refusing = true;
+            match error {
+                SpoolError::Full { .. } | SpoolError::DiskFull(_) => {
+                    SpoolFull { detail: &detail }.emit(&self.metrics);
+                }
+                SpoolError::Folder { .. } => SpoolFailed {
+                    reason: "folder",
+                    detail: &detail,
+                }
+                .emit(&self.metrics),
+                SpoolError::Io(_) => SpoolFailed {
+                    reason: "io",
+                    detail: &detail,
+                }
+                .emit(&self.metrics),
+            }
+        }
+        self.health.set(Component::Spool, Err(detail));
     }
 }
 

@@ -310,6 +310,11 @@ impl Normaliser {
         let max_future = i64::try_from(self.config.max_future_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let max_age = i64::try_from(self.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
         let node_clock = t.timestamp_ms.and_then(|ts| i64::try_from(ts).ok());
+        if node_clock.is_some_and(|ts| ts < received_ms.saturating_sub(max_age)) {
+            // A synced node says this is old: it is, whatever its uptime suggests (gateway/README.md,
+            // `stale`). Marked seen, so a redelivery is the same stale message.
+            return (Verdict::Stale, Some(mark));
+        }
         let timestamp_ms = match node_clock {
             Some(ts)
                 if ts <= received_ms.saturating_add(max_future)
@@ -663,6 +668,25 @@ mod tests {
             "reading,channel=t_in,node=r01-n1,placement=inlet_top,quantity=temperature,rack=a01,room=hall-a,row=r01,site=fra1 value=24.5 1795000000000\n"
         ), "{lines}");
         assert_eq!(out.samples[0].value, Some(24.5));
+    }
+
+    #[test]
+    fn a_reading_dated_thirty_days_ago_by_a_synced_node_is_stale_not_now() {
+        let mut n = normaliser();
+        let mut t = telemetry(
+            "r01-n1",
+            0,
+            &[Reading::ok(
+                ch("t_in"),
+                Quantity::Temperature,
+                20.0,
+                Unit::Celsius,
+            )],
+        );
+        t.timestamp_ms = Some(1_795_000_000_000 - 30 * 24 * 3600 * 1000);
+        let (verdict, lines, _) = run(&mut n, &t);
+        assert_eq!(verdict, Verdict::Stale);
+        assert_eq!(lines, "", "nothing stored, not even re-dated");
     }
 
     #[test]

@@ -12,6 +12,7 @@ use crate::config::{Config, ConfigError};
 use crate::dashboard::Dashboard;
 use crate::deadletter::DeadLetters;
 use crate::events::Metrics;
+use crate::health::{Component, Health};
 use crate::ingest::{Ingest, ObservationSender};
 use crate::inventory::Inventory;
 use crate::normalise::Normaliser;
@@ -39,9 +40,58 @@ pub enum StartError {
 }
 
 /// How long shutdown waits for the spool to drain into the database.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(4);
 /// How long shutdown waits for HTTP clients (open dashboards) to finish.
-const HTTP_GRACE: Duration = Duration::from_secs(2);
+const HTTP_GRACE: Duration = Duration::from_secs(1);
+/// Everything of a shutdown, whatever the spool, the disk or the database is doing: systemd and
+/// `docker stop` kill after 10 s, and what was committed is on disk by then anyway.
+const STOP_BUDGET: Duration = Duration::from_secs(8);
+/// The database is reported down when the spool has waited this long without a successful write.
+const DATABASE_STALL: Duration = Duration::from_secs(10);
+
+/// What `run` needs beyond a well-formed file, checked by `rackwatch check-config`: every secret
+/// readable (never shown), every certificate and key readable, the spool folder creatable and
+/// writable. One sentence per problem, naming the key.
+pub fn preflight(config: &Config) -> Vec<String> {
+    let mut problems = Vec::new();
+    if let Some(mqtt) = &config.mqtt
+        && let Err(e) = source::mqtt::options(mqtt)
+    {
+        problems.push(e.to_string());
+    }
+    if let Some(influx) = &config.influxdb
+        && let Err(e) = influx::InfluxWriter::new(influx)
+    {
+        problems.push(e.to_string());
+    }
+    if let Some(token) = &config.http.token
+        && let Err(e) = token.read("http.token")
+    {
+        problems.push(e.to_string());
+    }
+    for (key, file) in [
+        ("http.tls_cert_file", &config.http.tls_cert_file),
+        ("http.tls_key_file", &config.http.tls_key_file),
+    ] {
+        if let Some(file) = file
+            && let Err(e) = std::fs::File::open(file)
+        {
+            problems.push(format!("{key}: cannot read {}: {e}", file.display()));
+        }
+    }
+    let dir = &config.spool.dir;
+    let probe = dir.join(".rackwatch-check-config");
+    let writable = std::fs::create_dir_all(dir)
+        .and_then(|()| std::fs::write(&probe, b"probe"))
+        .and_then(|()| std::fs::remove_file(&probe));
+    if let Err(e) = writable {
+        problems.push(format!(
+            "spool.dir: the gateway cannot create or write {}: {e}",
+            dir.display()
+        ));
+    }
+    problems
+}
 
 /// Runs the gateway until `shutdown`, then stops the sources, commits, and drains what it can.
 pub async fn run(
@@ -56,11 +106,27 @@ pub async fn run(
         partition.retain_own_nodes(&mut config);
     }
     let metrics = Arc::new(Metrics::new());
+    let mut components = vec![Component::Spool];
+    for (configured, component) in [
+        (config.mqtt.is_some(), Component::Mqtt),
+        (config.influxdb.is_some(), Component::Database),
+        (config.alerts.is_some(), Component::Alerts),
+    ] {
+        if configured {
+            components.push(component);
+        }
+    }
+    let health = Health::new(Arc::clone(&metrics), &components);
     let inventory = Inventory::from_config(&config);
     let mut normaliser = Normaliser::new(config.site.clone(), inventory, config.normalise.clone());
 
     let limits = spool::Limits {
-        max_bytes: config.spool.max_mb.saturating_mul(1 << 20),
+        // The dead letters live beside the segments and count against the same budget.
+        max_bytes: (config
+            .spool
+            .max_mb
+            .saturating_sub(config.spool.dead_letter_max_mb))
+        .saturating_mul(1 << 20),
         segment_bytes: config.spool.segment_mb.saturating_mul(1 << 20),
     };
     let mut replayed = 0usize;
@@ -79,7 +145,15 @@ pub async fn run(
         "spool opened; sequence state restored from it"
     );
     let dead_letters = Arc::new(Mutex::new(
-        DeadLetters::open(&config.spool.dir.join("dead-letters.jsonl")).map_err(StartError::DeadLetters)?,
+        DeadLetters::open(
+            &config.spool.dir.join("dead-letters.jsonl"),
+            crate::deadletter::Bounds {
+                max_bytes: config.spool.dead_letter_max_mb.saturating_mul(1 << 20),
+                per_reason_per_second: config.spool.dead_letter_rate,
+            },
+            Arc::clone(&metrics),
+        )
+        .map_err(StartError::DeadLetters)?,
     ));
 
     // Everything that can fail on bad configuration is checked before any task starts.
@@ -136,6 +210,25 @@ pub async fn run(
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let committed = Arc::new(Notify::new());
 
+    // While the spool refuses, the lookout keeps the alert engine and the dashboard seeing the site.
+    let lookout = match (&mqtt, &observers) {
+        (Some((options, _)), Some(observers)) => Some(crate::lookout::Lookout {
+            options: options.clone(),
+            site: config.site.clone(),
+            normaliser: Normaliser::new(
+                config.site.clone(),
+                Inventory::from_config(&config),
+                config.normalise.clone(),
+            ),
+            partition: partition.clone(),
+            observers: observers.clone(),
+            health: Arc::clone(&health),
+            shutdown: trigger.subscribe(),
+        }),
+        _ => None,
+    };
+    let lookout_task = lookout.map(|lookout| tokio::spawn(lookout.run()));
+
     let ingest = Ingest {
         site: config.site.to_string(),
         normaliser,
@@ -147,6 +240,9 @@ pub async fn run(
         observers,
         partition: partition.clone(),
         commit_linger: Duration::from_millis(config.spool.commit_linger_ms),
+        health: Arc::clone(&health),
+        shutdown: trigger.subscribe(),
+        refusing: false,
     };
     let ingest_thread = std::thread::Builder::new()
         .name("rackwatch-ingest".into())
@@ -177,11 +273,18 @@ pub async fn run(
             Some(partition) => partition.subscriptions(&config.site, share_group.unwrap_or("rackwatch")),
             None => source::mqtt::subscriptions(&config.site, share_group),
         };
+        let (host, port) = options.broker_address();
+        let watch = source::mqtt::Watch {
+            metrics: Arc::clone(&metrics),
+            health: Arc::clone(&health),
+            broker: format!("{host}:{port}"),
+        };
         sources.spawn(source::mqtt::run(
             options,
             filters,
             incoming_tx.clone(),
             mqtt_ack_rx,
+            watch,
             trigger.subscribe(),
         ));
     }
@@ -230,14 +333,14 @@ pub async fn run(
     };
     let routes = alert_routes
         .merge(dashboard.routes())
-        .merge(command::routes(commander, &config)?)
-        .merge(sink_status.routes());
+        .merge(command::routes(commander, &config)?);
     let http_task = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {
             let listener = http::TlsListener::new(listener, cert, key)?;
             tokio::spawn(http::serve(
                 listener,
                 Arc::clone(&metrics),
+                Arc::clone(&health),
                 routes,
                 trigger.subscribe(),
             ))
@@ -245,31 +348,159 @@ pub async fn run(
         _ => tokio::spawn(http::serve(
             listener,
             Arc::clone(&metrics),
+            Arc::clone(&health),
             routes,
             trigger.subscribe(),
         )),
     };
+    let judge = tokio::spawn(judge_health(
+        Arc::clone(&metrics),
+        Arc::clone(&health),
+        Arc::clone(&sink_status),
+        alert_tasks
+            .iter()
+            .map(tokio::task::JoinHandle::abort_handle)
+            .collect(),
+        trigger.subscribe(),
+    ));
 
     let mut shutdown: Shutdown = trigger.subscribe();
     shutdown.recv().await;
     tracing::info!("shutting down: stopping sources, committing the spool, draining it");
-    while sources.join_next().await.is_some() {}
-    // Sources are gone, so the ingest thread sees its channel close, commits and ends.
-    let _ = tokio::task::spawn_blocking(move || ingest_thread.join()).await;
-    let _ = ack_router.await;
+    let stop_by = tokio::time::Instant::now() + STOP_BUDGET;
+    // Each step waits at most until the budget is spent; what is left then is abandoned: committed
+    // data is on disk and what was not committed was not acknowledged.
+    let joined = tokio::time::timeout_at(stop_by, async { while sources.join_next().await.is_some() {} });
+    if joined.await.is_err() {
+        sources.abort_all();
+    }
+    // Sources are gone, so the ingest thread sees its channel close, commits and ends (or, with the
+    // spool refusing, ends without acknowledging).
+    let ingest_done = tokio::task::spawn_blocking(move || ingest_thread.join());
+    if tokio::time::timeout_at(stop_by, ingest_done).await.is_err() {
+        tracing::warn!("ingest did not finish in time; its uncommitted messages were not acknowledged");
+    }
+    let _ = tokio::time::timeout_at(stop_by, ack_router).await;
     committed.notify_one();
     if let Some(sink) = sink {
-        let _ = sink.await;
+        let abort = sink.abort_handle();
+        if tokio::time::timeout_at(stop_by, sink).await.is_err() {
+            abort.abort();
+            tracing::warn!(
+                "shutdown budget spent with the spool not drained; it is written after the restart"
+            );
+        }
     }
     // Graceful shutdown waits for open connections, and a dashboard's event stream never ends by
     // itself: give clients a moment, then leave them.
-    if tokio::time::timeout(HTTP_GRACE, http_task).await.is_err() {
+    let http_by = (tokio::time::Instant::now() + HTTP_GRACE).min(stop_by + HTTP_GRACE);
+    if tokio::time::timeout_at(http_by, http_task).await.is_err() {
         tracing::info!("HTTP clients still connected at shutdown were dropped");
     }
-    for task in alert_tasks {
-        let _ = task.await;
+    judge.abort();
+    if let Some(task) = lookout_task {
+        task.abort();
     }
-    let _ = dashboard_task.await;
+    for task in alert_tasks {
+        let abort = task.abort_handle();
+        if tokio::time::timeout_at(http_by, task).await.is_err() {
+            abort.abort();
+        }
+    }
+    let _ = tokio::time::timeout_at(http_by, dashboard_task).await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// Judges the components no stage reports itself, once a second: the database from what the sink
+/// already exposes (points written, bytes waiting), the alert engine from its tasks still running.
+async fn judge_health(
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    sink: Arc<influx::SinkStatus>,
+    alert_tasks: Vec<tokio::task::AbortHandle>,
+    mut shutdown: Shutdown,
+) {
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    let mut written = metrics.points_written.get();
+    let mut progress_at = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.recv() => return,
+        }
+        let now_written = metrics.points_written.get();
+        let waiting = metrics.spool_pending_bytes.get();
+        if now_written != written || waiting == 0 {
+            written = now_written;
+            progress_at = tokio::time::Instant::now();
+        }
+        let stalled = progress_at.elapsed();
+        health.set(
+            Component::Database,
+            // A refusal only an operator can end (credentials, a missing database) says so at once;
+            // otherwise the database is down when writes have stalled for long.
+            if let Some(problem) = sink.problem() {
+                Err(format!(
+                    "refusing writes ({problem}); readings are kept in the spool"
+                ))
+            } else if stalled < DATABASE_STALL {
+                Ok(())
+            } else {
+                Err(format!(
+                    "no successful write for {} s with {waiting} bytes waiting in the spool",
+                    stalled.as_secs()
+                ))
+            },
+        );
+        if !alert_tasks.is_empty() {
+            let stopped = alert_tasks.iter().filter(|t| t.is_finished()).count();
+            health.set(
+                Component::Alerts,
+                if stopped == 0 {
+                    Ok(())
+                } else {
+                    Err(format!("{stopped} alert engine task(s) stopped"))
+                },
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn preflight_names_a_missing_secret_and_a_spool_folder_that_cannot_be_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("a-file");
+        std::fs::write(&blocker, b"x").unwrap();
+        let text = format!(
+            "site = \"fra1\"\n[mqtt]\nurl = \"mqtt://127.0.0.1:1883\"\nusername = \"gw\"\n\
+             password = {{ env = \"RACKWATCH_TEST_PREFLIGHT_UNSET\" }}\n[spool]\ndir = \"{}\"\n",
+            blocker.join("spool").display()
+        );
+        let config = Config::parse(&text).unwrap();
+        let problems = preflight(&config);
+        assert_eq!(problems.len(), 2, "{problems:?}");
+        assert_eq!(
+            problems[0],
+            "mqtt.password: environment variable RACKWATCH_TEST_PREFLIGHT_UNSET is not set"
+        );
+        assert!(
+            problems[1].starts_with("spool.dir: the gateway cannot create or write"),
+            "{problems:?}"
+        );
+
+        let fine = text.replace(
+            &blocker.join("spool").display().to_string(),
+            &dir.path().join("spool").display().to_string(),
+        );
+        let fine = fine.replace(
+            "username = \"gw\"\npassword = { env = \"RACKWATCH_TEST_PREFLIGHT_UNSET\" }\n",
+            "",
+        );
+        assert_eq!(preflight(&Config::parse(&fine).unwrap()), Vec::<String>::new());
+    }
 }

@@ -10,31 +10,43 @@
 //!         | 0x02 | lines                      (derived points, no sequence mark)
 //! ```
 //!
-//! - Appends are buffered and made durable by [`SpoolWriter::commit`] (one `fdatasync` for many
-//!   messages: group commit). Only then are the messages acknowledged to the broker.
-//! - A crash can leave a torn record at the end of the last segment; [`open`] truncates it. Those
-//!   messages were never acknowledged, so the broker delivers them again.
+//! - Appends are kept in memory and made durable by [`SpoolWriter::commit`] (one positioned write
+//!   and one `fdatasync` for many messages: group commit). Only then are the messages acknowledged
+//!   to the broker.
+//! - A commit writes at the segment's committed length, never "at the end": a failed or partial
+//!   write (ENOSPC halfway through a record) is cut off again (`set_len`), the file reopened, and the
+//!   same bytes written again at the same place on the next try. So a torn record can only ever be
+//!   the tail of the last segment, left by a crash; [`open`] truncates it. Those messages were never
+//!   acknowledged, so the broker delivers them again.
+//! - A record that does not parse in the middle of a segment (the disk lied) is skipped by scanning
+//!   for the next record whose CRC holds: it never costs the records after it.
 //! - The cursor is written after each successful database write (rename, no fsync): after a crash
 //!   it may lag, and the points after it are written again with the same timestamps, which InfluxDB
 //!   stores once.
-//! - When full (`spool.max_mb`), appends fail with [`SpoolError::Full`]: the pipeline then stops
-//!   acknowledging, so the broker keeps the messages, until the writer has drained space. Nothing
-//!   accepted is dropped.
+//! - When full (`spool.max_mb`, or the disk itself: ENOSPC, EDQUOT), appends or commits fail with
+//!   [`SpoolError::Full`] / [`SpoolError::DiskFull`]: the pipeline then stops acknowledging, so the
+//!   broker keeps the messages, until the writer has drained space. A fully drained active segment is
+//!   sealed and a new one started, so the drained file is deleted and the disk frees itself.
+//! - The folder is watched at every commit: removed, replaced by another folder, or without write
+//!   permission, the commit fails with [`SpoolError::Folder`] and nothing is acknowledged. The
+//!   writer and the reader hold every segment open, so what was committed is still drained; when the
+//!   folder can be (re)created, every segment not yet drained is written into it again ("rehomed"),
+//!   so a restart finds everything that was acknowledged.
 
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
-use std::io::{BufWriter, Write};
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::normalise::SequenceMark;
 
-const HEADER: usize = 8;
-const KIND_TELEMETRY: u8 = 1;
-const KIND_DERIVED: u8 = 2;
-/// A record longer than this is corruption, not data (a message is at most a few KiB of lines).
-const MAX_RECORD: u32 = 1024 * 1024;
+mod folder;
+mod record;
+use folder::FolderIdentity;
+pub use record::Record;
+use record::{HEADER, KIND_DERIVED, KIND_TELEMETRY, MAX_RECORD, parse_at, resync, scan};
+
 /// The reader reads segments in windows of this size; a record always fits in one.
 const READ_WINDOW: u64 = 4 * 1024 * 1024;
 
@@ -42,8 +54,27 @@ const READ_WINDOW: u64 = 4 * 1024 * 1024;
 pub enum SpoolError {
     #[error("spool is full ({bytes} bytes of {max}); waiting for the database writer to drain it")]
     Full { bytes: u64, max: u64 },
+    #[error("the disk under the spool is full ({0}); waiting for the database writer to drain it")]
+    DiskFull(std::io::Error),
+    #[error("spool folder {path}: {detail}")]
+    Folder { path: String, detail: String },
     #[error("spool I/O: {0}")]
     Io(#[from] std::io::Error),
+}
+
+impl SpoolError {
+    /// ENOSPC and EDQUOT mean "full", like `spool.max_mb`: wait for the drain, count it as full.
+    fn from_write(error: std::io::Error) -> Self {
+        match error.raw_os_error() {
+            Some(nix::libc::ENOSPC | nix::libc::EDQUOT) => SpoolError::DiskFull(error),
+            _ => SpoolError::Io(error),
+        }
+    }
+
+    /// True when the spool refuses for lack of space (its limit or the disk's).
+    pub fn is_full(&self) -> bool {
+        matches!(self, SpoolError::Full { .. } | SpoolError::DiskFull(_))
+    }
 }
 
 /// Size limits of a spool.
@@ -53,18 +84,22 @@ pub struct Limits {
     pub segment_bytes: u64,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 struct Segment {
     id: u64,
     /// Bytes made durable; the reader never reads past this.
     committed: u64,
-    /// Bytes written (committed or not).
+    /// Bytes appended (committed or not).
     written: u64,
+    /// Held open by the spool so a removed folder can still be drained and rehomed.
+    file: Arc<File>,
 }
 
 #[derive(Debug)]
 struct Index {
     segments: VecDeque<Segment>,
+    /// How far the database writer has drained (the reader's cursor).
+    drained: Position,
 }
 
 impl Index {
@@ -83,11 +118,14 @@ fn segment_path(dir: &Path, id: u64) -> PathBuf {
     dir.join(format!("{id:020}.seg"))
 }
 
-/// A record read back from the spool.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record<'a> {
-    pub mark: Option<(&'a str, SequenceMark)>,
-    pub lines: &'a [u8],
+fn open_segment(dir: &Path, id: u64) -> std::io::Result<Arc<File>> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(segment_path(dir, id))
+        .map(Arc::new)
 }
 
 /// Where the reader is: segment id and byte offset in it.
@@ -101,12 +139,23 @@ pub struct Position {
 #[derive(Debug)]
 pub struct SpoolWriter {
     dir: PathBuf,
-    file: BufWriter<File>,
+    home: FolderIdentity,
     segment: u64,
-    written: u64,
+    file: Arc<File>,
+    /// Durable length of the active segment: every commit writes here.
+    committed: u64,
+    /// Appended records not yet committed, encoded; kept until a commit succeeds.
+    pending: Vec<u8>,
+    /// A write or sync failed: the file is cut back and reopened before the next one.
+    failed: bool,
+    /// The last commit found the disk full: release the active segment as soon as it is drained.
+    short_of_space: bool,
     limits: Limits,
     index: Arc<Mutex<Index>>,
     scratch: Vec<u8>,
+    /// Tests: the next commit writes this many bytes, then fails as a full disk does.
+    #[cfg(test)]
+    disk_full_after: Option<usize>,
 }
 
 /// Reads committed records in order and deletes what the database has taken.
@@ -137,69 +186,70 @@ pub fn open(
         offset: 0,
     });
     let mut segments = VecDeque::new();
-    let last = ids.last().copied();
     for id in ids {
         if id < cursor.segment {
             // Fully drained before the crash but not yet deleted.
             std::fs::remove_file(segment_path(dir, id))?;
             continue;
         }
-        let path = segment_path(dir, id);
-        let data = std::fs::read(&path)?;
-        let valid = scan(&data, &mut replay);
-        if valid < data.len() {
-            let torn = data.len() - valid;
-            if Some(id) == last {
-                tracing::warn!(
-                    segment = id,
-                    bytes = torn,
-                    "spool: truncating a torn record left by a crash"
-                );
-            } else {
-                tracing::error!(
-                    segment = id,
-                    bytes = torn,
-                    "spool: corrupt bytes in a sealed segment are skipped"
-                );
-            }
-            OpenOptions::new()
-                .write(true)
-                .open(&path)?
-                .set_len(valid as u64)?;
+        let file = open_segment(dir, id)?;
+        let data = std::fs::read(segment_path(dir, id))?;
+        let scanned = scan(&data, &mut replay);
+        if scanned.skipped > 0 {
+            tracing::error!(
+                segment = id,
+                bytes = scanned.skipped,
+                "spool: unreadable bytes between valid records are skipped; the records after them are kept"
+            );
         }
-        let len = valid as u64;
+        if scanned.valid < data.len() {
+            tracing::warn!(
+                segment = id,
+                bytes = data.len() - scanned.valid,
+                "spool: truncating a torn record left by a crash (never acknowledged)"
+            );
+            file.set_len(scanned.valid as u64)?;
+        }
+        let len = scanned.valid as u64;
         segments.push_back(Segment {
             id,
             committed: len,
             written: len,
+            file,
         });
     }
     let active = match segments.back() {
-        Some(s) => *s,
+        Some(s) => s.clone(),
         None => {
             let s = Segment {
                 id: cursor.segment.max(1),
                 committed: 0,
                 written: 0,
+                file: open_segment(dir, cursor.segment.max(1))?,
             };
-            segments.push_back(s);
+            segments.push_back(s.clone());
             s
         }
     };
-    let file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(segment_path(dir, active.id))?;
     sync_dir(dir)?;
-    let index = Arc::new(Mutex::new(Index { segments }));
+    let index = Arc::new(Mutex::new(Index {
+        segments,
+        drained: cursor,
+    }));
     let writer = SpoolWriter {
         dir: dir.to_owned(),
-        file: BufWriter::with_capacity(1 << 20, file),
+        home: FolderIdentity::of(dir)?,
         segment: active.id,
-        written: active.written,
+        file: active.file,
+        committed: active.committed,
+        pending: Vec::with_capacity(1 << 20),
+        failed: false,
+        short_of_space: false,
         limits,
         index: Arc::clone(&index),
         scratch: Vec::new(),
+        #[cfg(test)]
+        disk_full_after: None,
     };
     let reader = SpoolReader {
         dir: dir.to_owned(),
@@ -208,51 +258,6 @@ pub fn open(
         buffer: Vec::new(),
     };
     Ok((writer, reader))
-}
-
-/// Calls `f` for each valid record of `data`; returns the length of the valid prefix.
-fn scan(data: &[u8], f: &mut impl FnMut(Record<'_>)) -> usize {
-    let mut offset = 0;
-    while let Some((record, next)) = parse_at(data, offset) {
-        f(record);
-        offset = next;
-    }
-    offset
-}
-
-/// Parses the record at `offset`; `None` at the end or at a torn or corrupt record.
-fn parse_at(data: &[u8], offset: usize) -> Option<(Record<'_>, usize)> {
-    let header = data.get(offset..offset + HEADER)?;
-    let len = u32::from_le_bytes(header.get(..4)?.try_into().ok()?);
-    let crc = u32::from_le_bytes(header.get(4..8)?.try_into().ok()?);
-    if len == 0 || len > MAX_RECORD {
-        return None;
-    }
-    let end = offset + HEADER + len as usize;
-    let payload = data.get(offset + HEADER..end)?;
-    if crc32fast::hash(payload) != crc {
-        return None;
-    }
-    Some((decode_payload(payload)?, end))
-}
-
-fn decode_payload(payload: &[u8]) -> Option<Record<'_>> {
-    match payload.split_first()? {
-        (&KIND_DERIVED, lines) => Some(Record { mark: None, lines }),
-        (&KIND_TELEMETRY, rest) => {
-            let (&node_len, rest) = rest.split_first()?;
-            let node = std::str::from_utf8(rest.get(..node_len as usize)?).ok()?;
-            let rest = rest.get(node_len as usize..)?;
-            let boot = u32::from_le_bytes(rest.get(0..4)?.try_into().ok()?);
-            let seq = u32::from_le_bytes(rest.get(4..8)?.try_into().ok()?);
-            let anchor_ms = i64::from_le_bytes(rest.get(8..16)?.try_into().ok()?);
-            Some(Record {
-                mark: Some((node, SequenceMark { boot, seq, anchor_ms })),
-                lines: rest.get(16..)?,
-            })
-        }
-        _ => None,
-    }
 }
 
 fn read_cursor(dir: &Path) -> Option<Position> {
@@ -264,12 +269,18 @@ fn read_cursor(dir: &Path) -> Option<Position> {
     })
 }
 
+fn write_cursor(dir: &Path, to: Position) -> std::io::Result<()> {
+    let tmp = dir.join("cursor.tmp");
+    std::fs::write(&tmp, format!("{} {}\n", to.segment, to.offset))?;
+    std::fs::rename(&tmp, dir.join("cursor"))
+}
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
 
 impl SpoolWriter {
-    /// Buffers one record. Durable only after [`Self::commit`].
+    /// Takes one record. Durable only after [`Self::commit`].
     pub fn append(&mut self, mark: Option<(&str, SequenceMark)>, lines: &[u8]) -> Result<(), SpoolError> {
         self.scratch.clear();
         match mark {
@@ -300,47 +311,137 @@ impl SpoolWriter {
                 max: self.limits.max_bytes,
             });
         }
-        if self.written > 0 && self.written + size > self.limits.segment_bytes {
+        if self.written() > 0 && self.written() + size > self.limits.segment_bytes {
             self.rotate()?;
         }
-        self.file.write_all(&len.to_le_bytes())?;
-        self.file
-            .write_all(&crc32fast::hash(&self.scratch).to_le_bytes())?;
-        self.file.write_all(&self.scratch)?;
-        self.written += size;
+        self.pending.extend_from_slice(&len.to_le_bytes());
+        self.pending
+            .extend_from_slice(&crc32fast::hash(&self.scratch).to_le_bytes());
+        self.pending.extend_from_slice(&self.scratch);
+        let written = self.written();
         if let Some(s) = lock(&self.index).segments.back_mut() {
-            s.written = self.written;
+            s.written = written;
         }
         Ok(())
     }
 
-    /// Makes every appended record durable (flush + fdatasync) and visible to the reader.
+    fn written(&self) -> u64 {
+        self.committed + self.pending.len() as u64
+    }
+
+    /// Makes every appended record durable (one positioned write + fdatasync) and visible to the
+    /// reader. On failure nothing of it counts: the bytes are cut off again and written anew, at the
+    /// same place, by the next call.
     pub fn commit(&mut self) -> Result<(), SpoolError> {
-        self.file.flush()?;
-        self.file.get_ref().sync_data()?;
+        self.watch_folder()?;
+        if self.failed {
+            self.recover()?;
+        }
+        if self.short_of_space {
+            self.release_drained()?;
+        }
+        if self.pending.is_empty() {
+            return Ok(());
+        }
+        let written = self.write_pending();
+        if let Err(e) = written {
+            self.failed = true;
+            // Best effort now; `recover` does it again before the next write.
+            let _ = self.file.set_len(self.committed);
+            let error = SpoolError::from_write(e);
+            self.short_of_space = error.is_full();
+            return Err(error);
+        }
+        self.short_of_space = false;
+        if self.file.metadata()?.nlink() == 0 {
+            // Durable, but in a file no longer in the folder: a restart would not find it.
+            self.failed = true;
+            return Err(self.folder_error("a segment file was deleted"));
+        }
+        self.committed += self.pending.len() as u64;
+        self.pending.clear();
+        let committed = self.committed;
         if let Some(s) = lock(&self.index).segments.back_mut() {
-            s.committed = self.written;
+            s.committed = committed;
         }
         Ok(())
+    }
+
+    #[cfg(not(test))]
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        self.file.write_all_at(&self.pending, self.committed)?;
+        self.file.sync_data()
+    }
+
+    #[cfg(test)]
+    fn write_pending(&mut self) -> std::io::Result<()> {
+        if let Some(bytes) = self.disk_full_after.take() {
+            let part = self.pending.get(..bytes).unwrap_or(&self.pending);
+            self.file.write_all_at(part, self.committed)?;
+            return Err(std::io::Error::from_raw_os_error(nix::libc::ENOSPC));
+        }
+        self.file.write_all_at(&self.pending, self.committed)?;
+        self.file.sync_data()
+    }
+
+    /// Cuts the active segment back to what was committed and reopens it: a writer whose write
+    /// failed is never reused.
+    fn recover(&mut self) -> Result<(), SpoolError> {
+        let file = open_segment(&self.dir, self.segment)?;
+        file.set_len(self.committed).map_err(SpoolError::from_write)?;
+        if let Some(s) = lock(&self.index).segments.back_mut() {
+            s.file = Arc::clone(&file);
+        }
+        self.file = file;
+        self.failed = false;
+        Ok(())
+    }
+
+    /// When the database has taken everything of the active segment, starts a new one, so the
+    /// drained file can be deleted: with a single segment the disk would otherwise never free.
+    /// Called when the disk is short of space and when ingest is idle; a busy spool rotates at
+    /// `segment_mb` anyway, and sealing on every commit would make a file per commit.
+    pub fn release_drained(&mut self) -> Result<(), SpoolError> {
+        let drained = lock(&self.index).drained;
+        let all_taken = drained
+            == Position {
+                segment: self.segment,
+                offset: self.committed,
+            };
+        if self.committed == 0 || !all_taken {
+            return Ok(());
+        }
+        self.start_segment()
     }
 
     fn rotate(&mut self) -> Result<(), SpoolError> {
         self.commit()?;
+        self.start_segment()
+    }
+
+    /// Seals the active segment at its committed length and opens the next; what is pending moves
+    /// with the writer into the new one.
+    fn start_segment(&mut self) -> Result<(), SpoolError> {
         let next = self.segment + 1;
-        let file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(segment_path(&self.dir, next))?;
+        let file = open_segment(&self.dir, next)?;
+        file.set_len(0).map_err(SpoolError::from_write)?;
         // The new file's directory entry must be durable before records in it are acknowledged.
         sync_dir(&self.dir)?;
-        self.file = BufWriter::with_capacity(1 << 20, file);
-        self.segment = next;
-        self.written = 0;
-        lock(&self.index).segments.push_back(Segment {
+        let pending = self.pending.len() as u64;
+        let mut index = lock(&self.index);
+        if let Some(s) = index.segments.back_mut() {
+            s.written = s.committed;
+        }
+        index.segments.push_back(Segment {
             id: next,
             committed: 0,
-            written: 0,
+            written: pending,
+            file: Arc::clone(&file),
         });
+        drop(index);
+        self.file = file;
+        self.segment = next;
+        self.committed = 0;
         Ok(())
     }
 
@@ -364,7 +465,7 @@ impl SpoolReader {
     pub fn read(&mut self, batch: &mut Batch, max_lines: usize) -> Result<(), SpoolError> {
         let mut position = batch.end.unwrap_or(self.cursor);
         loop {
-            let segments: Vec<Segment> = lock(&self.index).segments.iter().copied().collect();
+            let segments: Vec<Segment> = lock(&self.index).segments.iter().cloned().collect();
             let Some(segment) = segments.iter().find(|s| s.id >= position.segment) else {
                 return Ok(());
             };
@@ -392,8 +493,7 @@ impl SpoolReader {
                 .unwrap_or(usize::MAX)
                 .min(READ_WINDOW as usize);
             self.buffer.resize(want, 0);
-            let file = File::open(segment_path(&self.dir, segment.id))?;
-            file.read_exact_at(&mut self.buffer, position.offset)?;
+            segment.file.read_exact_at(&mut self.buffer, position.offset)?;
             let mut offset = 0;
             while let Some((record, next)) = parse_at(&self.buffer, offset) {
                 batch.body.extend_from_slice(record.lines);
@@ -404,17 +504,20 @@ impl SpoolReader {
                 }
             }
             if offset == 0 {
-                // A committed record that does not parse: the disk lied. Skip the rest of the segment
-                // rather than stall forever; the loss is logged loudly.
+                // A committed record that does not parse: the disk lied. Step over the damage to
+                // the next valid record; never drop the records after it.
+                let skip = resync(&self.buffer, 0).unwrap_or(if want < READ_WINDOW as usize {
+                    want
+                } else {
+                    want - HEADER - MAX_RECORD as usize
+                });
                 tracing::error!(
                     segment = segment.id,
                     offset = position.offset,
-                    "spool: unreadable committed record, skipping to the next segment"
+                    bytes = skip,
+                    "spool: unreadable committed bytes skipped up to the next valid record"
                 );
-                position = Position {
-                    segment: segment.id,
-                    offset: segment.committed,
-                };
+                position.offset += skip as u64;
                 batch.end = Some(position);
                 continue;
             }
@@ -429,11 +532,9 @@ impl SpoolReader {
     /// Records that everything before `to` is in the database, and deletes drained segments.
     pub fn advance(&mut self, to: Position) -> Result<(), SpoolError> {
         self.cursor = to;
-        let tmp = self.dir.join("cursor.tmp");
-        std::fs::write(&tmp, format!("{} {}\n", to.segment, to.offset))?;
-        std::fs::rename(&tmp, self.dir.join("cursor"))?;
         let drained: Vec<u64> = {
             let mut index = lock(&self.index);
+            index.drained = to;
             let mut drained = Vec::new();
             while index.segments.len() > 1 && index.segments.front().is_some_and(|s| s.id < to.segment) {
                 if let Some(s) = index.segments.pop_front() {
@@ -442,9 +543,16 @@ impl SpoolReader {
             }
             drained
         };
+        // Deleted before the cursor is written: on a full disk the cursor can only be written once
+        // space is freed. A crash in between leaves a cursor in a deleted segment, which `open`
+        // reads as "from the start of the next one".
         for id in drained {
-            std::fs::remove_file(segment_path(&self.dir, id))?;
+            match std::fs::remove_file(segment_path(&self.dir, id)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e.into()),
+                _ => {}
+            }
         }
+        write_cursor(&self.dir, to)?;
         Ok(())
     }
 
@@ -467,146 +575,4 @@ impl SpoolReader {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    const LIMITS: Limits = Limits {
-        max_bytes: 1 << 20,
-        segment_bytes: 4096,
-    };
-
-    fn mark(seq: u32) -> SequenceMark {
-        SequenceMark {
-            boot: 9,
-            seq,
-            anchor_ms: 1_000,
-        }
-    }
-
-    fn read_all(reader: &mut SpoolReader) -> Batch {
-        let mut batch = Batch::default();
-        reader.read(&mut batch, usize::MAX).unwrap();
-        batch
-    }
-
-    #[test]
-    fn committed_records_are_read_back_in_order_across_segments() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut writer, mut reader) = open(dir.path(), LIMITS, |_| {}).unwrap();
-        for i in 0..5 {
-            writer
-                .append(Some(("n1", mark(i))), format!("m v={i} {i}\n").as_bytes())
-                .unwrap();
-        }
-        assert_eq!(
-            read_all(&mut reader).lines,
-            0,
-            "uncommitted records are invisible"
-        );
-        for i in 5..200 {
-            writer
-                .append(Some(("n1", mark(i))), format!("m v={i} {i}\n").as_bytes())
-                .unwrap();
-        }
-        writer.commit().unwrap();
-        let batch = read_all(&mut reader);
-        assert_eq!(batch.lines, 200);
-        let text = String::from_utf8(batch.body).unwrap();
-        assert!(text.starts_with("m v=0 0\nm v=1 1\n") && text.ends_with("m v=199 199\n"));
-        assert!(
-            std::fs::read_dir(dir.path()).unwrap().count() >= 2,
-            "rotated into several segments"
-        );
-    }
-
-    #[test]
-    fn advance_deletes_drained_segments_and_survives_reopen() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut writer, mut reader) = open(dir.path(), LIMITS, |_| {}).unwrap();
-        for i in 0..200 {
-            writer.append(None, format!("m v={i} {i}\n").as_bytes()).unwrap();
-        }
-        writer.commit().unwrap();
-        let mut first = Batch::default();
-        reader.read(&mut first, 150).unwrap();
-        assert_eq!(first.lines, 150);
-        reader.advance(first.end.unwrap()).unwrap();
-        drop((writer, reader));
-
-        let (_, mut reader) = open(dir.path(), LIMITS, |_| {}).unwrap();
-        let rest = read_all(&mut reader);
-        assert_eq!(rest.lines, 50);
-        assert!(String::from_utf8(rest.body).unwrap().starts_with("m v=150 150\n"));
-    }
-
-    #[test]
-    fn torn_tail_is_truncated_and_the_rest_replayed() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut writer, _) = open(
-            dir.path(),
-            Limits {
-                max_bytes: 1 << 20,
-                segment_bytes: 1 << 20,
-            },
-            |_| {},
-        )
-        .unwrap();
-        for i in 0..10 {
-            writer.append(Some(("n1", mark(i))), b"m v=1 1\n").unwrap();
-        }
-        writer.commit().unwrap();
-        drop(writer);
-        // A crash in the middle of the eleventh append.
-        let path = segment_path(dir.path(), 1);
-        let mut file = OpenOptions::new().append(true).open(&path).unwrap();
-        file.write_all(&[40, 0, 0, 0, 1, 2, 3, 4, 1, 2]).unwrap();
-        drop(file);
-
-        let mut marks = Vec::new();
-        let (mut writer, mut reader) =
-            open(dir.path(), LIMITS, |r| marks.push(r.mark.unwrap().1.seq)).unwrap();
-        assert_eq!(marks, (0..10).collect::<Vec<_>>());
-        writer.append(Some(("n1", mark(10))), b"m v=2 2\n").unwrap();
-        writer.commit().unwrap();
-        assert_eq!(read_all(&mut reader).lines, 11);
-    }
-
-    #[test]
-    fn a_flipped_bit_ends_the_valid_prefix() {
-        let dir = tempfile::tempdir().unwrap();
-        let (mut writer, _) = open(dir.path(), LIMITS, |_| {}).unwrap();
-        writer.append(None, b"a v=1 1\n").unwrap();
-        writer.append(None, b"b v=1 1\n").unwrap();
-        writer.commit().unwrap();
-        drop(writer);
-        let path = segment_path(dir.path(), 1);
-        let mut data = std::fs::read(&path).unwrap();
-        let last = data.len() - 3;
-        data[last] ^= 1;
-        std::fs::write(&path, data).unwrap();
-        let (_, mut reader) = open(dir.path(), LIMITS, |_| {}).unwrap();
-        assert_eq!(read_all(&mut reader).body, b"a v=1 1\n");
-    }
-
-    #[test]
-    fn full_spool_refuses_appends_until_drained() {
-        let dir = tempfile::tempdir().unwrap();
-        let limits = Limits {
-            max_bytes: 3000,
-            segment_bytes: 1000,
-        };
-        let (mut writer, mut reader) = open(dir.path(), limits, |_| {}).unwrap();
-        let line = [b'x'; 200];
-        let mut appended = 0;
-        while writer.append(None, &line).is_ok() {
-            appended += 1;
-        }
-        assert!(matches!(writer.append(None, &line), Err(SpoolError::Full { .. })));
-        writer.commit().unwrap();
-        let mut batch = Batch::default();
-        reader.read(&mut batch, usize::MAX).unwrap();
-        reader.advance(batch.end.unwrap()).unwrap();
-        writer.append(None, &line).unwrap();
-        assert!(appended >= 10);
-    }
-}
+mod tests;

@@ -222,7 +222,19 @@ pub async fn settle_and_compare(
     published: &[Published],
     timeout: Duration,
 ) -> Comparison {
-    let selector = format!("{{__name__=\"reading_value\",site=\"{site}\"}}");
+    settle_and_compare_nodes(db, site, ".+", published, timeout).await
+}
+
+/// [`settle_and_compare`] for the nodes whose id matches the regular expression `nodes` only, when
+/// other nodes publish on the site too.
+pub async fn settle_and_compare_nodes(
+    db: &VictoriaMetrics,
+    site: &str,
+    nodes: &str,
+    published: &[Published],
+    timeout: Duration,
+) -> Comparison {
+    let selector = format!("{{__name__=\"reading_value\",site=\"{site}\",node=~\"{nodes}\"}}");
     let expected = published.len();
     let series = db
         .export_until(&selector, timeout, |s| {
@@ -230,4 +242,43 @@ pub async fn settle_and_compare(
         })
         .await;
     compare(&series, published)
+}
+
+/// Fails with the numbers and the gateway's log when the database differs from the ledger.
+pub async fn assert_exact(db: &VictoriaMetrics, gateway: &crate::Gateway, site: &str, ledger: &Ledger) {
+    assert_exact_nodes(db, gateway, site, ".+", ledger).await;
+}
+
+/// [`assert_exact`] for the nodes whose id matches `nodes` (a regular expression).
+pub async fn assert_exact_nodes(
+    db: &VictoriaMetrics,
+    gateway: &crate::Gateway,
+    site: &str,
+    nodes: &str,
+    ledger: &Ledger,
+) {
+    let published = ledger.snapshot();
+    assert!(!published.is_empty());
+    let comparison = settle_and_compare_nodes(db, site, nodes, &published, Duration::from_secs(90)).await;
+    if !comparison.is_exact() {
+        let log = gateway.log();
+        let tail: String = log
+            .lines()
+            .rev()
+            .take(40)
+            .collect::<Vec<_>>()
+            .into_iter()
+            .rev()
+            .collect::<Vec<_>>()
+            .join("\n");
+        panic!(
+            "published {}, stored {}, missing {} (first: {:?}), extra {}, wrong values {:?}\ngateway log tail:\n{tail}",
+            comparison.published,
+            comparison.stored,
+            comparison.missing.len(),
+            comparison.missing.first(),
+            comparison.extra,
+            comparison.wrong_value.first()
+        );
+    }
 }

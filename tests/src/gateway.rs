@@ -33,6 +33,10 @@ pub struct GatewaySettings {
     pub batch_max_age_ms: u64,
     /// Environment variables for the gateway process (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
+    /// The spool folder (default: `spool` in the gateway's folder), e.g. on a [`crate::Tmpfs`].
+    pub spool_dir: Option<PathBuf>,
+    /// Extra keys of the `[spool]` table (e.g. `dead_letter_max_mb = 1`).
+    pub spool_extra: String,
 }
 
 impl GatewaySettings {
@@ -49,6 +53,8 @@ impl GatewaySettings {
             tls: None,
             batch_max_age_ms: 200,
             env: Vec::new(),
+            spool_dir: None,
+            spool_extra: String::new(),
         }
     }
 }
@@ -58,22 +64,32 @@ impl GatewaySettings {
 pub struct Gateway {
     service: Service,
     dir: TempDir,
+    spool: PathBuf,
 }
 
 fn healthy(port: u16) -> bool {
     http_get(port, "/health").is_some_and(|body| body.starts_with("ok"))
 }
 
-/// A minimal blocking HTTP GET for the harness's own polling; returns the body of a 200. Reads
-/// `Content-Length` bytes (some servers keep the connection open despite `Connection: close`).
+/// A minimal blocking HTTP GET for the harness's own polling; returns the body of a 200.
 pub fn http_get(port: u16, path: &str) -> Option<String> {
+    let (status, _, body) = http_response(port, path, &[])?;
+    (status == 200).then_some(body)
+}
+
+/// A minimal blocking HTTP GET with extra header lines (`Accept: ...`): the status, the response
+/// head and the body. Reads `Content-Length` bytes (some servers keep the connection open despite
+/// `Connection: close`).
+pub fn http_response(port: u16, path: &str, headers: &[&str]) -> Option<(u16, String, String)> {
     let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
     stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
-    write!(
-        stream,
-        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
+    let mut request = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n");
+    for header in headers {
+        request.push_str(header);
+        request.push_str("\r\n");
+    }
+    request.push_str("\r\n");
+    stream.write_all(request.as_bytes()).ok()?;
     let mut received = Vec::new();
     let mut chunk = [0u8; 16 * 1024];
     let header_end = loop {
@@ -107,7 +123,8 @@ pub fn http_get(port: u16, path: &str) -> Option<String> {
         }
     }
     let body = String::from_utf8_lossy(&received[header_end..]).to_string();
-    (head.starts_with("HTTP/1.1 200") || head.starts_with("HTTP/1.0 200")).then_some(body)
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head, body))
 }
 
 impl Gateway {
@@ -120,7 +137,17 @@ impl Gateway {
         let http_port = free_port();
         let mut toml = String::new();
         writeln!(toml, "site = \"{}\"", settings.site).unwrap();
-        writeln!(toml, "[spool]\ndir = \"{}\"", dir.path().join("spool").display()).unwrap();
+        let spool = settings
+            .spool_dir
+            .clone()
+            .unwrap_or_else(|| dir.path().join("spool"));
+        writeln!(
+            toml,
+            "[spool]\ndir = \"{}\"\n{}",
+            spool.display(),
+            settings.spool_extra
+        )
+        .unwrap();
         writeln!(
             toml,
             "[http]\nlisten = \"127.0.0.1:{http_port}\"\n{}",
@@ -172,7 +199,43 @@ impl Gateway {
             http_port,
             ready,
         );
-        Gateway { service, dir }
+        Gateway { service, dir, spool }
+    }
+
+    /// The spool folder.
+    pub fn spool_dir(&self) -> &Path {
+        &self.spool
+    }
+
+    /// `/health/ready`: its status code and its lines (0 and "" when it does not answer).
+    pub fn readiness(&self) -> (u16, String) {
+        http_response(self.http_port(), "/health/ready", &[])
+            .map(|(status, _, body)| (status, body))
+            .unwrap_or_default()
+    }
+
+    /// Waits up to `timeout` for `/health/ready` to answer `status` with a body containing `text`;
+    /// fails with what it last said.
+    pub fn wait_for_readiness(&self, status: u16, text: &str, timeout: Duration) {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let (got, body) = self.readiness();
+            if got == status && body.contains(text) {
+                return;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "/health/ready did not become {status} with {text:?} within {timeout:?}; it says {got}:\n{body}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Sends SIGTERM and returns how long the gateway took to exit (SIGKILL after 10 s).
+    pub fn stop_timed(&mut self) -> Duration {
+        let started = std::time::Instant::now();
+        self.service.stop();
+        started.elapsed()
     }
 
     pub fn http_port(&self) -> u16 {
@@ -211,8 +274,7 @@ impl Gateway {
 
     /// The dead-letter file's entries.
     pub fn dead_letters(&self) -> Vec<serde_json::Value> {
-        let text =
-            std::fs::read_to_string(self.dir.path().join("spool/dead-letters.jsonl")).unwrap_or_default();
+        let text = std::fs::read_to_string(self.spool.join("dead-letters.jsonl")).unwrap_or_default();
         text.lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect()

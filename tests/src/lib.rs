@@ -26,16 +26,18 @@ mod nginx;
 mod process;
 pub mod qemu;
 pub mod room;
+mod tmpfs;
 mod victoria;
 
 pub use alertmanager::Alertmanager;
 pub use browser::Browser;
 pub use certs::Certificates;
-pub use gateway::{Gateway, GatewaySettings, http_get};
+pub use gateway::{Gateway, GatewaySettings, http_get, http_response};
 pub use influxdb::{ADMIN as INFLUXDB_ADMIN, InfluxDb, InfluxDbConfig, QuerySeries};
-pub use mosquitto::{Mosquitto, MosquittoConfig, MosquittoTls};
+pub use mosquitto::{MESSAGE_SIZE_LIMIT, Mosquitto, MosquittoConfig, MosquittoTls};
 pub use nginx::{Logged, Nginx};
 pub use process::{Service, find_binary, free_port};
+pub use tmpfs::Tmpfs;
 pub use victoria::{ExportedSeries, VictoriaClient, VictoriaMetrics};
 
 /// Unix time now in milliseconds.

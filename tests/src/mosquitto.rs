@@ -7,6 +7,9 @@ use tempfile::TempDir;
 
 use crate::process::{Service, find_binary, free_port};
 
+/// The largest payload the test broker accepts, as in deploy/'s Mosquitto configs.
+pub const MESSAGE_SIZE_LIMIT: usize = 1024 * 1024;
+
 /// What the broker is started with, beyond the defaults of a test broker.
 #[derive(Debug, Clone, Default)]
 pub struct MosquittoConfig {
@@ -71,6 +74,8 @@ impl Mosquitto {
         // gateway restart under load; a site sizes this to its outage budget.
         writeln!(conf, "max_queued_messages 2000000").unwrap();
         writeln!(conf, "max_inflight_messages 1000").unwrap();
+        // As deploy/ ships it: no message over 1 MiB reaches the gateway (which reads up to 2 MiB).
+        writeln!(conf, "message_size_limit {MESSAGE_SIZE_LIMIT}").unwrap();
         match &config.password_file {
             Some(file) => writeln!(conf, "allow_anonymous false\npassword_file {}", file.display()).unwrap(),
             None => writeln!(conf, "allow_anonymous true").unwrap(),

@@ -76,14 +76,6 @@ async fn assert_exact(db: &InfluxDb, gateway: &Gateway, site: &str, ledger: &fle
     }
 }
 
-/// `GET /health/ready` of the gateway: (status, body).
-async fn readiness(gateway: &Gateway) -> (u16, String) {
-    let response = reqwest::get(format!("http://127.0.0.1:{}/health/ready", gateway.http_port()))
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
-}
-
 /// Publishes `messages` telemetry messages of node `node`, two readings each, dated from `first_ms`
 /// one second apart.
 async fn publish_dated(broker: &Mosquitto, site: &str, node: &str, first_ms: i64, messages: u32) {
@@ -177,10 +169,10 @@ async fn wrong_password_halts_writing_says_why_and_loses_nothing() {
         "401s counted as unauthorized:\n{}",
         gateway.metrics()
     );
-    let (status, body) = readiness(&gateway).await;
-    assert_eq!(status, 503, "{body}");
+    gateway.wait_for_readiness(503, "unauthorized", Duration::from_secs(5));
+    let (_, body) = gateway.readiness();
     assert!(
-        body.contains("unauthorized") && body.contains("authorization failed"),
+        body.contains("database: down") && body.contains("authorization failed"),
         "{body}"
     );
     assert_eq!(gateway.metric("rackwatch_points_written_total"), 0.0);
@@ -205,7 +197,7 @@ async fn wrong_password_halts_writing_says_why_and_loses_nothing() {
         .await;
     publisher.await.unwrap();
     assert_exact(&db, &gateway, "unauth", &ledger).await;
-    assert_eq!(readiness(&gateway).await, (200, "database: ok\n".to_owned()));
+    gateway.wait_for_readiness(200, "database: ok", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -224,14 +216,12 @@ async fn missing_database_halts_writing_until_it_is_created() {
     })
     .await;
     assert!(refused.is_some(), "404s counted:\n{}", gateway.metrics());
-    let (status, body) = readiness(&gateway).await;
-    assert_eq!(status, 503, "{body}");
-    assert!(body.contains("database not found"), "{body}");
+    gateway.wait_for_readiness(503, "database not found", Duration::from_secs(5));
 
     db.execute(&format!("CREATE DATABASE \"{DATABASE}\"")).await;
     publisher.await.unwrap();
     assert_exact(&db, &gateway, "nodb", &ledger).await;
-    assert_eq!(readiness(&gateway).await.0, 200);
+    gateway.wait_for_readiness(200, "database: ok", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

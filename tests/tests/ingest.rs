@@ -35,34 +35,6 @@ fn load(site: &str, rounds: u32, interval_ms: u64) -> Load {
     }
 }
 
-/// Fails with the numbers and the gateway's log when the database differs from the ledger.
-async fn assert_exact(db: &VictoriaMetrics, gateway: &Gateway, site: &str, ledger: &fleet::Ledger) {
-    let published = ledger.snapshot();
-    assert!(!published.is_empty());
-    let comparison = fleet::settle_and_compare(db, site, &published, Duration::from_secs(90)).await;
-    if !comparison.is_exact() {
-        let log = gateway.log();
-        let tail: String = log
-            .lines()
-            .rev()
-            .take(40)
-            .collect::<Vec<_>>()
-            .into_iter()
-            .rev()
-            .collect::<Vec<_>>()
-            .join("\n");
-        panic!(
-            "published {}, stored {}, missing {} (first: {:?}), extra {}, wrong values {:?}\ngateway log tail:\n{tail}",
-            comparison.published,
-            comparison.stored,
-            comparison.missing.len(),
-            comparison.missing.first(),
-            comparison.extra,
-            comparison.wrong_value.first()
-        );
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_published_reading_is_stored_once_with_its_value() {
     let broker = Mosquitto::start();
@@ -70,7 +42,7 @@ async fn every_published_reading_is_stored_once_with_its_value() {
     let gateway = Gateway::start(GATEWAY, &settings("plain", &broker, &db));
     let (ledger, publisher) = fleet::start(broker.port(), load("plain", 50, 20));
     publisher.await.unwrap();
-    assert_exact(&db, &gateway, "plain", &ledger).await;
+    fleet::assert_exact(&db, &gateway, "plain", &ledger).await;
     assert_eq!(
         gateway.metric("rackwatch_points_written_total") as usize,
         8 * 50 * 10
@@ -98,7 +70,7 @@ async fn database_down_for_a_minute_under_load_loses_nothing() {
     );
     db.restart();
     publisher.await.unwrap();
-    assert_exact(&db, &gateway, "dbdown", &ledger).await;
+    fleet::assert_exact(&db, &gateway, "dbdown", &ledger).await;
     assert!(gateway.metric("rackwatch_write_failures_total{reason=\"connection\"}") > 0.0);
 }
 
@@ -119,7 +91,7 @@ async fn gateway_killed_under_load_and_restarted_loses_nothing() {
         gateway.restart();
     }
     publisher.await.unwrap();
-    assert_exact(&db, &gateway, "killed", &ledger).await;
+    fleet::assert_exact(&db, &gateway, "killed", &ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -133,7 +105,7 @@ async fn broker_restarted_under_load_loses_nothing() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     broker.restart();
     publisher.await.unwrap();
-    assert_exact(&db, &gateway, "brokerdown", &ledger).await;
+    fleet::assert_exact(&db, &gateway, "brokerdown", &ledger).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -179,7 +151,7 @@ async fn bad_messages_are_rejected_with_their_reason_while_good_traffic_flows() 
             .unwrap();
     }
     publisher.await.unwrap();
-    assert_exact(&db, &gateway, "bad", &ledger).await;
+    fleet::assert_exact(&db, &gateway, "bad", &ledger).await;
 
     let count = |reason: &str| {
         gateway.metric(&format!(

@@ -321,7 +321,7 @@ impl Sink {
         self.dead_letter("write_refused", detail, lines);
     }
 
-    fn dead_letter(&self, reason: &str, detail: &str, lines: &[u8]) {
+    fn dead_letter(&self, reason: &'static str, detail: &str, lines: &[u8]) {
         let mut letters = self
             .dead_letters
             .lock()

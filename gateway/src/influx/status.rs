@@ -1,14 +1,10 @@
 //! What the sink knows about the database, for the health endpoint: the database takes writes, or
 //! it refuses them until an operator acts (wrong credentials, no such database) and why.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Mutex, PoisonError};
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
-
-/// Shared between the sink, which sets it after every answer, and the HTTP server, which reads it.
+/// Shared between the sink, which sets it after every answer, and the health judge, which makes it
+/// the `database` line of `/health/ready`.
 #[derive(Debug, Default)]
 pub struct SinkStatus {
     halted: Mutex<Option<String>>,
@@ -28,20 +24,5 @@ impl SinkStatus {
     /// Why the database takes no writes, or `None` when it does.
     pub fn problem(&self) -> Option<String> {
         self.halted.lock().unwrap_or_else(PoisonError::into_inner).clone()
-    }
-
-    /// `GET /health/ready`: 200 `database: ok`, or 503 with why the database takes no writes.
-    pub fn routes(self: Arc<Self>) -> Router {
-        Router::new().route("/health/ready", get(ready)).with_state(self)
-    }
-}
-
-async fn ready(State(status): State<Arc<SinkStatus>>) -> (StatusCode, String) {
-    match status.problem() {
-        None => (StatusCode::OK, "database: ok\n".to_owned()),
-        Some(problem) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("database: refusing writes ({problem}); readings are kept in the spool\n"),
-        ),
     }
 }

@@ -3,6 +3,14 @@
 //!
 //! A PUBLISH is acknowledged only when the pipeline says its message is durably spooled (or
 //! dead-lettered), so a crash before that makes the broker deliver it again (MQTT 3.1.1 §4.4).
+//!
+//! No single message may stop ingest: rumqttc drops the connection on a packet over its limit, and
+//! the broker would deliver the same message again on every reconnect, for ever. So the client
+//! reads packets up to [`MAX_PACKET`], far above the wire format's largest message, and a message
+//! it can read but the pipeline cannot use is dead-lettered as `oversize` and acknowledged like any
+//! other. The broker's `message_size_limit` (deploy/) must stay below [`MAX_PACKET`]; if it does not
+//! and a larger message comes, the failures in a row show as `rackwatch_mqtt_connection_failures_total
+//! {reason="packet_too_large"}` and the `mqtt` component of `/health/ready`.
 //! Acks come back on their own channel and are sent with `try_ack` from this task, which is the one
 //! that polls the event loop: awaiting an ack from another task while this one waits for pipeline
 //! space could deadlock both.
@@ -17,8 +25,16 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfigur
 use tokio::sync::mpsc;
 
 use crate::config::{ConfigError, MqttConfig};
+use crate::events::{Metrics, MqttConnectionFailed};
+use crate::health::{Component, Health};
 use crate::model::{AckToken, Acknowledgement, Incoming, Route, now_ms};
 use crate::shutdown::Shutdown;
+
+/// The largest MQTT packet the client reads (topic, payload and header): the Mosquitto configs in
+/// deploy/ and the test broker limit payloads to 1 MiB (`message_size_limit 1048576`).
+pub const MAX_PACKET: usize = 2 * 1024 * 1024;
+/// The largest packet the client sends (alerts, commands: a few hundred bytes).
+const MAX_OUTGOING_PACKET: usize = 64 * 1024;
 
 /// A broker address from `mqtt://host:port` or `mqtts://host:port`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -84,7 +100,7 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
     options.set_clean_session(false);
     options.set_manual_acks(true);
     options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
-    options.set_max_packet_size(64 * 1024, 64 * 1024);
+    options.set_max_packet_size(MAX_PACKET, MAX_OUTGOING_PACKET);
     if let Some(username) = &config.username {
         let password = config
             .password
@@ -148,6 +164,30 @@ fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, ConfigError> {
     Ok(TlsConfiguration::Rustls(Arc::new(client)))
 }
 
+/// What the MQTT source reports to besides the pipeline.
+#[derive(Debug, Clone)]
+pub struct Watch {
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    /// `host:port`, for messages.
+    pub broker: String,
+}
+
+/// Why a connection failed, as a metric label.
+fn failure_reason(error: &rumqttc::ConnectionError) -> &'static str {
+    use rumqttc::{ConnectionError, StateError};
+    match error {
+        ConnectionError::MqttState(StateError::Deserialization(
+            rumqttc::mqttbytes::Error::PayloadSizeLimitExceeded(_),
+        )) => "packet_too_large",
+        ConnectionError::MqttState(StateError::Io(_)) | ConnectionError::Io(_) => "io",
+        ConnectionError::NetworkTimeout | ConnectionError::FlushTimeout => "timeout",
+        ConnectionError::ConnectionRefused(_) => "refused",
+        ConnectionError::Tls(_) => "tls",
+        _ => "protocol",
+    }
+}
+
 /// Runs the MQTT source until shutdown: forwards every PUBLISH to `incoming` and sends the acks
 /// that arrive on `acks`.
 pub async fn run(
@@ -155,11 +195,14 @@ pub async fn run(
     subscriptions: Vec<String>,
     incoming: mpsc::Sender<Incoming>,
     mut acks: mpsc::UnboundedReceiver<AckToken>,
+    watch: Watch,
     mut shutdown: Shutdown,
 ) {
     let (client, mut eventloop) = AsyncClient::new(options, 1024);
     let mut pending_acks: VecDeque<AckToken> = VecDeque::new();
     let mut failures = 0u32;
+    // Subscriptions not yet confirmed by a SUBACK since the last CONNACK.
+    let mut unconfirmed = 0usize;
     loop {
         flush_acks(&client, &mut pending_acks);
         tokio::select! {
@@ -174,13 +217,24 @@ pub async fn run(
             event = eventloop.poll() => match event {
                 Ok(Event::Incoming(Packet::ConnAck(connack))) => {
                     failures = 0;
-                    tracing::info!(session_present = connack.session_present, "connected to the MQTT broker");
+                    tracing::info!(broker = %watch.broker, session_present = connack.session_present, "connected to the MQTT broker");
                     // Subscribing again on every connect is harmless and covers a broker that lost
                     // the session.
+                    unconfirmed = subscriptions.len();
                     for filter in &subscriptions {
                         if let Err(e) = client.try_subscribe(filter, QoS::AtLeastOnce) {
                             tracing::error!("subscribe to {filter} failed: {e}");
                         }
+                    }
+                    watch.health.set(Component::Mqtt, Err(format!("connected to {}, subscribing", watch.broker)));
+                }
+                Ok(Event::Incoming(Packet::SubAck(suback))) => {
+                    let refused = suback.return_codes.iter().any(|code| matches!(code, rumqttc::SubscribeReasonCode::Failure));
+                    unconfirmed = unconfirmed.saturating_sub(1);
+                    if refused {
+                        watch.health.set(Component::Mqtt, Err(format!("{} refused a subscription (ACL?)", watch.broker)));
+                    } else if unconfirmed == 0 {
+                        watch.health.set(Component::Mqtt, Ok(()));
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
@@ -192,15 +246,26 @@ pub async fn run(
                         ack: ack.map(Acknowledgement::Mqtt),
                     };
                     // Waits when the pipeline is full: TCP back-pressure then slows the broker.
-                    if incoming.send(message).await.is_err() {
-                        break;
+                    tokio::select! {
+                        sent = incoming.send(message) => if sent.is_err() { break },
+                        () = shutdown.recv() => break,
                     }
                 }
                 Ok(_) => {}
                 Err(e) => {
                     failures += 1;
                     let wait = Duration::from_millis(200).saturating_mul(1 << failures.min(7)).min(Duration::from_secs(15));
-                    tracing::warn!(retry_in_ms = wait.as_millis() as u64, "MQTT connection: {e}");
+                    let reason = failure_reason(&e);
+                    let detail = match reason {
+                        "packet_too_large" => format!("{e}: the broker sends a message over {MAX_PACKET} bytes; set its message_size_limit below that"),
+                        _ => e.to_string(),
+                    };
+                    MqttConnectionFailed { reason, broker: &watch.broker, detail: &detail, in_a_row: failures, retry_in: wait }
+                        .emit(&watch.metrics);
+                    watch.health.set(
+                        Component::Mqtt,
+                        Err(format!("{}: {detail} ({failures} failures in a row)", watch.broker)),
+                    );
                     tokio::select! {
                         () = tokio::time::sleep(wait) => {}
                         () = shutdown.recv() => break,

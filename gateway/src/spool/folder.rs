@@ -1,0 +1,99 @@
+//! The spool folder watched at every commit: removed, replaced by another folder, or without write
+//! permission, the commit fails and nothing is acknowledged; when the folder can be (re)created,
+//! every segment not yet drained is written into it again from the files the spool holds open, so
+//! a restart finds everything that was acknowledged.
+
+use std::fs::File;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{SpoolError, SpoolWriter, lock, open_segment, segment_path, sync_dir, write_cursor};
+
+/// Which folder the spool lives in (device and inode), to notice it removed or replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FolderIdentity {
+    dev: u64,
+    ino: u64,
+}
+
+impl FolderIdentity {
+    pub(super) fn of(dir: &Path) -> std::io::Result<Self> {
+        let meta = std::fs::metadata(dir)?;
+        Ok(FolderIdentity {
+            dev: meta.dev(),
+            ino: meta.ino(),
+        })
+    }
+}
+
+impl SpoolWriter {
+    pub(super) fn folder_error(&self, detail: &str) -> SpoolError {
+        SpoolError::Folder {
+            path: self.dir.display().to_string(),
+            detail: detail.to_owned(),
+        }
+    }
+
+    /// Checks that the spool folder is still the one the segments are in and can be written; a
+    /// removed folder is created again and a replaced one adopted, and every segment not yet drained
+    /// is written into it from the files the spool holds open.
+    pub(super) fn watch_folder(&mut self) -> Result<(), SpoolError> {
+        let identity = match FolderIdentity::of(&self.dir) {
+            Ok(identity) => identity,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&self.dir)
+                    .map_err(|e| self.folder_error(&format!("removed, and cannot be created again: {e}")))?;
+                FolderIdentity::of(&self.dir)?
+            }
+            Err(e) => return Err(self.folder_error(&e.to_string())),
+        };
+        let meta = std::fs::metadata(&self.dir)?;
+        if !meta.is_dir() {
+            return Err(self.folder_error("is no longer a folder"));
+        }
+        if meta.permissions().readonly() {
+            return Err(self.folder_error("is read-only"));
+        }
+        if identity != self.home || self.file.metadata()?.nlink() == 0 {
+            self.rehome()?;
+            self.home = identity;
+        }
+        Ok(())
+    }
+
+    /// Writes every segment not yet drained, and the cursor, into the (new) folder.
+    fn rehome(&mut self) -> Result<(), SpoolError> {
+        let (segments, drained) = {
+            let index = lock(&self.index);
+            (index.segments.clone(), index.drained)
+        };
+        let mut buffer = Vec::new();
+        let mut reopened = Vec::with_capacity(segments.len());
+        for segment in &segments {
+            buffer.resize(usize::try_from(segment.committed).unwrap_or(usize::MAX), 0);
+            segment.file.read_exact_at(&mut buffer, 0)?;
+            let tmp = self.dir.join(format!("{:020}.seg.tmp", segment.id));
+            std::fs::write(&tmp, &buffer).map_err(SpoolError::from_write)?;
+            File::open(&tmp)?.sync_data().map_err(SpoolError::from_write)?;
+            std::fs::rename(&tmp, segment_path(&self.dir, segment.id))?;
+            reopened.push(open_segment(&self.dir, segment.id)?);
+        }
+        write_cursor(&self.dir, drained)?;
+        sync_dir(&self.dir)?;
+        let mut index = lock(&self.index);
+        for (segment, file) in index.segments.iter_mut().zip(&reopened) {
+            segment.file = Arc::clone(file);
+        }
+        drop(index);
+        if let Some(file) = reopened.last() {
+            self.file = Arc::clone(file);
+        }
+        tracing::warn!(
+            segments = segments.len(),
+            path = %self.dir.display(),
+            "spool folder was removed or replaced: every segment not yet in the database was written into it again"
+        );
+        Ok(())
+    }
+}
