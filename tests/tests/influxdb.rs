@@ -197,7 +197,7 @@ async fn wrong_password_halts_writing_says_why_and_loses_nothing() {
         .await;
     publisher.await.unwrap();
     assert_exact(&db, &gateway, "unauth", &ledger).await;
-    gateway.wait_for_readiness(200, "database: ok", Duration::from_secs(5));
+    gateway.wait_for_readiness(200, "database: up", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -221,7 +221,7 @@ async fn missing_database_halts_writing_until_it_is_created() {
     db.execute(&format!("CREATE DATABASE \"{DATABASE}\"")).await;
     publisher.await.unwrap();
     assert_exact(&db, &gateway, "nodb", &ledger).await;
-    gateway.wait_for_readiness(200, "database: ok", Duration::from_secs(5));
+    gateway.wait_for_readiness(200, "database: up", Duration::from_secs(5));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
