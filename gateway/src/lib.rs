@@ -16,6 +16,8 @@ pub mod demo;
 pub mod events;
 pub mod firmware_cli;
 pub mod firmware_rollout;
+pub mod forecast;
+pub mod history;
 pub mod http;
 pub mod influx;
 pub mod ingest;
