@@ -1,0 +1,479 @@
+//! The gateway's own history: per series, 1-minute rollups kept 30 days and 1-hour rollups kept
+//! 13 months, in one embedded database file that survives a restart.
+//!
+//! Why `redb`: it is pure Rust with no dependencies of its own (it builds in seconds on the
+//! gateway's 2-core build machines, no C toolchain as `rusqlite` or `rocksdb` would need), and
+//! every commit is an ACID transaction over copy-on-write B-trees with a checksummed commit slot,
+//! so a crash or power cut leaves the last committed batch readable and nothing half-written.
+//! `sled` was left out (unmaintained beta, file format unstable), `fjall` (an LSM tree) for
+//! writing in the background with more threads than a small gateway should spend on history.
+//!
+//! Layout: one table per series and resolution (`m/<series>` and `h/<series>`), keyed by the
+//! bucket's start in Unix milliseconds, holding `(min, max, sum, count)`. A table per series
+//! makes a chart's range query one B-tree walk and lets retention cut every series at its old
+//! end without reading the rest.
+//!
+//! The store is a cache of what the gateway saw, never the only copy that matters: an empty or
+//! deleted file starts over, and a file that cannot be read is moved aside (`*.corrupt-<ms>`)
+//! with [`HistoryError::Corrupt`], so the caller shows "history unavailable" and opens again
+//! to start fresh, while ingest and alerts go on.
+//!
+//! redb checks its commit slots but can still reach an `unreachable!()` when a data page is
+//! damaged (found by `a_database_with_damaged_data_pages_is_moved_aside_not_a_panic`), so every
+//! call into it runs under `catch_unwind`: a panic while opening counts as a corrupt file, one
+//! later as [`HistoryError::Internal`], after which the caller drops the store and reopens it.
+//!
+//! Disk bound (`max_mb`): after each [`History::prune`] and whenever a batch leaves the file
+//! above the bound, the oldest minute buckets of every series are dropped first (an eighth of
+//! the kept span at a time) until the data fits in 80 % of the bound, then the oldest hour
+//! buckets if minutes alone were not enough; then the file is compacted so its length, not only
+//! its content, comes back under the bound. Hours outlive minutes because they are 60 times
+//! smaller and carry the long charts.
+
+mod bucket;
+
+pub use bucket::{Bucket, Resolution};
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+    TableHandle,
+};
+use serde::{Deserialize, Deserializer};
+
+use bucket::StoredBucket;
+
+/// The history file's name inside `[history] dir`.
+pub const FILE_NAME: &str = "history.redb";
+
+/// Longest series key accepted: keys are compact (`r07/inlet`, `n12/ch3`), not free text.
+pub const MAX_KEY_LEN: usize = 96;
+
+/// The smallest bound accepted: below it redb's own page and region overhead would not fit.
+pub const MIN_MAX_MB: u64 = 1;
+
+/// The share of `max_mb` the data is brought back to once the bound is exceeded, so the next
+/// batches do not trigger another round straight away.
+const REFILL_HEADROOM: f64 = 0.8;
+
+/// At most this many drop rounds per enforcement: each drops an eighth of the kept span, so
+/// 32 rounds bring any history down to a few hours.
+const MAX_DROP_ROUNDS: usize = 32;
+
+/// `[history]` limits: how long each resolution is kept and how large the file may grow.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HistoryLimits {
+    /// How long 1-minute buckets are kept (`"30d"`).
+    #[serde(default = "default_minute_retention", deserialize_with = "duration")]
+    pub minute_retention: Duration,
+    /// How long 1-hour buckets are kept (`"395d"`, 13 months).
+    #[serde(default = "default_hour_retention", deserialize_with = "duration")]
+    pub hour_retention: Duration,
+    /// The bound on the file, in MiB (at least 1).
+    #[serde(default = "default_max_mb")]
+    pub max_mb: u64,
+}
+
+fn default_minute_retention() -> Duration {
+    Duration::from_secs(30 * 86_400)
+}
+
+fn default_hour_retention() -> Duration {
+    Duration::from_secs(395 * 86_400)
+}
+
+fn default_max_mb() -> u64 {
+    512
+}
+
+impl Default for HistoryLimits {
+    fn default() -> Self {
+        Self {
+            minute_retention: default_minute_retention(),
+            hour_retention: default_hour_retention(),
+            max_mb: default_max_mb(),
+        }
+    }
+}
+
+fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    crate::alert::config::parse_duration(&text).map_err(serde::de::Error::custom)
+}
+
+impl HistoryLimits {
+    fn max_bytes(&self) -> u64 {
+        self.max_mb.saturating_mul(1024 * 1024)
+    }
+
+    fn retention(&self, resolution: Resolution) -> Duration {
+        match resolution {
+            Resolution::Minute => self.minute_retention,
+            Resolution::Hour => self.hour_retention,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HistoryError {
+    #[error(
+        "history unavailable: {path} cannot be read ({reason}); moved aside to {moved_to}, the next open starts a fresh store"
+    )]
+    Corrupt {
+        path: PathBuf,
+        moved_to: PathBuf,
+        reason: String,
+    },
+    #[error("history unavailable: {path} is unreadable ({reason}) and could not be moved aside: {source}")]
+    CannotMoveAside {
+        path: PathBuf,
+        reason: String,
+        source: std::io::Error,
+    },
+    #[error("history unavailable: cannot create {dir}: {source}")]
+    CreateDir { dir: PathBuf, source: std::io::Error },
+    #[error("history unavailable: {0}")]
+    Storage(#[from] redb::Error),
+    #[error("history unavailable: the store failed inside redb ({0}); drop it and open it again")]
+    Internal(String),
+    #[error("history.max_mb = {0} is below the minimum of {MIN_MAX_MB}")]
+    BoundTooSmall(u64),
+    #[error(
+        "history series key `{0}` must be 1 to {MAX_KEY_LEN} bytes of letters, digits, '/', '_', '-', '.'"
+    )]
+    InvalidKey(String),
+}
+
+/// Runs a call into redb, turning a panic inside it into [`HistoryError::Internal`].
+fn guarded<T>(call: impl FnOnce() -> Result<T, HistoryError>) -> Result<T, HistoryError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)).unwrap_or_else(|panic| {
+        let message = panic
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| panic.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "panic".to_owned());
+        Err(HistoryError::Internal(message))
+    })
+}
+
+fn storage<E: Into<redb::Error>>(error: E) -> HistoryError {
+    HistoryError::Storage(error.into())
+}
+
+/// A sample to record: the series, its time and its value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sample<'a> {
+    pub key: &'a str,
+    pub ts_ms: i64,
+    pub value: f64,
+}
+
+/// What a batch did: samples that are not finite (NaN, ±∞) are not recorded, so that one
+/// sensor fault cannot poison a bucket's min, max and mean.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BatchOutcome {
+    pub recorded: usize,
+    pub not_finite: usize,
+}
+
+/// The open history store. One writer: the gateway keeps it on the thread that feeds it.
+#[derive(Debug)]
+pub struct History {
+    db: Database,
+    path: PathBuf,
+    limits: HistoryLimits,
+}
+
+impl History {
+    /// Opens `dir/history.redb`, creating the directory and the file when they do not exist.
+    pub fn open(dir: &Path, limits: HistoryLimits) -> Result<History, HistoryError> {
+        if limits.max_mb < MIN_MAX_MB {
+            return Err(HistoryError::BoundTooSmall(limits.max_mb));
+        }
+        std::fs::create_dir_all(dir).map_err(|source| HistoryError::CreateDir {
+            dir: dir.to_path_buf(),
+            source,
+        })?;
+        let path = dir.join(FILE_NAME);
+        let opened = guarded(|| {
+            Database::create(&path).map_err(|error| {
+                if is_unreadable_file(&error) {
+                    HistoryError::Internal(error.to_string())
+                } else {
+                    storage(error)
+                }
+            })
+        });
+        match opened {
+            Ok(db) => Ok(History { db, path, limits }),
+            Err(HistoryError::Internal(reason)) => Err(move_aside(&path, reason)),
+            Err(error) => Err(error),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Records one sample (one transaction: prefer [`History::record_batch`]).
+    pub fn record(&mut self, key: &str, ts_ms: i64, value: f64) -> Result<BatchOutcome, HistoryError> {
+        self.record_batch(&[Sample { key, ts_ms, value }])
+    }
+
+    /// Records a batch in one transaction: all of it is kept, or none of it if the gateway
+    /// stops before the commit returns.
+    pub fn record_batch(&mut self, samples: &[Sample<'_>]) -> Result<BatchOutcome, HistoryError> {
+        guarded(|| self.record_batch_unguarded(samples))
+    }
+
+    fn record_batch_unguarded(&mut self, samples: &[Sample<'_>]) -> Result<BatchOutcome, HistoryError> {
+        if let Some(bad) = samples.iter().find(|s| !valid_key(s.key)) {
+            return Err(HistoryError::InvalidKey(bad.key.to_owned()));
+        }
+        let mut outcome = BatchOutcome::default();
+        let mut txn = self.db.begin_write().map_err(storage)?;
+        txn.set_durability(Durability::Immediate).map_err(storage)?;
+        // Group by series so each table is opened once per batch.
+        let mut order: Vec<&Sample<'_>> = samples.iter().collect();
+        order.sort_by(|a, b| a.key.cmp(b.key));
+        for series in order.chunk_by(|a, b| a.key == b.key) {
+            let Some(first) = series.first() else { continue };
+            for resolution in [Resolution::Minute, Resolution::Hour] {
+                let name = table_name(resolution, first.key);
+                let mut table = txn.open_table(definition(&name)).map_err(storage)?;
+                for sample in series {
+                    if !sample.value.is_finite() {
+                        continue;
+                    }
+                    let start = resolution.bucket_start(sample.ts_ms);
+                    let mut bucket = Bucket::of_sample(start, sample.value);
+                    if let Some(old) = table.get(start).map_err(storage)? {
+                        bucket.merge(&Bucket::from_stored(start, old.value()));
+                    }
+                    table.insert(start, bucket.to_stored()).map_err(storage)?;
+                }
+            }
+            let finite = series.iter().filter(|s| s.value.is_finite()).count();
+            outcome.recorded += finite;
+            outcome.not_finite += series.len() - finite;
+        }
+        txn.commit().map_err(storage)?;
+        if self.file_len() > self.limits.max_bytes() {
+            self.enforce_bound()?;
+        }
+        Ok(outcome)
+    }
+
+    /// The buckets of `key` at `resolution` whose start lies in `[from_ms, to_ms)`, oldest first.
+    /// A series never recorded has no buckets.
+    pub fn range(
+        &self,
+        key: &str,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> Result<Vec<Bucket>, HistoryError> {
+        guarded(|| self.range_unguarded(key, from_ms, to_ms, resolution))
+    }
+
+    fn range_unguarded(
+        &self,
+        key: &str,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> Result<Vec<Bucket>, HistoryError> {
+        if !valid_key(key) {
+            return Err(HistoryError::InvalidKey(key.to_owned()));
+        }
+        let txn = self.db.begin_read().map_err(storage)?;
+        let name = table_name(resolution, key);
+        let table = match txn.open_table(definition(&name)) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(error) => return Err(storage(error)),
+        };
+        let mut buckets = Vec::new();
+        for entry in table.range(from_ms..to_ms).map_err(storage)? {
+            let (start, value) = entry.map_err(storage)?;
+            buckets.push(Bucket::from_stored(start.value(), value.value()));
+        }
+        Ok(buckets)
+    }
+
+    /// Drops the buckets older than each resolution's retention, then enforces the disk bound.
+    pub fn prune(&mut self, now_ms: i64) -> Result<(), HistoryError> {
+        guarded(|| self.prune_unguarded(now_ms))
+    }
+
+    fn prune_unguarded(&mut self, now_ms: i64) -> Result<(), HistoryError> {
+        for resolution in [Resolution::Minute, Resolution::Hour] {
+            let kept_ms = i64::try_from(self.limits.retention(resolution).as_millis()).unwrap_or(i64::MAX);
+            self.drop_before(resolution, now_ms.saturating_sub(kept_ms))?;
+        }
+        self.enforce_bound()
+    }
+
+    /// Drops the oldest buckets (minutes first, then hours) until the data fits in 80 % of
+    /// `max_mb`, then compacts the file if its length is still above the bound.
+    fn enforce_bound(&mut self) -> Result<(), HistoryError> {
+        let target = (self.limits.max_bytes() as f64 * REFILL_HEADROOM) as u64;
+        for _ in 0..MAX_DROP_ROUNDS {
+            if self.used_bytes()? <= target {
+                break;
+            }
+            let resolution = if self.oldest_start(Resolution::Minute)?.is_some() {
+                Resolution::Minute
+            } else {
+                Resolution::Hour
+            };
+            let Some((oldest, newest)) = self.oldest_start(resolution)?.zip(self.newest_start(resolution)?)
+            else {
+                break;
+            };
+            let step = ((newest - oldest) / 8).max(resolution.width_ms());
+            self.drop_before(resolution, oldest.saturating_add(step))?;
+        }
+        if self.file_len() > self.limits.max_bytes() {
+            self.db.compact().map_err(storage)?;
+        }
+        Ok(())
+    }
+
+    /// Removes every bucket of `resolution` that starts before `cutoff_ms`, and the tables of
+    /// series left empty.
+    fn drop_before(&mut self, resolution: Resolution, cutoff_ms: i64) -> Result<(), HistoryError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        for name in self.table_names(resolution)? {
+            let emptied = {
+                let mut table = txn.open_table(definition(&name)).map_err(storage)?;
+                table.retain_in(..cutoff_ms, |_, _| false).map_err(storage)?;
+                table.is_empty().map_err(storage)?
+            };
+            if emptied {
+                txn.delete_table(definition(&name)).map_err(storage)?;
+            }
+        }
+        txn.commit().map_err(storage)
+    }
+
+    fn table_names(&self, resolution: Resolution) -> Result<Vec<String>, HistoryError> {
+        let txn = self.db.begin_read().map_err(storage)?;
+        let names = txn.list_tables().map_err(storage)?;
+        Ok(names
+            .map(|handle| handle.name().to_owned())
+            .filter(|name| name.starts_with(resolution.table_prefix()))
+            .collect())
+    }
+
+    fn oldest_start(&self, resolution: Resolution) -> Result<Option<i64>, HistoryError> {
+        self.edge_start(resolution, Edge::Oldest)
+    }
+
+    fn newest_start(&self, resolution: Resolution) -> Result<Option<i64>, HistoryError> {
+        self.edge_start(resolution, Edge::Newest)
+    }
+
+    /// The oldest (or newest) bucket start of `resolution` across all series.
+    fn edge_start(&self, resolution: Resolution, edge: Edge) -> Result<Option<i64>, HistoryError> {
+        let names = self.table_names(resolution)?;
+        let txn = self.db.begin_read().map_err(storage)?;
+        let mut found: Option<i64> = None;
+        for name in names {
+            let table = txn.open_table(definition(&name)).map_err(storage)?;
+            let entry = match edge {
+                Edge::Oldest => table.first(),
+                Edge::Newest => table.last(),
+            }
+            .map_err(storage)?;
+            if let Some((start, _)) = entry {
+                let start = start.value();
+                found = Some(match (found, edge) {
+                    (None, _) => start,
+                    (Some(seen), Edge::Oldest) => seen.min(start),
+                    (Some(seen), Edge::Newest) => seen.max(start),
+                });
+            }
+        }
+        Ok(found)
+    }
+
+    /// Bytes held by live pages (data, metadata and not-yet-reused fragments).
+    fn used_bytes(&self) -> Result<u64, HistoryError> {
+        let txn = self.db.begin_write().map_err(storage)?;
+        let stats = txn.stats().map_err(storage)?;
+        txn.abort().map_err(storage)?;
+        Ok(stats.allocated_pages().saturating_mul(stats.page_size() as u64))
+    }
+
+    /// The file's length on disk: what `max_mb` bounds.
+    pub fn file_len(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |meta| meta.len())
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Edge {
+    Oldest,
+    Newest,
+}
+
+fn table_name(resolution: Resolution, key: &str) -> String {
+    format!("{}{key}", resolution.table_prefix())
+}
+
+fn definition(name: &str) -> TableDefinition<'_, i64, StoredBucket> {
+    TableDefinition::new(name)
+}
+
+fn valid_key(key: &str) -> bool {
+    !key.is_empty()
+        && key.len() <= MAX_KEY_LEN
+        && key
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'_' | b'-' | b'.'))
+}
+
+/// Errors that mean the file's content is not a readable redb database (as opposed to the
+/// file being locked by another gateway, or the disk failing).
+fn is_unreadable_file(error: &redb::DatabaseError) -> bool {
+    match error {
+        redb::DatabaseError::Storage(redb::StorageError::Corrupted(_))
+        | redb::DatabaseError::UpgradeRequired(_)
+        | redb::DatabaseError::RepairAborted => true,
+        // A file that is not redb at all ("magic number mismatch").
+        redb::DatabaseError::Storage(redb::StorageError::Io(io)) => {
+            io.kind() == std::io::ErrorKind::InvalidData
+        }
+        _ => false,
+    }
+}
+
+/// Moves an unreadable file aside so the next open starts a fresh store, keeping the old one
+/// for a post-mortem instead of deleting it.
+fn move_aside(path: &Path, reason: String) -> HistoryError {
+    let stamp = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |since| since.as_millis());
+    let mut moved_to = path.as_os_str().to_owned();
+    moved_to.push(format!(".corrupt-{stamp}"));
+    let moved_to = PathBuf::from(moved_to);
+    match std::fs::rename(path, &moved_to) {
+        Ok(()) => HistoryError::Corrupt {
+            path: path.to_path_buf(),
+            moved_to,
+            reason,
+        },
+        Err(source) => HistoryError::CannotMoveAside {
+            path: path.to_path_buf(),
+            reason,
+            source,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests;
