@@ -174,12 +174,7 @@ impl<const RING: usize> Node<RING> {
         }
     }
 
-    fn handle<S>(
-        &mut self,
-        handled: Handled,
-        now_ms: u64,
-        sensors: &mut S,
-    ) -> Result<(), SessionError>
+    fn handle<S>(&mut self, handled: Handled, now_ms: u64, sensors: &mut S) -> Result<(), SessionError>
     where
         S: SensorSet + FanControl + ?Sized,
     {
