@@ -15,10 +15,12 @@
 //! (DUP set) before anything newer, so the broker sees every sequence number in order. The gateway
 //! drops a repeated `(boot, seq)`, which QoS 1 allows after a lost PUBACK.
 //!
-//! The work is split by job: [`session`] runs the connection and the packets in and out, [`commands`]
-//! carries out what arrives on `cmd` (and provisioned configurations), [`telemetry`] turns records into
-//! the messages published; [`event`] and [`error`] are what they report. This file holds the node's
-//! state and its public face; the job modules add behaviour to [`Node`] and import only from here.
+//! The work is split by job: `session` runs the connection and the packets in and out, `commands`
+//! carries out what arrives on `cmd` (and provisioned configurations), `telemetry` turns records into
+//! the messages published; `event` and `error` ([`SessionError`]) are what they report, `buffer` the
+//! send and receive bytes. This file holds the node's state and its public face; the job modules add
+//! behaviour to [`Node`] and import from here (and `error`), never from each other, so the module
+//! graph has no circle (tests/layout.sh).
 
 mod buffer;
 mod commands;
