@@ -10,8 +10,9 @@ use rackwatch_protocols::{ChannelConfig, ReadingStatus};
 
 use crate::store::StoredReading;
 
-/// The most channels one node samples: what a [`crate::store::Record`] has room for.
-pub const MAX_CHANNELS: usize = 12;
+/// The most channels one node samples: what a [`crate::store::Record`] has room for (defined there,
+/// since the record is the lower stage).
+pub use crate::store::MAX_CHANNELS;
 /// The longest median or moving-average window.
 pub const MAX_WINDOW: usize = 7;
 

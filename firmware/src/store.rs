@@ -9,7 +9,9 @@
 
 use rackwatch_protocols::ReadingStatus;
 
-use crate::sampling::MAX_CHANNELS;
+/// The most readings a record holds, so the most channels one node samples ([`crate::sampling`]
+/// re-exports it under that name).
+pub const MAX_CHANNELS: usize = 12;
 
 /// Records the ring holds by default: 128 × 112 bytes = 14 KiB, i.e. 21 minutes 20 seconds at the
 /// default 10 s interval.

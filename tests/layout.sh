@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The layout check: no import circle between a crate's modules, no source file over 600 lines (test code
+# left out). It reads the `crate::`, `super::`, `self::` and child-module paths of every file and prints
+# each circle by its files; the rules are in tests/src/bin/rackwatch-layout.rs.
+#
+# Usage: tests/layout.sh [--report] FOLDER...   (exit 1 naming the offenders; --report prints only)
+#
+# tests/run.sh checks firmware/src. When the gateway refactor (issue 15) has removed the gateway's
+# circles and long files, add gateway/src to the FOLDERS line in tests/run.sh's layout step; until then
+# `tests/layout.sh --report gateway/src` lists what is left.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+cargo build --quiet -p rackwatch-tests --bin rackwatch-layout
+exec target/debug/rackwatch-layout "$@"
