@@ -84,10 +84,18 @@ for file in "${toolchain_files[@]}"; do
   if ((${#components[@]})); then
     rustup component add --toolchain "$channel" "${components[@]}" 2>&1 | grep -v 'is up to date' || true
   fi
-  # Verify rather than trust the exit codes above (grep swallowed them).
+  # Verify rather than trust the exit codes above (grep swallowed them), and look at the files: rustup's
+  # list can say a target is installed when its library is gone (two toolchain names sharing one folder,
+  # one of them changed), and then the build fails with "can't find crate for `core`". Reinstall then.
+  sysroot=$(rustup run "$channel" rustc --print sysroot)
   installed_targets=$(rustup target list --installed --toolchain "$channel")
   for target in "${targets[@]}"; do
-    grep -qx "$target" <<<"$installed_targets" || {
+    if ! grep -qx "$target" <<<"$installed_targets" || [[ ! -d $sysroot/lib/rustlib/$target/lib ]]; then
+      echo "==> reinstalling target $target for $channel (its library is missing)"
+      rustup target remove --toolchain "$channel" "$target" >/dev/null 2>&1 || true
+      rustup target add --toolchain "$channel" "$target"
+    fi
+    [[ -d $sysroot/lib/rustlib/$target/lib ]] || {
       echo "tests/setup.sh: target $target of $file did not install for $channel" >&2
       exit 1
     }
