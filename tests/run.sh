@@ -18,9 +18,22 @@ step() {
 }
 
 # --- What the tests need that a fresh machine may not have -------------------------------------
-# Debian packages, and every target and component the rust-toolchain.toml files name (rustup does not
-# add those by itself when the toolchain is already installed); fails, naming the file, when a script
-# or cargo config builds for a target no toolchain file names.
+# The embedded targets and the components, for the toolchain of every workspace (the root's and each
+# board's rust-toolchain.toml). rustup adds a toolchain file's targets and components only when it
+# installs the toolchain itself, not when the toolchain is already on the machine, so they are added
+# here, explicitly; tests/setup.sh fails, naming the file, when a toolchain file, a cargo config or a
+# script names one these two lines do not add.
+install_rust() {
+  local channel
+  for channel in $(sed -n 's/^channel *= *"\(.*\)"/\1/p' $(git ls-files 'rust-toolchain.toml' '*/rust-toolchain.toml') | sort -u); do
+    rustup toolchain install "$channel" --profile minimal --no-self-update >/dev/null 2>&1 ||
+      rustup toolchain install "$channel" --profile minimal
+    rustup target add --toolchain "$channel" thumbv7m-none-eabi thumbv6m-none-eabi
+    rustup component add --toolchain "$channel" rustfmt clippy llvm-tools
+  done
+}
+step "rust targets and components" install_rust
+# Debian packages, and the checks above.
 step "install what is missing" bash tests/setup.sh
 
 # --- Checks ---------------------------------------------------------------------------------------

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Installs what the tests and the benchmark need that a fresh machine lacks, idempotently:
-#   - Debian packages (the real servers the end-to-end tests start, QEMU, Chromium and its driver);
-#   - for every rust-toolchain.toml in the repository (the root workspace and each board), its toolchain's
-#     targets and components. rustup installs a toolchain file's targets and components only when it
-#     installs the toolchain itself; when the named toolchain is already there (as on a machine that came
-#     with it), they are never added, so we add them explicitly.
-# Then checks that every target the repository builds for (`--target X` in a script, `target = "X"` in a
-# .cargo/config.toml) is named by a rust-toolchain.toml, so this script installs it; a board that forgets
-# fails here, naming its file, instead of on the next fresh machine.
+# Installs what the tests and the benchmark need that a fresh machine lacks, idempotently (Debian packages:
+# the real servers the end-to-end tests start, QEMU, Chromium and its driver), and checks the Rust side:
+#   - tests/run.sh adds the embedded targets and the components with explicit `rustup target add` and
+#     `rustup component add` lines (rustup installs a rust-toolchain.toml's targets and components only
+#     when it installs the toolchain itself, never when the toolchain is already on the machine);
+#   - this script fails, naming the file, when a rust-toolchain.toml, a .cargo/config.toml (`target = "X"`)
+#     or a script (`--target X`) names a target or component those lines do not add, so a new board that
+#     forgets fails here instead of on the next fresh machine;
+#   - it checks each target's library is really on disk, and reinstalls a target whose files are gone.
 #
-# Usage: tests/setup.sh [--bench]   (--bench: also what bench/run.sh uses for profiles, linux-perf)
+# Usage: tests/setup.sh [--bench]   (--bench: the benchmark's packages only, with linux-perf)
 # Called by tests/run.sh and bench/run.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -64,7 +64,18 @@ toml_string() {
   sed -n "s/^[[:space:]]*$2[[:space:]]*=[[:space:]]*\"\([^\"]*\)\".*/\1/p" "$1" | head -n 1
 }
 
-declared_targets=()
+# The targets and components tests/run.sh adds, read from its `rustup target add` and `rustup component
+# add` lines, so the list is written once.
+run_sh_words() {
+  sed -n "s/^[[:space:]]*rustup $1 add --toolchain \"\$channel\" //p" tests/run.sh | tr ' ' '\n' | sed '/^$/d'
+}
+mapfile -t installed_by_run_sh < <(run_sh_words target)
+mapfile -t components_by_run_sh < <(run_sh_words component)
+
+# The benchmark builds for the host only: its Debian packages are all it needs from here.
+[[ ${1:-} == --bench ]] && exit 0
+
+missing_from_run_sh=0
 for file in "${toolchain_files[@]}"; do
   channel=$(toml_string "$file" channel)
   if [[ -z $channel ]]; then
@@ -73,24 +84,32 @@ for file in "${toolchain_files[@]}"; do
   fi
   mapfile -t targets < <(toml_array "$file" targets)
   mapfile -t components < <(toml_array "$file" components)
-  declared_targets+=("${targets[@]}")
-  # `rustup toolchain install` is a no-op when the toolchain is there; the adds are no-ops when the
-  # target or component is already installed.
-  rustup toolchain install "$channel" --profile minimal --no-self-update >/dev/null 2>&1 ||
-    rustup toolchain install "$channel" --profile minimal
-  if ((${#targets[@]})); then
-    rustup target add --toolchain "$channel" "${targets[@]}" 2>&1 | grep -v 'is up to date' || true
-  fi
-  if ((${#components[@]})); then
-    rustup component add --toolchain "$channel" "${components[@]}" 2>&1 | grep -v 'is up to date' || true
-  fi
-  # Verify rather than trust the exit codes above (grep swallowed them), and look at the files: rustup's
-  # list can say a target is installed when its library is gone (two toolchain names sharing one folder,
-  # one of them changed), and then the build fails with "can't find crate for `core`". Reinstall then.
-  sysroot=$(rustup run "$channel" rustc --print sysroot)
-  installed_targets=$(rustup target list --installed --toolchain "$channel")
   for target in "${targets[@]}"; do
-    if ! grep -qx "$target" <<<"$installed_targets" || [[ ! -d $sysroot/lib/rustlib/$target/lib ]]; then
+    printf '%s\n' "${installed_by_run_sh[@]}" | grep -qx "$target" || {
+      echo "tests/setup.sh: $file names target $target, which tests/run.sh does not add (add it to its" \
+        "\`rustup target add\` line, so a fresh machine installs it)" >&2
+      missing_from_run_sh=1
+    }
+  done
+  for component in "${components[@]}"; do
+    printf '%s\n' "${components_by_run_sh[@]}" | grep -qx "$component" || {
+      echo "tests/setup.sh: $file names component $component, which tests/run.sh does not add" >&2
+      missing_from_run_sh=1
+    }
+  done
+done
+((missing_from_run_sh == 0)) || exit 1
+
+for file in "${toolchain_files[@]}"; do
+  channel=$(toml_string "$file" channel)
+  mapfile -t targets < <(toml_array "$file" targets)
+  mapfile -t components < <(toml_array "$file" components)
+  # Look at the files, not only rustup's list: it can say a target is installed when its library is
+  # gone (two toolchain names sharing one folder, one of them changed), and the build then fails with
+  # "can't find crate for `core`". Reinstall then.
+  sysroot=$(rustup run "$channel" rustc --print sysroot)
+  for target in "${targets[@]}"; do
+    if [[ ! -d $sysroot/lib/rustlib/$target/lib ]]; then
       echo "==> reinstalling target $target for $channel (its library is missing)"
       rustup target remove --toolchain "$channel" "$target" >/dev/null 2>&1 || true
       rustup target add --toolchain "$channel" "$target"
@@ -103,7 +122,7 @@ for file in "${toolchain_files[@]}"; do
   installed_components=$(rustup component list --installed --toolchain "$channel")
   for component in "${components[@]}"; do
     grep -q "^$component" <<<"$installed_components" || {
-      echo "tests/setup.sh: component $component of $file did not install for $channel" >&2
+      echo "tests/setup.sh: component $component of $file is not installed for $channel" >&2
       exit 1
     }
   done
@@ -114,9 +133,9 @@ done
 undeclared=0
 while IFS=: read -r file target; do
   [[ -z $target ]] && continue
-  if ! printf '%s\n' "${declared_targets[@]}" | grep -qx "$target"; then
-    echo "tests/setup.sh: $file builds for $target, which no rust-toolchain.toml names (add it to the" \
-      "targets of the rust-toolchain.toml beside it, so a fresh machine installs it)" >&2
+  if ! printf '%s\n' "${installed_by_run_sh[@]}" | grep -qx "$target"; then
+    echo "tests/setup.sh: $file builds for $target, which tests/run.sh does not add (add it to its" \
+      "\`rustup target add\` line and to the rust-toolchain.toml beside $file)" >&2
     undeclared=1
   fi
 done < <(
