@@ -44,6 +44,12 @@ pub async fn drive(
             }
         }
     }
+    disconnect(&client, &mut eventloop).await;
+}
+
+/// Sends DISCONNECT and polls until it is out (at most 2 s), so the broker sees a clean leave and
+/// does not publish the connection's last will.
+pub async fn disconnect(client: &AsyncClient, eventloop: &mut EventLoop) {
     let _ = client.try_disconnect();
     let _ = tokio::time::timeout(Duration::from_secs(2), async {
         while let Ok(event) = eventloop.poll().await {

@@ -47,19 +47,7 @@ pub struct QuerySeries {
 
 /// `GET /ping` answers 204 once the server takes queries.
 fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /ping HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 204") || response.starts_with("HTTP/1.0 204")
+    crate::http_response(port, "/ping", &[]).is_some_and(|(status, ..)| status == 204)
 }
 
 impl InfluxDb {

@@ -1,8 +1,6 @@
 //! A real VictoriaMetrics (Debian package `victoria-metrics`): a server of the InfluxDB v2 write API
 //! (`/api/v2/write`) whose stored values the tests read back through `/api/v1/export`.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -47,19 +45,7 @@ impl ExportedSeries {
 
 /// `GET /health` answers `OK` once the server can take writes.
 fn healthy(port: u16) -> bool {
-    let Ok(mut stream) = TcpStream::connect(("127.0.0.1", port)) else {
-        return false;
-    };
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
-    if stream
-        .write_all(b"GET /health HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")
-        .is_err()
-    {
-        return false;
-    }
-    let mut response = String::new();
-    let _ = stream.read_to_string(&mut response);
-    response.starts_with("HTTP/1.1 200") || response.starts_with("HTTP/1.0 200")
+    crate::http_response(port, "/health", &[]).is_some_and(|(status, ..)| status == 200)
 }
 
 impl VictoriaMetrics {

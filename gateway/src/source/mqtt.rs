@@ -279,15 +279,7 @@ pub async fn run(
         pending_acks.push_back(ack);
     }
     flush_acks(&client, &mut pending_acks);
-    let _ = client.try_disconnect();
-    let _ = tokio::time::timeout(Duration::from_secs(2), async {
-        while let Ok(event) = eventloop.poll().await {
-            if let Event::Outgoing(rumqttc::Outgoing::Disconnect) = event {
-                break;
-            }
-        }
-    })
-    .await;
+    crate::mqtt_session::disconnect(&client, &mut eventloop).await;
 }
 
 fn flush_acks(client: &AsyncClient, pending: &mut VecDeque<AckToken>) {
