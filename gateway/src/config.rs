@@ -12,7 +12,7 @@ use std::time::Duration;
 use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, SiteId};
 use serde::Deserialize;
 
-use crate::inventory::Placement;
+use crate::model::Placement;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Deserialize)]
@@ -515,7 +515,7 @@ impl Config {
             ));
         }
         if let Some(mqtt) = &self.mqtt {
-            crate::source::mqtt::BrokerAddress::parse(&mqtt.url).map_err(|m| invalid("mqtt.url", m))?;
+            crate::model::BrokerAddress::parse(&mqtt.url).map_err(|m| invalid("mqtt.url", m))?;
             self.check_client_ids(&mqtt.client_id)?;
             if mqtt.max_pending == 0 {
                 return Err(invalid("mqtt.max_pending", "must be at least 1"));

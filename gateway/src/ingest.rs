@@ -290,7 +290,7 @@ impl Ingest {
     /// Appends one record, waiting while the spool refuses it (full, or its folder or disk
     /// failing): the broker keeps what is not acknowledged. At shutdown the record is left out; its
     /// message is not acknowledged either.
-    fn append(&mut self, mark: Option<(&str, crate::normalise::SequenceMark)>, lines: &[u8]) {
+    fn append(&mut self, mark: Option<(&str, crate::model::SequenceMark)>, lines: &[u8]) {
         if lines.is_empty() && mark.is_none() {
             return;
         }

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use rackwatch_protocols::{ChannelName, Label, Quantity, ReadingStatus, SiteId, Telemetry};
 
 use crate::config::NormaliseConfig;
-use crate::inventory::{AirSide, Inventory, Position};
+use crate::inventory::Inventory;
 use crate::line_protocol::Line;
-use crate::model::{Sample, Series};
+use crate::model::{AirSide, Position, Sample, SequenceMark, Series};
 
 /// Sequence numbers remembered per boot for duplicate detection: redelivery and store-and-forward
 /// backlogs are far shorter than this.
@@ -54,16 +54,6 @@ pub enum Verdict {
     Duplicate,
     /// Dated further back than `normalise.max_age_secs`.
     Stale,
-}
-
-/// Sequence state that must survive a restart for dedup and dating to give the same answers: it
-/// travels in every spool record and is restored from the spool at start.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SequenceMark {
-    pub boot: u32,
-    pub seq: u32,
-    /// Unix ms of the node's boot, as estimated so far.
-    pub anchor_ms: i64,
 }
 
 /// Reused buffers for one message's output.

@@ -39,7 +39,7 @@ use std::os::unix::fs::{FileExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use crate::normalise::SequenceMark;
+use crate::model::SequenceMark;
 
 mod folder;
 mod record;

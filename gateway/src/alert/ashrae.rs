@@ -12,7 +12,7 @@ use std::time::Duration;
 use rackwatch_protocols::{Quantity, Severity};
 
 use super::config::{GroupBy, RuleConfig, RuleKind, SideConfig};
-use crate::inventory::Placement;
+use crate::model::Placement;
 
 /// One allowable class's limits (Table 2-1, "Allowable envelope").
 #[derive(Debug, Clone, Copy, PartialEq)]

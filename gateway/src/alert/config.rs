@@ -37,7 +37,7 @@ use rackwatch_protocols::{Label, NodeId, Quantity, Severity};
 use serde::{Deserialize, Deserializer};
 
 use crate::config::ConfigError;
-use crate::inventory::Placement;
+use crate::model::Placement;
 
 /// `[alerts]`: present means the alert engine runs.
 #[derive(Debug, Clone, Deserialize)]
@@ -429,7 +429,7 @@ impl AlertsConfig {
             if let Some(token) = &hook.token {
                 token.validate(&format!("{key}.token"))?;
             }
-            if !receivers.insert(hook.name.as_str()) || hook.name.as_str() == super::engine::MQTT_RECEIVER {
+            if !receivers.insert(hook.name.as_str()) || hook.name.as_str() == crate::model::MQTT_RECEIVER {
                 return Err(invalid(
                     format!("{key}.name"),
                     format!("`{}` is taken by another receiver", hook.name),

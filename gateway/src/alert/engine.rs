@@ -21,11 +21,7 @@ use super::rule::{Level, Rule, Scope, alert_key};
 use super::silence::{Matchers, Silence};
 use super::state::{Acknowledgement, Delivered, Incident, Member, Settled, Step};
 use super::track::{RackTrack, RateWindow};
-use crate::inventory::{AirSide, Position};
-use crate::model::{Sample, Series};
-
-/// Reserved receiver name (the MQTT topics are not a webhook).
-pub const MQTT_RECEIVER: &str = "mqtt";
+use crate::model::{AirSide, Position, Sample, Series};
 
 /// Something the runner must do now.
 #[derive(Debug, Clone, PartialEq)]

@@ -14,8 +14,7 @@ use super::cooling::{Cooling, FanCommands, FanOutcome};
 use super::engine::{DeliveryJob, DeliveryResult, Effect, Engine, Receiver, Saved, Settings};
 use super::rule::{Rule, Scope};
 use super::silence::Matchers;
-use crate::inventory::{Placement, Position};
-use crate::model::{Sample, Series};
+use crate::model::{Placement, Position, Sample, Series};
 
 const S: i64 = 1000;
 const MIN: i64 = 60 * S;

@@ -5,8 +5,7 @@ use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, Severity, SiteId
 use serde::{Deserialize, Serialize};
 
 use super::config::{GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
-use crate::inventory::{AirSide, Placement, Position};
-use crate::model::Series;
+use crate::model::{AirSide, Placement, Position, Series};
 
 /// Where one value of a rule's condition stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

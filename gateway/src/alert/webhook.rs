@@ -142,7 +142,7 @@ fn generator_url(alert: &Alert, context: &Context) -> String {
     let base = base.trim_end_matches('/');
     match &alert.rack {
         Some(rack) => {
-            let position = crate::inventory::Position {
+            let position = crate::model::Position {
                 room: alert.room.clone(),
                 row: alert.row.clone(),
                 rack: Some(rack.clone()),

@@ -10,7 +10,8 @@ use std::collections::{BTreeMap, VecDeque};
 use rackwatch_protocols::{NodeState, Status};
 use serde::Serialize;
 
-use crate::inventory::{AirSide, Inventory, Placement, Position};
+use crate::inventory::Inventory;
+use crate::model::{AirSide, Placement, Position};
 use crate::model::{Observation, Sample};
 
 /// Values older than this no longer count as the rack's current condition.

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rumqttd::{Broker, Config, ConnectionSettings, RouterConfig, ServerSettings};
 
-use crate::source::mqtt::BrokerAddress;
+use crate::model::BrokerAddress;
 
 /// Where the demo's nodes, gateway and narrator connect.
 #[derive(Debug, Clone)]

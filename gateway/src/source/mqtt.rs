@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use crate::config::{ConfigError, MqttConfig};
 use crate::events::{Metrics, MqttConnectionFailed};
 use crate::health::{Component, Health};
-use crate::model::{AckToken, Acknowledgement, Incoming, Route, now_ms};
+use crate::model::{AckToken, Acknowledgement, BrokerAddress, Incoming, Route, now_ms};
 use crate::shutdown::Shutdown;
 
 /// The largest MQTT packet the client reads (topic, payload and header): the Mosquitto configs in
@@ -35,43 +35,6 @@ use crate::shutdown::Shutdown;
 pub const MAX_PACKET: usize = 2 * 1024 * 1024;
 /// The largest packet the client sends (alerts, commands: a few hundred bytes).
 const MAX_OUTGOING_PACKET: usize = 64 * 1024;
-
-/// A broker address from `mqtt://host:port` or `mqtts://host:port`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct BrokerAddress {
-    pub host: String,
-    pub port: u16,
-    pub tls: bool,
-}
-
-impl BrokerAddress {
-    pub fn parse(url: &str) -> Result<Self, String> {
-        let (tls, rest, default_port) = if let Some(rest) = url.strip_prefix("mqtts://") {
-            (true, rest, 8883)
-        } else if let Some(rest) = url.strip_prefix("mqtt://") {
-            (false, rest, 1883)
-        } else {
-            return Err(format!("`{url}` must start with mqtt:// or mqtts://"));
-        };
-        let rest = rest.trim_end_matches('/');
-        let (host, port) = match rest.rsplit_once(':') {
-            Some((host, port)) => (
-                host,
-                port.parse()
-                    .map_err(|_| format!("`{port}` is not a port number"))?,
-            ),
-            None => (rest, default_port),
-        };
-        if host.is_empty() {
-            return Err("the host is missing".to_owned());
-        }
-        Ok(BrokerAddress {
-            host: host.to_owned(),
-            port,
-            tls,
-        })
-    }
-}
 
 /// The subscriptions of one gateway of `site`, shared when the config names a group.
 pub fn subscriptions(site: &SiteId, share_group: Option<&str>) -> Vec<String> {

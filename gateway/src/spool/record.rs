@@ -1,7 +1,7 @@
 //! One record on disk: `len: u32 LE | crc32: u32 LE | payload` (layout in the parent module), how
 //! it is parsed, and how a scan steps over unreadable bytes to the next record whose CRC holds.
 
-use crate::normalise::SequenceMark;
+use crate::model::SequenceMark;
 
 pub(super) const HEADER: usize = 8;
 pub(super) const KIND_TELEMETRY: u8 = 1;

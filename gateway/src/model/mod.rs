@@ -1,0 +1,19 @@
+//! The vocabulary more than one stage uses: where a reading comes from, what a message and a
+//! normalised sample are, and names every stage agrees on. It imports only `protocols`; stages
+//! depend on it, never on each other's internals.
+
+mod broker;
+mod clock;
+mod message;
+mod place;
+mod receiver;
+mod sample;
+mod sequence;
+
+pub use broker::BrokerAddress;
+pub use clock::now_ms;
+pub use message::{AckToken, Acknowledgement, Incoming, Route};
+pub use place::{AirSide, Placement, Position, UNASSIGNED};
+pub use receiver::MQTT_RECEIVER;
+pub use sample::{Observation, Sample, Series};
+pub use sequence::SequenceMark;
