@@ -154,7 +154,7 @@ pub fn main() -> ExitCode {
                 let (trigger, _) = shutdown::channel();
                 let on_signal = trigger.clone();
                 tokio::spawn(async move {
-                    wait_for_signal().await;
+                    shutdown::wait_for_signal().await;
                     on_signal.trigger();
                 });
                 match pipeline::run(config, trigger, None).await {
@@ -170,18 +170,5 @@ pub fn main() -> ExitCode {
             runtime.shutdown_timeout(std::time::Duration::from_millis(500));
             code
         }
-    }
-}
-
-/// SIGTERM (systemd, `docker stop`) or Ctrl-C.
-pub(crate) async fn wait_for_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let Ok(mut term) = signal(SignalKind::terminate()) else {
-        let _ = tokio::signal::ctrl_c().await;
-        return;
-    };
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = tokio::signal::ctrl_c() => {}
     }
 }

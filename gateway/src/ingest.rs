@@ -192,7 +192,7 @@ impl Ingest {
                     ReadingRejected {
                         node: &telemetry.node,
                         channel,
-                        reason: *reason,
+                        reason: reason.as_str(),
                     }
                     .emit(&self.metrics);
                 }
@@ -258,7 +258,9 @@ impl Ingest {
 
     fn reject(&mut self, message: &Incoming, rejection: &Rejection) {
         MessageRejected {
-            rejection,
+            reason: rejection.reason.as_str(),
+            node: rejection.node.as_deref(),
+            detail: &rejection.detail,
             topic: message.route.topic(),
         }
         .emit(&self.metrics);

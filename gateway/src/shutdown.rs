@@ -42,3 +42,16 @@ impl Shutdown {
         let _ = self.receiver.wait_for(|stop| *stop).await;
     }
 }
+
+/// SIGTERM (systemd, `docker stop`) or Ctrl-C.
+pub async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let Ok(mut term) = signal(SignalKind::terminate()) else {
+        let _ = tokio::signal::ctrl_c().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+}

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::rule::Scope;
 use super::state::Incident;
+use crate::events::{FanCommandOutcome, FanCommandResult};
 
 /// A `set_fan` sent and not yet answered.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +31,24 @@ pub enum FanOutcome {
     Refused(PendingFan, AckResult),
     /// No answer after every retry.
     Unanswered(PendingFan),
+}
+
+impl FanOutcome {
+    /// The event that counts and logs this outcome.
+    pub fn event(&self) -> FanCommandOutcome<'_> {
+        let (pending, result) = match self {
+            FanOutcome::Acked(p) => (p, FanCommandResult::Acked),
+            FanOutcome::Refused(p, answer) => (p, FanCommandResult::Refused(answer)),
+            FanOutcome::Unanswered(p) => (p, FanCommandResult::Unanswered),
+        };
+        FanCommandOutcome {
+            node: pending.node.as_str(),
+            fan: pending.fan,
+            duty: pending.duty,
+            attempts: pending.attempts,
+            result,
+        }
+    }
 }
 
 /// The commands awaiting an answer, by id.

@@ -14,7 +14,7 @@ use super::mqtt::{AlertPublisher, PublishError};
 use super::silence::Matchers;
 use super::store::StateFile;
 use super::webhook::{Context, Webhook};
-use crate::events::{AlertPublishFailed, FanCommandOutcome, Metrics, NotificationFailed};
+use crate::events::{AlertPublishFailed, Metrics, NotificationFailed};
 use crate::ingest::ObservationSender;
 use crate::model::{Incoming, Observation, Route, now_ms};
 use crate::shutdown::Shutdown;
@@ -201,7 +201,7 @@ impl Runner {
                         AlertPublishFailed { detail: &detail }.emit(&self.metrics);
                     }
                 }
-                Effect::Fan(outcome) => FanCommandOutcome { outcome }.emit(&self.metrics),
+                Effect::Fan(outcome) => outcome.event().emit(&self.metrics),
                 Effect::Withdraw { key } => {
                     if let Some(publisher) = &self.publisher
                         && let Err(e) = publisher.withdraw(key)
@@ -234,7 +234,7 @@ impl Runner {
                         DeliveryResult::Failed
                     }
                 };
-                metrics.record_notification(&hook.name, result);
+                metrics.record_notification(&hook.name, result.label());
                 let _ = done.send((job, result));
             });
         }
@@ -287,4 +287,15 @@ fn encode(alert: &Alert) -> Result<Bytes, rackwatch_protocols::EncodeError> {
     let len = alert.encode(&mut payload)?;
     payload.truncate(len);
     Ok(Bytes::from(payload))
+}
+
+impl DeliveryResult {
+    /// The metric label of the result (`rackwatch_alert_notifications_total{result}`).
+    pub fn label(self) -> &'static str {
+        match self {
+            DeliveryResult::Delivered => "delivered",
+            DeliveryResult::Refused => "refused",
+            DeliveryResult::Failed => "failed",
+        }
+    }
 }

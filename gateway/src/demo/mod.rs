@@ -159,7 +159,7 @@ async fn run(options: DemoOptions) -> ExitCode {
 
     let mut gateway = gateway;
     let early_end = tokio::select! {
-        () = crate::cli::wait_for_signal() => None,
+        () = shutdown::wait_for_signal() => None,
         ended = &mut gateway => Some(ended),
     };
     narrator::say("Stopping: sensor nodes sign off, the gateway commits its spool.");

@@ -157,7 +157,9 @@ fn bad_frame(metrics: &Metrics, dead_letters: &Mutex<DeadLetters>, port: &str, r
         detail: error.to_owned(),
     };
     MessageRejected {
-        rejection: &rejection,
+        reason: rejection.reason.as_str(),
+        node: None,
+        detail: error,
         topic: Some(port),
     }
     .emit(metrics);

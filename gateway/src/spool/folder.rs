@@ -5,27 +5,10 @@
 
 use std::fs::File;
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::Path;
 use std::sync::Arc;
 
-use super::{SpoolError, SpoolWriter, lock, open_segment, segment_path, sync_dir, write_cursor};
-
-/// Which folder the spool lives in (device and inode), to notice it removed or replaced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct FolderIdentity {
-    dev: u64,
-    ino: u64,
-}
-
-impl FolderIdentity {
-    pub(super) fn of(dir: &Path) -> std::io::Result<Self> {
-        let meta = std::fs::metadata(dir)?;
-        Ok(FolderIdentity {
-            dev: meta.dev(),
-            ino: meta.ino(),
-        })
-    }
-}
+use super::segment::{FolderIdentity, SpoolError, lock, open_segment, segment_path, sync_dir, write_cursor};
+use super::writer::SpoolWriter;
 
 impl SpoolWriter {
     pub(super) fn folder_error(&self, detail: &str) -> SpoolError {

@@ -1,7 +1,9 @@
 //! The spool's unit tests: records written, torn, corrupted and drained, read back.
+use std::fs::OpenOptions;
 use std::io::Write;
 
 use super::*;
+use crate::model::SequenceMark;
 
 const LIMITS: Limits = Limits {
     max_bytes: 1 << 20,

@@ -1,5 +1,5 @@
-//! Internal events: every counted occurrence is a typed event whose `emit` updates its metric and
-//! writes its (rate-limited) log line together, so a counter and its message never drift apart.
+//! The gateway's metrics: one registry, its label sets, the two text formats `/metrics` serves, and
+//! the log rate limit every event shares.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -11,9 +11,6 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-
-use crate::decode::Rejection;
-use crate::normalise::ReadingRejection;
 
 #[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabel {
@@ -272,13 +269,8 @@ impl Metrics {
         }
     }
 
-    /// Counts one webhook attempt.
-    pub fn record_notification(&self, receiver: &str, result: crate::alert::engine::DeliveryResult) {
-        let result = match result {
-            crate::alert::engine::DeliveryResult::Delivered => "delivered",
-            crate::alert::engine::DeliveryResult::Refused => "refused",
-            crate::alert::engine::DeliveryResult::Failed => "failed",
-        };
+    /// Counts one webhook attempt by its result (`delivered`, `refused`, `failed`).
+    pub fn record_notification(&self, receiver: &str, result: &'static str) {
         self.alert_notifications
             .get_or_create(&ReceiverLabel {
                 receiver: receiver.to_owned(),
@@ -304,12 +296,12 @@ impl Metrics {
     }
 
     /// True at most once a second per `key`; returns how many were suppressed since the last one.
-    fn should_log(&self, key: &'static str) -> Option<u64> {
+    pub(super) fn should_log(&self, key: &'static str) -> Option<u64> {
         self.should_log_every(key, Duration::from_secs(1))
     }
 
     /// True at most once per `period` per `key`; returns how many were suppressed since the last one.
-    fn should_log_every(&self, key: &'static str, period: Duration) -> Option<u64> {
+    pub(super) fn should_log_every(&self, key: &'static str, period: Duration) -> Option<u64> {
         let mut limits = self
             .log_limits
             .lock()
@@ -359,318 +351,4 @@ fn to_text_format(openmetrics: &str) -> String {
         }
     }
     text
-}
-
-/// The spool refused a commit for another reason than space: counted once per episode.
-#[derive(Debug)]
-pub struct SpoolFailed<'a> {
-    pub reason: &'static str,
-    pub detail: &'a str,
-}
-
-impl SpoolFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .spool_failures
-            .get_or_create(&ReasonLabel { reason: self.reason })
-            .inc();
-        if let Some(suppressed) = metrics.should_log("spool_failed") {
-            tracing::error!(
-                reason = self.reason,
-                suppressed,
-                "{}; messages stay unacknowledged at the broker",
-                self.detail
-            );
-        }
-    }
-}
-
-/// The MQTT connection failed; the source reconnects after a back-off.
-#[derive(Debug)]
-pub struct MqttConnectionFailed<'a> {
-    pub reason: &'static str,
-    /// `host:port` of the broker.
-    pub broker: &'a str,
-    pub detail: &'a str,
-    pub in_a_row: u32,
-    pub retry_in: Duration,
-}
-
-impl MqttConnectionFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .mqtt_connection_failures
-            .get_or_create(&ReasonLabel { reason: self.reason })
-            .inc();
-        if let Some(suppressed) = metrics.should_log("mqtt_connection_failed") {
-            tracing::warn!(
-                reason = self.reason,
-                in_a_row = self.in_a_row,
-                retry_in_ms = self.retry_in.as_millis() as u64,
-                suppressed,
-                "MQTT connection to {}: {}",
-                self.broker,
-                self.detail
-            );
-        }
-    }
-}
-
-/// A whole message was rejected (and dead-lettered).
-#[derive(Debug)]
-pub struct MessageRejected<'a> {
-    pub rejection: &'a Rejection,
-    pub topic: Option<&'a str>,
-}
-
-impl MessageRejected<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        let reason = self.rejection.reason.as_str();
-        metrics
-            .messages_rejected
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-        if let Some(suppressed) = metrics.should_log(reason) {
-            tracing::warn!(
-                reason,
-                node = self.rejection.node.as_deref().unwrap_or("-"),
-                topic = self.topic.unwrap_or("-"),
-                suppressed,
-                "message rejected: {}",
-                self.rejection.detail
-            );
-        }
-    }
-}
-
-/// One reading of a good message was kept out of the data.
-#[derive(Debug)]
-pub struct ReadingRejected<'a> {
-    pub node: &'a str,
-    pub channel: &'a str,
-    pub reason: ReadingRejection,
-}
-
-impl ReadingRejected<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        let reason = self.reason.as_str();
-        metrics
-            .readings_rejected
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-        if let Some(suppressed) = metrics.should_log(reason) {
-            tracing::warn!(
-                reason,
-                node = self.node,
-                channel = self.channel,
-                suppressed,
-                "reading rejected"
-            );
-        }
-    }
-}
-
-/// A node's sequence numbers jumped: messages are missing.
-#[derive(Debug)]
-pub struct SequenceGap<'a> {
-    pub node: &'a str,
-    pub missing: u32,
-}
-
-impl SequenceGap<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics.sequence_gaps.inc_by(u64::from(self.missing));
-        if let Some(suppressed) = metrics.should_log("sequence_gap") {
-            tracing::warn!(
-                node = self.node,
-                missing = self.missing,
-                suppressed,
-                "telemetry sequence gap"
-            );
-        }
-    }
-}
-
-/// A database write failed; it will be retried (or dead-lettered when refused).
-#[derive(Debug)]
-pub struct WriteFailed<'a> {
-    pub reason: &'static str,
-    pub detail: &'a str,
-    pub retry_in: Option<Duration>,
-}
-
-impl WriteFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .write_failures
-            .get_or_create(&ReasonLabel { reason: self.reason })
-            .inc();
-        if let Some(suppressed) = metrics.should_log(self.reason) {
-            match self.retry_in {
-                Some(delay) => tracing::warn!(
-                    reason = self.reason,
-                    suppressed,
-                    retry_in_ms = delay.as_millis() as u64,
-                    "database write failed: {}",
-                    self.detail
-                ),
-                None => tracing::error!(
-                    reason = self.reason,
-                    suppressed,
-                    "database refused points, dead-lettered: {}",
-                    self.detail
-                ),
-            }
-        }
-    }
-}
-
-/// The database refuses every write until an operator acts (credentials, a missing database): the
-/// sink keeps the spool and asks again after `retry_in`. Logged once a minute, not per attempt.
-#[derive(Debug)]
-pub struct DatabaseHalted<'a> {
-    pub reason: &'static str,
-    pub detail: &'a str,
-    pub retry_in: Duration,
-}
-
-impl DatabaseHalted<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .write_failures
-            .get_or_create(&ReasonLabel { reason: self.reason })
-            .inc();
-        if let Some(suppressed) = metrics.should_log_every("database_halted", Duration::from_secs(60)) {
-            tracing::error!(
-                reason = self.reason,
-                suppressed,
-                retry_in_ms = self.retry_in.as_millis() as u64,
-                "database refuses writes, readings stay in the spool: {}",
-                self.detail
-            );
-        }
-    }
-}
-
-/// The database stored a batch but not these points (a field type conflict, lines it could not
-/// parse, points older than its retention policy).
-#[derive(Debug)]
-pub struct PointsDroppedByDatabase<'a> {
-    pub reason: &'static str,
-    pub count: u64,
-    pub detail: &'a str,
-}
-
-impl PointsDroppedByDatabase<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics
-            .points_dropped_by_database
-            .get_or_create(&ReasonLabel { reason: self.reason })
-            .inc_by(self.count);
-        if let Some(suppressed) = metrics.should_log(self.reason) {
-            tracing::warn!(
-                reason = self.reason,
-                count = self.count,
-                suppressed,
-                "database dropped points: {}",
-                self.detail
-            );
-        }
-    }
-}
-
-/// The spool is full (its limit or the disk): ingest stops acknowledging. Counted once per episode.
-#[derive(Debug)]
-pub struct SpoolFull<'a> {
-    pub detail: &'a str,
-}
-
-impl SpoolFull<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics.spool_full.inc();
-        if let Some(suppressed) = metrics.should_log("spool_full") {
-            tracing::error!(
-                suppressed,
-                "{}; messages stay unacknowledged at the broker",
-                self.detail
-            );
-        }
-    }
-}
-
-/// A webhook delivery failed; the engine tries again after a back-off.
-#[derive(Debug)]
-pub struct NotificationFailed<'a> {
-    pub receiver: &'a str,
-    pub detail: &'a str,
-}
-
-impl NotificationFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        // Counted by `record_notification` with the attempt's result.
-        if let Some(suppressed) = metrics.should_log("alert_notification_failed") {
-            tracing::warn!(
-                receiver = self.receiver,
-                suppressed,
-                "alert notification failed, will retry: {}",
-                self.detail
-            );
-        }
-    }
-}
-
-/// An alert or a command could not be handed to the MQTT client (its queue is full while the broker
-/// is away); the retained state is published again on reconnect.
-#[derive(Debug)]
-pub struct AlertPublishFailed<'a> {
-    pub detail: &'a str,
-}
-
-impl AlertPublishFailed<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        metrics.alert_publish_failures.inc();
-        if let Some(suppressed) = metrics.should_log("alert_publish_failed") {
-            tracing::error!(suppressed, "alert MQTT publish failed: {}", self.detail);
-        }
-    }
-}
-
-/// What became of an automated cooling fan command.
-#[derive(Debug)]
-pub struct FanCommandOutcome<'a> {
-    pub outcome: &'a crate::alert::cooling::FanOutcome,
-}
-
-impl FanCommandOutcome<'_> {
-    pub fn emit(&self, metrics: &Metrics) {
-        use crate::alert::cooling::FanOutcome;
-        let reason = match self.outcome {
-            FanOutcome::Acked(_) => "acked",
-            FanOutcome::Refused(..) => "refused",
-            FanOutcome::Unanswered(_) => "unanswered",
-        };
-        metrics
-            .alert_fan_commands
-            .get_or_create(&ReasonLabel { reason })
-            .inc();
-        match self.outcome {
-            FanOutcome::Acked(p) => {
-                tracing::info!(node = %p.node, fan = p.fan, duty = p.duty, "fan command acknowledged");
-            }
-            FanOutcome::Refused(p, result) => {
-                tracing::warn!(node = %p.node, fan = p.fan, ?result, "fan command refused by the node");
-            }
-            FanOutcome::Unanswered(p) => {
-                if let Some(suppressed) = metrics.should_log("fan_command_unanswered") {
-                    tracing::error!(
-                        node = %p.node,
-                        fan = p.fan,
-                        attempts = p.attempts,
-                        suppressed,
-                        "fan command never acknowledged; automated cooling gave up on this node"
-                    );
-                }
-            }
-        }
-    }
 }
