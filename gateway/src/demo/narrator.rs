@@ -35,7 +35,7 @@ const ROOM_REPORT_EVERY: Duration = Duration::from_secs(30);
 
 /// Follows the broker at `broker` and the simulated `hall` until shutdown.
 pub async fn run(broker: SocketAddr, layout: Layout, hall: Hall, mut shutdown: Shutdown) {
-    let Ok(site) = SiteId::new(super::SITE) else {
+    let Ok(site) = SiteId::new(super::room::SITE) else {
         return;
     };
     let mut options = MqttOptions::new("rackwatch-demo-narrator", broker.ip().to_string(), broker.port());

@@ -12,6 +12,9 @@ use rackwatch_protocols::{ChannelName, IdError};
 
 use crate::shutdown::Shutdown;
 
+/// The site every demo node publishes under.
+pub const SITE: &str = "demo";
+
 /// The room the demo simulates: 2 rows of 10 racks, each row cooled by its own unit.
 pub const ROWS: usize = 2;
 pub const RACKS_PER_ROW: usize = 10;
@@ -162,7 +165,7 @@ impl Hall {
             .racks()
             .into_iter()
             .map(|rack| {
-                let mut config = HostNodeConfig::new(super::SITE, &rack.node)?.with_interval_ms(interval_ms);
+                let mut config = HostNodeConfig::new(SITE, &rack.node)?.with_interval_ms(interval_ms);
                 config.channels = demo_channels();
                 Ok(spawn_node(
                     config,

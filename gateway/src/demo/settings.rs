@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use super::DemoOptions;
+use super::options::DemoOptions;
 use super::room::Layout;
 use crate::config::{Config, ConfigError};
 
@@ -109,7 +109,7 @@ fans = [0, 1, 2, 3, 4, 5]
 ack_timeout = "3s"
 retries = 2
 "#,
-        site = super::SITE,
+        site = super::room::SITE,
         http = options.http,
     );
     match (&options.influx_url, &options.influx_database) {
