@@ -6,8 +6,6 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 
-use rackwatch_protocols::AlertState;
-
 use crate::cluster::Partition;
 use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
@@ -15,9 +13,9 @@ use crate::events::{
     MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
 };
 use crate::health::{Component, Health};
-use crate::line_protocol::Line;
 use crate::model::{Acknowledgement, Incoming, Observation, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
+use crate::schema;
 use crate::shutdown::Shutdown;
 use crate::spool::{SpoolError, SpoolWriter};
 
@@ -221,13 +219,15 @@ impl Ingest {
                         .observe_uptime(&status.node, status.boot, up, message.received_ms);
                 }
                 let mut lines = Vec::with_capacity(96);
-                let online = i64::from(status.state == rackwatch_protocols::NodeState::Online);
-                Line::new(&mut lines, "node_status")
-                    .tag("node", &status.node)
-                    .tag("site", &self.site)
-                    .int("online", online)
-                    .int("boot", i64::from(status.boot))
-                    .finish(message.received_ms);
+                let online = status.state == rackwatch_protocols::NodeState::Online;
+                schema::node_status(
+                    &mut lines,
+                    &self.site,
+                    &status.node,
+                    online,
+                    status.boot,
+                    message.received_ms,
+                );
                 self.append(None, &lines);
                 if self.observers.is_some() {
                     // Keep the samples before it in order: they were received first.
@@ -250,7 +250,7 @@ impl Ingest {
             }
             Decoded::Alert(alert) => {
                 let mut lines = Vec::with_capacity(256);
-                alert_line(&mut lines, &self.site, &alert);
+                schema::alert(&mut lines, &self.site, &alert);
                 self.append(None, &lines);
             }
         }
@@ -391,33 +391,4 @@ impl Ingest {
         }
         self.health.set(Component::Spool, Err(detail));
     }
-}
-
-/// One alert transition as a point of the `alert` measurement (gateway/README.md, "InfluxDB schema"),
-/// dated when the alert entered its state, so a replay writes the same point again.
-fn alert_line(lines: &mut Vec<u8>, site: &str, alert: &rackwatch_protocols::Alert) {
-    let mut line = Line::new(lines, "alert")
-        .tag("key", &alert.key)
-        .tag("rule", &alert.rule)
-        .tag("severity", alert.severity.as_str())
-        .tag("site", site)
-        .tag("state", alert.state.as_str());
-    for (key, value) in [
-        ("room", alert.room.as_deref()),
-        ("row", alert.row.as_deref()),
-        ("rack", alert.rack.as_deref()),
-        ("node", alert.node.as_deref()),
-    ] {
-        if let Some(value) = value {
-            line = line.tag(key, value);
-        }
-    }
-    line = line.int("firing", i64::from(alert.state == AlertState::Firing));
-    for (key, value) in [("value", alert.value), ("threshold", alert.threshold)] {
-        if let Some(value) = value.filter(|v| v.is_finite()) {
-            line = line.float(key, value);
-        }
-    }
-    line.string("summary", &alert.summary)
-        .finish(i64::try_from(alert.since_ms).unwrap_or(i64::MAX));
 }

@@ -30,6 +30,7 @@ pub mod mqtt_session;
 pub mod node_cli;
 pub mod normalise;
 pub mod pipeline;
+pub mod schema;
 pub mod secret;
 pub mod serial_nodes;
 pub mod shutdown;

@@ -15,6 +15,7 @@ use crate::config::NormaliseConfig;
 use crate::inventory::Inventory;
 use crate::line_protocol::Line;
 use crate::model::{AirSide, Position, Sample, SequenceMark, Series};
+use crate::schema;
 
 /// Sequence numbers remembered per boot for duplicate detection: redelivery and store-and-forward
 /// backlogs are far shorter than this.
@@ -339,26 +340,7 @@ impl Normaliser {
             |s| Arc::clone(&s.position),
         );
         let placement = self.inventory.placement(node, channel);
-        let mut prefix = Vec::with_capacity(160);
-        // Tags in key order, as InfluxDB recommends for write performance.
-        let mut line = Line::new(&mut prefix, "reading").tag("channel", channel);
-        line = line.tag("node", node);
-        if let Some(placement) = placement {
-            line = line.tag("placement", placement.as_str());
-        }
-        line = line
-            .tag("quantity", quantity.as_str())
-            .tag("rack", position.rack_tag());
-        if let Some(room) = &position.room {
-            line = line.tag("room", room);
-        }
-        if let Some(row) = &position.row {
-            line = line.tag("row", row);
-        }
-        let _ = line.tag("site", &self.site);
-        // Kept for the series' life: exactly its length (at 100,000 series, the spare capacity of
-        // a 160-byte buffer is 10 MB).
-        prefix.shrink_to_fit();
+        let prefix = schema::reading_prefix(&self.site, node, channel, placement, quantity, &position);
         let series = Arc::new(Series {
             node: node.clone(),
             channel: channel.clone(),
@@ -378,14 +360,15 @@ impl Normaliser {
         for reading in &t.readings {
             let series = self.series(&t.node, &reading.channel, reading.quantity);
             if reading.status != ReadingStatus::Ok {
-                Line::new(&mut out.lines, "sensor_fault")
-                    .tag("channel", &reading.channel)
-                    .tag("node", &t.node)
-                    .tag("quantity", reading.quantity.as_str())
-                    .tag("site", &self.site)
-                    .tag("status", reading.status.as_str())
-                    .int("count", 1)
-                    .finish(timestamp_ms);
+                schema::sensor_fault(
+                    &mut out.lines,
+                    &self.site,
+                    &t.node,
+                    &reading.channel,
+                    reading.quantity,
+                    reading.status,
+                    timestamp_ms,
+                );
                 out.points += 1;
                 out.samples.push(Sample {
                     series,
@@ -430,9 +413,7 @@ impl Normaliser {
                 ));
                 continue;
             }
-            Line::with_prefix(&mut out.lines, &series.line_prefix)
-                .float("value", value)
-                .finish(timestamp_ms);
+            schema::reading(&mut out.lines, &series.line_prefix, value, timestamp_ms);
             out.points += 1;
             rack_touched |= self.track_rack(&series, value, timestamp_ms);
             out.samples.push(Sample {
@@ -468,9 +449,7 @@ impl Normaliser {
                 continue;
             };
             let series = self.series(&t.node, &channel, Quantity::DewPoint);
-            Line::with_prefix(&mut out.lines, &series.line_prefix)
-                .float("value", dew_point)
-                .finish(timestamp_ms);
+            schema::reading(&mut out.lines, &series.line_prefix, dew_point, timestamp_ms);
             out.points += 1;
             out.samples.push(Sample {
                 series,
