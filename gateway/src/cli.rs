@@ -157,7 +157,7 @@ pub fn main() -> ExitCode {
                     shutdown::wait_for_signal().await;
                     on_signal.trigger();
                 });
-                match pipeline::run(config, trigger, None).await {
+                match pipeline::run(config, trigger).await {
                     Ok(()) => ExitCode::SUCCESS,
                     Err(e) => {
                         tracing::error!("{e}");

@@ -62,7 +62,7 @@ impl Partition {
     pub fn owns_route(&self, route: &Route) -> bool {
         match route {
             Route::Mqtt { topic } => topic::parse(topic).map_or(true, |t| self.owns(t.node)),
-            Route::Serial { .. } | Route::Alert => true,
+            Route::Serial { .. } => true,
         }
     }
 

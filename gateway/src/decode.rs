@@ -2,7 +2,7 @@
 
 use rackwatch_protocols::frame::FrameKind;
 use rackwatch_protocols::topic::{self, NodeTopic};
-use rackwatch_protocols::{Ack, Alert, DecodeError, MAX_MESSAGE_LEN, Status, Telemetry};
+use rackwatch_protocols::{Ack, DecodeError, MAX_MESSAGE_LEN, Status, Telemetry};
 
 use crate::model::Route;
 
@@ -16,7 +16,6 @@ pub enum Decoded {
     Telemetry(Telemetry),
     Status(Status),
     Ack(Ack),
-    Alert(Alert),
 }
 
 /// Why a whole message was rejected. The names are the `reason` label of
@@ -125,8 +124,6 @@ pub fn decode_mqtt(site: &str, topic: &str, payload: &[u8]) -> Result<Decoded, R
         Decoded::Telemetry(t) => t.node.as_str(),
         Decoded::Status(s) => s.node.as_str(),
         Decoded::Ack(a) => a.node.as_str(),
-        // Alerts come from this gateway's own engine, never from a node topic.
-        Decoded::Alert(_) => parsed.node,
     };
     if payload_node != parsed.node {
         return Err(reject(
@@ -160,9 +157,6 @@ pub fn decode(site: &str, route: &Route, payload: &[u8]) -> Result<Decoded, Reje
     match route {
         Route::Mqtt { topic } => decode_mqtt(site, topic, payload),
         Route::Serial { kind, .. } => decode_serial(*kind, payload),
-        Route::Alert => Alert::decode(payload)
-            .map(Decoded::Alert)
-            .map_err(|e| reject(e.into(), None, e.to_string())),
     }
 }
 

@@ -4,6 +4,7 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use rackwatch_protocols::Alert;
 use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
@@ -27,8 +28,49 @@ const IDLE_CHECK: Duration = Duration::from_secs(1);
 /// How often a refused append or commit is tried again (the writer drains meanwhile).
 const SPOOL_RETRY: Duration = Duration::from_millis(200);
 
-/// Where observations go once they are durable (the alert engine, the dashboard's window).
+/// One consumer's queue of observations.
 pub type ObservationSender = mpsc::Sender<Observation>;
+
+/// Where observations go: each consumer (the alert engine, the dashboard) has its own bounded
+/// queue, so a slow one never delays another, and none ever blocks ingest.
+#[derive(Debug, Clone)]
+pub struct Observers {
+    consumers: Vec<ObservationSender>,
+    metrics: Arc<Metrics>,
+}
+
+impl Observers {
+    pub fn new(consumers: Vec<ObservationSender>, metrics: Arc<Metrics>) -> Self {
+        Observers { consumers, metrics }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.consumers.is_empty()
+    }
+
+    /// Offers one observation to every consumer. A full queue misses it (counted): the database
+    /// still has everything, and the consumer catches up with the next.
+    pub fn send(&self, observation: Observation) {
+        if let Some((last, others)) = self.consumers.split_last() {
+            for consumer in others {
+                if consumer.try_send(observation.clone()).is_err() {
+                    self.metrics.observations_dropped.inc();
+                }
+            }
+            if last.try_send(observation).is_err() {
+                self.metrics.observations_dropped.inc();
+            }
+        }
+    }
+}
+
+/// What woke the ingest loop.
+enum Wake {
+    /// How many messages were taken (0: every source is gone).
+    Messages(usize),
+    /// An alert transition, or `None` once the alert engine is gone.
+    Alert(Option<Alert>),
+}
 
 /// Everything the ingest thread owns.
 #[derive(Debug)]
@@ -40,7 +82,7 @@ pub struct Ingest {
     pub acks: mpsc::UnboundedSender<Acknowledgement>,
     pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
-    pub observers: Option<ObservationSender>,
+    pub observers: Observers,
     /// This gateway's partition of the site, when it shares the site with others.
     pub partition: Option<Partition>,
     /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger_ms`).
@@ -54,19 +96,32 @@ pub struct Ingest {
 }
 
 impl Ingest {
-    /// Processes messages until every sender of `incoming` is gone. Runs on ingest's own thread
-    /// (`Handle::block_on`): the runtime only lends its timer, for the commit linger.
-    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>) {
+    /// Processes messages until every sender of `incoming` is gone, and this gateway's own alert
+    /// transitions from `alerts` (spooled like readings: the `alert` measurement). Runs on ingest's
+    /// own thread (`Handle::block_on`): the runtime only lends its timer, for the commit linger.
+    pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, mut alerts: mpsc::Receiver<Alert>) {
         let mut batch = Vec::with_capacity(MAX_BATCH);
         let mut out = Output::default();
         let mut acks = Vec::with_capacity(MAX_BATCH);
         let mut samples = Vec::new();
         let mut observations = Vec::new();
+        let mut alerts_open = true;
         loop {
-            let received = tokio::time::timeout(IDLE_CHECK, incoming.recv_many(&mut batch, MAX_BATCH));
+            let received = tokio::time::timeout(IDLE_CHECK, async {
+                tokio::select! {
+                    biased;
+                    taken = incoming.recv_many(&mut batch, MAX_BATCH) => Wake::Messages(taken),
+                    alert = alerts.recv(), if alerts_open => Wake::Alert(alert),
+                }
+            });
             match received.await {
-                Ok(0) => break,
-                Ok(_) => {}
+                Ok(Wake::Messages(0)) => break,
+                Ok(Wake::Messages(_)) => {}
+                Ok(Wake::Alert(Some(alert))) => self.keep_alert(&alert),
+                Ok(Wake::Alert(None)) => {
+                    alerts_open = false;
+                    continue;
+                }
                 Err(_) => {
                     self.idle_check();
                     continue;
@@ -84,6 +139,9 @@ impl Ingest {
                 for message in batch.drain(..) {
                     self.process(&message, &mut out, &mut samples, &mut observations);
                     acks.extend(message.ack.clone());
+                }
+                while let Ok(alert) = alerts.try_recv() {
+                    self.keep_alert(&alert);
                 }
                 self.observe(&mut samples, &mut observations);
                 let room = MAX_BATCH.saturating_sub(taken);
@@ -119,16 +177,12 @@ impl Ingest {
     /// broker delivers the messages again and the engine sees the same readings twice, which changes
     /// nothing.
     fn observe(&self, samples: &mut Vec<Sample>, observations: &mut Vec<Observation>) {
-        if let Some(sender) = &self.observers {
+        if !self.observers.is_empty() {
             if !samples.is_empty() {
                 observations.push(Observation::Samples(Arc::from(std::mem::take(samples))));
             }
             for observation in observations.drain(..) {
-                // Never block ingest on a slow consumer: it misses an observation instead
-                // (counted), and the database still has everything.
-                if sender.try_send(observation).is_err() {
-                    self.metrics.observations_dropped.inc();
-                }
+                self.observers.send(observation);
             }
         }
         samples.clear();
@@ -229,7 +283,7 @@ impl Ingest {
                     message.received_ms,
                 );
                 self.append(None, &lines);
-                if self.observers.is_some() {
+                if !self.observers.is_empty() {
                     // Keep the samples before it in order: they were received first.
                     if !samples.is_empty() {
                         observations.push(Observation::Samples(Arc::from(std::mem::take(samples))));
@@ -241,19 +295,21 @@ impl Ingest {
                 }
             }
             Decoded::Ack(ack) => {
-                if self.observers.is_some() {
+                if !self.observers.is_empty() {
                     observations.push(Observation::Ack {
                         ack,
                         received_ms: message.received_ms,
                     });
                 }
             }
-            Decoded::Alert(alert) => {
-                let mut lines = Vec::with_capacity(256);
-                schema::alert(&mut lines, &self.site, &alert);
-                self.append(None, &lines);
-            }
         }
+    }
+
+    /// One transition of this gateway's alert engine, as a point of the `alert` measurement.
+    fn keep_alert(&mut self, alert: &Alert) {
+        let mut lines = Vec::with_capacity(256);
+        schema::alert(&mut lines, &self.site, alert);
+        self.append(None, &lines);
     }
 
     fn reject(&mut self, message: &Incoming, rejection: &Rejection) {

@@ -18,7 +18,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use crate::cluster::Partition;
 use crate::decode::{Decoded, decode};
 use crate::health::{Component, Health};
-use crate::ingest::ObservationSender;
+use crate::ingest::Observers;
 use crate::model::{Observation, Route, now_ms};
 use crate::normalise::{Normaliser, Output, Verdict};
 use crate::shutdown::Shutdown;
@@ -34,7 +34,7 @@ pub struct Lookout {
     pub site: SiteId,
     pub normaliser: Normaliser,
     pub partition: Option<Partition>,
-    pub observers: ObservationSender,
+    pub observers: Observers,
     pub health: Arc<Health>,
     pub shutdown: Shutdown,
 }
@@ -135,7 +135,7 @@ impl Lookout {
             _ => return,
         };
         // As in ingest: never wait on a slow consumer.
-        let _ = self.observers.try_send(observation);
+        self.observers.send(observation);
     }
 }
 

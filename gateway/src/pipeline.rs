@@ -13,13 +13,17 @@ use crate::dashboard::Dashboard;
 use crate::deadletter::DeadLetters;
 use crate::events::Metrics;
 use crate::health::{Component, Health};
-use crate::ingest::{Ingest, ObservationSender};
+use crate::ingest::{Ingest, Observers};
 use crate::inventory::Inventory;
 use crate::normalise::Normaliser;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
 use crate::{http, influx, source, spool};
 
 /// Why the gateway could not start.
+/// Alert transitions waiting for ingest to spool them (they are few: one per rule and rack at most
+/// per evaluation).
+const ALERT_HISTORY_QUEUE: usize = 1024;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error(transparent)]
@@ -94,11 +98,7 @@ pub fn preflight(config: &Config) -> Vec<String> {
 }
 
 /// Runs the gateway until `shutdown`, then stops the sources, commits, and drains what it can.
-pub async fn run(
-    config: Config,
-    trigger: ShutdownTrigger,
-    observers: Option<ObservationSender>,
-) -> Result<(), StartError> {
+pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartError> {
     let mut config = config;
     let partition = config.cluster.as_ref().map(|c| Partition::new(c, &config));
     if let Some(partition) = &partition {
@@ -174,45 +174,43 @@ pub async fn run(
         })?;
     tracing::info!(addr = %config.http.listen, "HTTP server listening (/metrics, /health)");
 
-    // Observations flow ingest -> alert engine -> facilities view -> the caller's `observers`.
+    // Observations fan out from ingest to the alert engine and the facilities view, each with its
+    // own queue; alert transitions come back to ingest on their own channel, to be spooled.
     let dashboard = Dashboard::new(
         &config.site,
         Inventory::from_config(&config),
         config.http.window_minutes,
     );
     let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
-    let dashboard_task = tokio::spawn(
-        dashboard
-            .clone()
-            .follow(dashboard_rx, observers, trigger.subscribe()),
-    );
-    let observers = Some(dashboard_tx);
+    let dashboard_task = tokio::spawn(dashboard.clone().follow(dashboard_rx, trigger.subscribe()));
+    let mut consumers = vec![dashboard_tx];
     let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
+    let (history_tx, history_rx) = mpsc::channel(ALERT_HISTORY_QUEUE);
     let serial_nodes = crate::serial_nodes::SerialNodes::default();
-    let (observers, alert_routes, alert_tasks) = match &config.alerts {
+    let (alert_routes, alert_tasks) = match &config.alerts {
         Some(alerts) => {
-            let history = Some(incoming_tx.downgrade());
             let service = crate::alert::start(
                 &config,
                 alerts,
                 Arc::clone(&metrics),
-                observers,
-                history,
+                Some(history_tx),
                 serial_nodes.clone(),
                 &trigger,
             )?;
-            (Some(service.observations), service.routes, service.tasks)
+            consumers.insert(0, service.observations);
+            (service.routes, service.tasks)
         }
-        None => (observers, axum::Router::new(), Vec::new()),
+        None => (axum::Router::new(), Vec::new()),
     };
+    let observers = Observers::new(consumers, Arc::clone(&metrics));
 
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
     let committed = Arc::new(Notify::new());
 
     // While the spool refuses, the lookout keeps the alert engine and the dashboard seeing the site.
-    let lookout = match (&mqtt, &observers) {
-        (Some((options, _)), Some(observers)) => Some(crate::lookout::Lookout {
+    let lookout = match &mqtt {
+        Some((options, _)) => Some(crate::lookout::Lookout {
             options: options.clone(),
             site: config.site.clone(),
             normaliser: Normaliser::new(
@@ -248,7 +246,7 @@ pub async fn run(
         .name("rackwatch-ingest".into())
         .spawn({
             let runtime = tokio::runtime::Handle::current();
-            move || runtime.block_on(ingest.run(incoming_rx))
+            move || runtime.block_on(ingest.run(incoming_rx, history_rx))
         })
         .map_err(|e| StartError::Spool {
             path: "ingest thread".into(),

@@ -137,15 +137,13 @@ pub fn settings(config: &Config, alerts: &AlertsConfig) -> Settings {
     }
 }
 
-/// Starts the engine (and its MQTT connection when `[mqtt]` is configured). `downstream` gets every
-/// observation after the engine has seen it; `history` (ingest's input) gets every transition, to
-/// keep in the database.
+/// Starts the engine (and its MQTT connection when `[mqtt]` is configured). `history` (ingest's
+/// alert input) gets every transition, to keep in the database.
 pub fn start(
     config: &Config,
     alerts: &AlertsConfig,
     metrics: Arc<Metrics>,
-    downstream: Option<ObservationSender>,
-    history: Option<mpsc::WeakSender<crate::model::Incoming>>,
+    history: Option<mpsc::Sender<rackwatch_protocols::Alert>>,
     serial_nodes: crate::serial_nodes::SerialNodes,
     trigger: &ShutdownTrigger,
 ) -> Result<AlertService, StartError> {
@@ -194,7 +192,6 @@ pub fn start(
     let runner = runner::Runner {
         engine,
         observations,
-        downstream,
         history,
         api,
         view: view_tx,

@@ -15,8 +15,7 @@ use super::silence::Matchers;
 use super::store::StateFile;
 use super::webhook::{Context, Webhook};
 use crate::events::{AlertPublishFailed, Metrics, NotificationFailed};
-use crate::ingest::ObservationSender;
-use crate::model::{Incoming, Observation, Route, now_ms};
+use crate::model::{Observation, now_ms};
 use crate::shutdown::Shutdown;
 
 /// A request from the HTTP API that changes the engine's state.
@@ -47,10 +46,8 @@ pub enum ApiRequest {
 pub struct Runner {
     pub engine: Engine,
     pub observations: mpsc::Receiver<Observation>,
-    /// Later consumers of the observations (the dashboard, tests), fed after the engine.
-    pub downstream: Option<ObservationSender>,
-    /// Ingest's input: transitions go there to be spooled and written like readings.
-    pub history: Option<mpsc::WeakSender<Incoming>>,
+    /// Ingest's alert input: transitions go there to be spooled and written like readings.
+    pub history: Option<mpsc::Sender<Alert>>,
     pub api: mpsc::Receiver<ApiRequest>,
     pub view: watch::Sender<Arc<AlertsView>>,
     pub publisher: Option<AlertPublisher>,
@@ -99,11 +96,6 @@ impl Runner {
                             self.engine.observe_status(status, now);
                         }
                         Observation::Ack { ack, .. } => self.engine.observe_ack(ack),
-                    }
-                    if let Some(downstream) = &self.downstream
-                        && downstream.try_send(observation).is_err()
-                    {
-                        self.metrics.observations_dropped.inc();
                     }
                 }
                 Some(()) = self.connected.recv() => self.engine.resync(now_ms()),
@@ -167,7 +159,6 @@ impl Runner {
         for effect in &effects {
             match effect {
                 Effect::Publish { alert, event } => {
-                    // Encoded once, for the broker and for the database's history.
                     let payload = encode(alert);
                     let published = match (&self.publisher, &payload) {
                         (Some(publisher), Ok(payload)) => publisher.alert(alert, payload, *event),
@@ -181,9 +172,7 @@ impl Runner {
                         .emit(&self.metrics);
                     }
                     if *event {
-                        if let Ok(payload) = payload {
-                            self.keep(payload);
-                        }
+                        self.keep(alert);
                         self.metrics
                             .record_alert_transition(alert, origin_us.map(|o| now_us().saturating_sub(o)));
                         tracing::info!(key = %alert.key, state = ?alert.state, "alert: {}", alert.summary);
@@ -256,21 +245,16 @@ impl Runner {
             .set(self.view.borrow().firing_count() as i64);
     }
 
-    /// Sends a transition (its JSON) to ingest, to be spooled and written like a reading (the
-    /// `alert` measurement). Never waits: the send runs on its own task, and is given up once ingest
-    /// has stopped at shutdown.
-    fn keep(&self, payload: Bytes) {
-        let Some(incoming) = self.history.as_ref().and_then(mpsc::WeakSender::upgrade) else {
+    /// Sends a transition to ingest, to be spooled and written like a reading (the `alert`
+    /// measurement). Never waits: the send runs on its own task, and is given up once ingest has
+    /// stopped at shutdown.
+    fn keep(&self, alert: &Alert) {
+        let Some(history) = self.history.clone() else {
             return;
         };
-        let message = Incoming {
-            route: Route::Alert,
-            payload,
-            received_ms: now_ms(),
-            ack: None,
-        };
+        let alert = alert.clone();
         tokio::spawn(async move {
-            let _ = incoming.send(message).await;
+            let _ = history.send(alert).await;
         });
     }
 

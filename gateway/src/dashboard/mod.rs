@@ -51,23 +51,14 @@ impl Dashboard {
             .unwrap_or_else(std::sync::PoisonError::into_inner))
     }
 
-    /// Applies observations until the stream ends or shutdown, passing each on to `downstream`.
-    pub async fn follow(
-        self,
-        mut observations: mpsc::Receiver<Observation>,
-        downstream: Option<mpsc::Sender<Observation>>,
-        mut shutdown: Shutdown,
-    ) {
+    /// Applies observations until the stream ends or shutdown.
+    pub async fn follow(self, mut observations: mpsc::Receiver<Observation>, mut shutdown: Shutdown) {
         loop {
             tokio::select! {
                 () = shutdown.recv() => return,
                 observation = observations.recv() => {
                     let Some(observation) = observation else { return };
                     self.state.write().unwrap_or_else(std::sync::PoisonError::into_inner).observe(&observation);
-                    if let Some(downstream) = &downstream {
-                        // A slow downstream misses observations rather than stalling the view.
-                        let _ = downstream.try_send(observation);
-                    }
                 }
             }
         }

@@ -66,7 +66,7 @@ async fn run(options: DemoOptions) -> ExitCode {
     };
 
     let (trigger, _) = shutdown::channel();
-    let gateway = tokio::spawn(pipeline::run(config, trigger.clone(), None));
+    let gateway = tokio::spawn(pipeline::run(config, trigger.clone()));
     narrator::say(&format!(
         "rackwatch demo: {} racks in {} rows, broker {}, readings every {} ms, room clock {}× real time",
         room.racks().len(),

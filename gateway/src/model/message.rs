@@ -27,9 +27,6 @@ pub enum Route {
         port: Arc<str>,
         kind: rackwatch_protocols::frame::FrameKind,
     },
-    /// A transition of this gateway's own alert engine (the payload is its Alert JSON), spooled like
-    /// readings so the database keeps the alert history for Grafana annotations.
-    Alert,
 }
 
 impl Route {
@@ -38,7 +35,6 @@ impl Route {
         match self {
             Route::Mqtt { topic } => Some(topic),
             Route::Serial { port, .. } => Some(port),
-            Route::Alert => Some("alerts"),
         }
     }
 }
