@@ -21,15 +21,15 @@ enum Command {
     /// Find, provision and watch sensor nodes on serial lines.
     Node {
         #[command(subcommand)]
-        command: crate::node_cli::NodeCommand,
+        command: crate::tools::node::NodeCommand,
     },
     /// Make update keys, sign firmware images into update files, and check them.
     Firmware {
         #[command(subcommand)]
-        command: crate::firmware_cli::FirmwareCommand,
+        command: crate::tools::firmware::FirmwareCommand,
     },
     /// Write Mosquitto password and ACL files so each node may use only its own topics.
-    BrokerAcl(crate::node_cli::BrokerAclOptions),
+    BrokerAcl(crate::tools::node::BrokerAclOptions),
     /// Run the gateway: ingest, normalise, spool, write to InfluxDB.
     Run {
         /// The configuration file (TOML).
@@ -59,7 +59,7 @@ enum Command {
     },
     /// Try rackwatch without hardware: an embedded broker, a simulated room of 20 racks with their
     /// sensor nodes, the gateway and its dashboard, and a cooling failure played out.
-    Demo(crate::demo::DemoOptions),
+    Demo(crate::tools::demo::DemoOptions),
 }
 
 /// Runs the command line: parses the arguments and runs the command.
@@ -79,7 +79,7 @@ pub fn main() -> ExitCode {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     match cli.command {
-        Command::Demo(options) => crate::demo::main(options),
+        Command::Demo(options) => crate::tools::demo::main(options),
         Command::CheckConfig { config } => match Config::load(&config) {
             Ok(parsed) => {
                 let problems = pipeline::preflight(&parsed);
@@ -110,7 +110,7 @@ pub fn main() -> ExitCode {
             let path = if live { "/health/live" } else { "/health/ready" };
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
             loop {
-                let answer = crate::http::probe(address, path);
+                let answer = crate::view::http::probe(address, path);
                 let done = std::time::Instant::now() >= deadline;
                 match answer {
                     Ok((200, _)) => return ExitCode::SUCCESS,
@@ -126,9 +126,9 @@ pub fn main() -> ExitCode {
                 }
             }
         }
-        Command::Node { command } => crate::node_cli::main(command),
-        Command::Firmware { command } => crate::firmware_cli::main(command),
-        Command::BrokerAcl(options) => crate::node_cli::broker_acl_main(options),
+        Command::Node { command } => crate::tools::node::main(command),
+        Command::Firmware { command } => crate::tools::firmware::main(command),
+        Command::BrokerAcl(options) => crate::tools::node::broker_acl_main(options),
         Command::Run { config, partition } => {
             let loaded = Config::load(&config).and_then(|mut config| {
                 if let Some(partition) = partition {

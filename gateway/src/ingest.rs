@@ -8,7 +8,6 @@ use rackwatch_protocols::Alert;
 use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
-use crate::deadletter::DeadLetters;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
 use crate::events::{
     MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
@@ -18,6 +17,7 @@ use crate::model::{Acknowledgement, Incoming, Observation, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
 use crate::schema;
 use crate::shutdown::Shutdown;
+use crate::spool::deadletter::DeadLetters;
 use crate::spool::{SpoolError, SpoolWriter};
 
 /// Most messages taken into one group commit.

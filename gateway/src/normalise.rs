@@ -13,9 +13,9 @@ use rackwatch_protocols::{ChannelName, Label, Quantity, ReadingStatus, SiteId, T
 
 use crate::config::NormaliseConfig;
 use crate::inventory::Inventory;
-use crate::line_protocol::Line;
 use crate::model::{AirSide, Position, Sample, SequenceMark, Series};
 use crate::schema;
+use crate::schema::line::Line;
 
 /// Sequence numbers remembered per boot for duplicate detection: redelivery and store-and-forward
 /// backlogs are far shorter than this.

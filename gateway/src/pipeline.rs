@@ -7,17 +7,19 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
-use crate::command::{self, NodeCommander};
 use crate::config::{Config, ConfigError};
-use crate::dashboard::Dashboard;
-use crate::deadletter::DeadLetters;
 use crate::events::Metrics;
 use crate::health::{Component, Health};
 use crate::ingest::{Ingest, Observers};
 use crate::inventory::Inventory;
 use crate::normalise::Normaliser;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
-use crate::{http, influx, source, spool};
+use crate::sink::influx;
+use crate::spool::deadletter::DeadLetters;
+use crate::view::command::{self, NodeCommander};
+use crate::view::dashboard::Dashboard;
+use crate::view::http;
+use crate::{source, spool};
 
 /// Why the gateway could not start.
 /// Alert transitions waiting for ingest to spool them (they are few: one per rule and rack at most
@@ -147,7 +149,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let dead_letters = Arc::new(Mutex::new(
         DeadLetters::open(
             &config.spool.dir.join("dead-letters.jsonl"),
-            crate::deadletter::Bounds {
+            spool::deadletter::Bounds {
                 max_bytes: config.spool.dead_letter_max_mb.saturating_mul(1 << 20),
                 per_reason_per_second: config.spool.dead_letter_rate,
             },
@@ -187,7 +189,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
     let (history_tx, history_rx) = mpsc::channel(ALERT_HISTORY_QUEUE);
-    let serial_nodes = crate::serial_nodes::SerialNodes::default();
+    let serial_nodes = source::serial_nodes::SerialNodes::default();
     let (alert_routes, alert_tasks) = match &config.alerts {
         Some(alerts) => {
             let service = crate::alert::start(
@@ -210,7 +212,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
 
     // While the spool refuses, the lookout keeps the alert engine and the dashboard seeing the site.
     let lookout = match &mqtt {
-        Some((options, _)) => Some(crate::lookout::Lookout {
+        Some((options, _)) => Some(source::lookout::Lookout {
             options: options.clone(),
             site: config.site.clone(),
             normaliser: Normaliser::new(

@@ -144,7 +144,7 @@ pub fn start(
     alerts: &AlertsConfig,
     metrics: Arc<Metrics>,
     history: Option<mpsc::Sender<rackwatch_protocols::Alert>>,
-    serial_nodes: crate::serial_nodes::SerialNodes,
+    serial_nodes: crate::source::serial_nodes::SerialNodes,
     trigger: &ShutdownTrigger,
 ) -> Result<AlertService, StartError> {
     let webhooks = alerts

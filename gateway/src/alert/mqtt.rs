@@ -52,7 +52,7 @@ impl AlertPublisher {
         shutdown: Shutdown,
     ) -> (AlertPublisher, tokio::task::JoinHandle<()>) {
         let (client, eventloop) = AsyncClient::new(options, 4096);
-        let task = tokio::spawn(crate::mqtt_session::drive(
+        let task = tokio::spawn(crate::source::mqtt_session::drive(
             "alert",
             client.clone(),
             eventloop,

@@ -52,7 +52,7 @@ pub struct Runner {
     pub view: watch::Sender<Arc<AlertsView>>,
     pub publisher: Option<AlertPublisher>,
     /// Serial-attached nodes get their commands as frames on their port.
-    pub serial_nodes: crate::serial_nodes::SerialNodes,
+    pub serial_nodes: crate::source::serial_nodes::SerialNodes,
     pub connected: mpsc::UnboundedReceiver<()>,
     pub webhooks: Vec<Webhook>,
     pub context: Context,

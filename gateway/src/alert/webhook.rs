@@ -147,7 +147,7 @@ fn generator_url(alert: &Alert, context: &Context) -> String {
                 row: alert.row.clone(),
                 rack: Some(rack.clone()),
             };
-            format!("{base}/?rack={}", crate::dashboard::rack_id(&position))
+            format!("{base}/?rack={}", crate::view::dashboard::rack_id(&position))
         }
         None => format!("{base}/"),
     }

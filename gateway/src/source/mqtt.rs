@@ -242,7 +242,7 @@ pub async fn run(
         pending_acks.push_back(ack);
     }
     flush_acks(&client, &mut pending_acks);
-    crate::mqtt_session::disconnect(&client, &mut eventloop).await;
+    crate::source::mqtt_session::disconnect(&client, &mut eventloop).await;
 }
 
 fn flush_acks(client: &AsyncClient, pending: &mut VecDeque<AckToken>) {

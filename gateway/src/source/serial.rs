@@ -24,12 +24,12 @@ use tokio::sync::mpsc;
 use tokio_serial::SerialPortBuilderExt;
 
 use crate::config::SerialConfig;
-use crate::deadletter::DeadLetters;
 use crate::decode::{RejectReason, Rejection};
 use crate::events::{MessageRejected, Metrics};
 use crate::model::{Acknowledgement, Incoming, Route, now_ms};
-use crate::serial_nodes::SerialNodes;
 use crate::shutdown::Shutdown;
+use crate::source::serial_nodes::SerialNodes;
+use crate::spool::deadletter::DeadLetters;
 
 /// What one port's task needs besides its configuration.
 #[derive(Debug)]

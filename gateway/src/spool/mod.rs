@@ -37,6 +37,7 @@ use std::collections::VecDeque;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
+pub mod deadletter;
 mod folder;
 mod reader;
 mod record;

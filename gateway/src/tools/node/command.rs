@@ -9,7 +9,7 @@ use std::time::Duration;
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
 
-use crate::command::CommandAnswer;
+use crate::view::command::CommandAnswer;
 
 /// `rackwatch node command`
 #[derive(Debug, Clone, Args)]

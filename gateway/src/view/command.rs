@@ -88,7 +88,7 @@ impl NodeCommander {
         };
         let acks = topic::node_filter(Some(&site), NodeTopic::Ack).to_string();
         let subscriber = client.clone();
-        let task = tokio::spawn(crate::mqtt_session::drive(
+        let task = tokio::spawn(crate::source::mqtt_session::drive(
             "command",
             client,
             eventloop,

@@ -29,10 +29,10 @@ pub use status::SinkStatus;
 pub use writer::InfluxWriter;
 
 use crate::config::InfluxConfig;
-use crate::deadletter::DeadLetters;
 use crate::events::{DatabaseHalted, Metrics, PointsDroppedByDatabase, WriteFailed};
 use crate::model::now_ms;
 use crate::shutdown::Shutdown;
+use crate::spool::deadletter::DeadLetters;
 use crate::spool::{Batch, SpoolReader};
 
 /// The sink task: everything it needs to drain the spool into the database.

@@ -7,8 +7,10 @@
 
 use rackwatch_protocols::{Alert, AlertState, Quantity, ReadingStatus};
 
-use crate::line_protocol::Line;
+pub mod line;
+
 use crate::model::{Placement, Position};
+use line::Line;
 
 /// One measurement as the README's schema table describes it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -250,7 +252,7 @@ mod tests {
 
     #[test]
     fn the_readme_schema_table_lists_exactly_what_the_gateway_writes() {
-        let readme = include_str!("../README.md");
+        let readme = include_str!("../../README.md");
         let table = readme
             .split("## InfluxDB schema")
             .nth(1)

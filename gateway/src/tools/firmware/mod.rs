@@ -16,6 +16,8 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rackwatch_protocols::update::{FirmwareVersion, HEADER_LEN, MAX_BOARD_LEN, UpdateHeader};
 use sha2::{Digest, Sha256};
 
+pub mod rollout;
+
 #[derive(Debug, Subcommand)]
 pub enum FirmwareCommand {
     /// Make an update key pair: KEY (private, mode 0600) and KEY.pub (the node image's public key).

@@ -27,7 +27,7 @@ use crate::model::{Observation, now_ms};
 use crate::shutdown::Shutdown;
 
 const INDEX_HTML: &str = include_str!("index.html");
-const OPENAPI_JSON: &str = include_str!("../../openapi.json");
+const OPENAPI_JSON: &str = include_str!("../../../openapi.json");
 
 /// The shared view, written by [`follow`] and read by the HTTP handlers.
 #[derive(Debug, Clone)]
