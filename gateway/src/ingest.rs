@@ -68,8 +68,9 @@ impl Observers {
 enum Wake {
     /// How many messages were taken (0: every source is gone).
     Messages(usize),
-    /// An alert transition, or `None` once the alert engine is gone.
-    Alert(Option<Alert>),
+    /// An alert transition (boxed: it is far larger than a count), or `None` once the alert engine
+    /// is gone.
+    Alert(Option<Box<Alert>>),
 }
 
 /// Everything the ingest thread owns.
@@ -111,7 +112,7 @@ impl Ingest {
                 tokio::select! {
                     biased;
                     taken = incoming.recv_many(&mut batch, MAX_BATCH) => Wake::Messages(taken),
-                    alert = alerts.recv(), if alerts_open => Wake::Alert(alert),
+                    alert = alerts.recv(), if alerts_open => Wake::Alert(alert.map(Box::new)),
                 }
             });
             match received.await {
