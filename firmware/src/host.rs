@@ -33,13 +33,14 @@ use std::vec::Vec;
 
 use rackwatch_hardware::sim::{DataHall, probe};
 use rackwatch_hardware::{Channel, FanControl, Fault, Measurement, Sample, SensorSet};
-use rackwatch_protocols::{ChannelName, FanTarget, IdError, NodeId, SiteId};
+use rackwatch_protocols::{ChannelName, FanTarget, FirmwareVersion, IdError, NodeId, SiteId};
 use tokio::io::ErrorKind;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
+use crate::host_update::{HostOta, HostUpdates};
 use crate::node::{Event, Node, NodeConfig};
 use crate::sampling::{ChannelSetup, Filter};
 use crate::store::DEFAULT_RING_CAPACITY;
@@ -110,6 +111,8 @@ pub fn rack_channels() -> Vec<ChannelSetup> {
 pub struct HostNodeConfig {
     pub node: NodeConfig,
     pub channels: Vec<ChannelSetup>,
+    /// Firmware updates into file-backed slots; `None`: the node does not subscribe to `ota`.
+    pub updates: Option<HostUpdates>,
 }
 
 impl HostNodeConfig {
@@ -123,11 +126,18 @@ impl HostNodeConfig {
         Ok(HostNodeConfig {
             node: config,
             channels: rack_channels(),
+            updates: None,
         })
     }
 
     pub fn with_interval_ms(mut self, interval_ms: u32) -> Self {
         self.node.interval_ms = interval_ms;
+        self
+    }
+
+    /// Takes firmware updates (signed for [`crate::host_update::HOST_BOARD`]) into slots in a folder.
+    pub fn with_updates(mut self, updates: HostUpdates) -> Self {
+        self.updates = Some(updates);
         self
     }
 }
@@ -233,18 +243,37 @@ async fn run_node(
     let connect_timeout = Duration::from_millis(u64::from(config.node.connect_timeout_ms));
     'boot: loop {
         status.boot.store(config.node.boot, Ordering::Relaxed);
+        let started = Instant::now();
+        let mut ota = None;
+        if let Some(updates) = &config.updates {
+            let factory =
+                FirmwareVersion::parse(&config.node.firmware).unwrap_or(FirmwareVersion::new(0, 0, 0));
+            // A node whose slot folder cannot be opened runs without updates, as a board would.
+            if let Ok((agent, running)) = HostOta::boot(updates, factory, 0) {
+                config.node.firmware =
+                    heapless::String::try_from(std::format!("{running}").as_str()).unwrap_or_default();
+                ota = Some(agent);
+            }
+        }
         let Ok(mut node) = Node::<DEFAULT_RING_CAPACITY>::new(config.node.clone(), &config.channels) else {
             return;
         };
+        if let Some(agent) = &ota {
+            node.accept_updates(agent.report());
+        }
         let mut transport = TcpTransport::default();
-        let started = Instant::now();
         let mut stopping = false;
         loop {
             let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
             let poll = node.poll(now_ms, &mut rack, &mut transport);
             while let Some(event) = node.next_event() {
                 match event {
-                    Event::Connected { .. } => status.online.store(true, Ordering::Relaxed),
+                    Event::Connected { .. } => {
+                        status.online.store(true, Ordering::Relaxed);
+                        if let Some(agent) = &mut ota {
+                            agent.connected(&mut node);
+                        }
+                    }
                     Event::Disconnected { .. } => status.online.store(false, Ordering::Relaxed),
                     Event::Delivered { .. } => {
                         status.delivered.fetch_add(1, Ordering::Relaxed);
@@ -262,7 +291,10 @@ async fn run_node(
                 status.online.store(false, Ordering::Relaxed);
                 return;
             }
-            if poll.reboot {
+            if ota.as_mut().is_some_and(|agent| agent.serve(&mut node)) {
+                continue;
+            }
+            if poll.reboot || ota.as_ref().is_some_and(|agent| agent.must_reset(now_ms)) {
                 transport.close();
                 status.online.store(false, Ordering::Relaxed);
                 status.reboots.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +307,8 @@ async fn run_node(
                 transport.connected(connected.ok().and_then(Result::ok));
                 continue;
             }
-            let wake = started + Duration::from_millis(poll.wake_at_ms);
+            let deadline = ota.as_ref().and_then(HostOta::deadline_ms).unwrap_or(u64::MAX);
+            let wake = started + Duration::from_millis(poll.wake_at_ms.min(deadline));
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
                 () = transport.readable() => {}

@@ -14,18 +14,23 @@
 //! - [`transport`]: the byte stream the session runs over;
 //! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store;
 //! - [`serial_uplink`]: telemetry of a serial-attached node, kept until the gateway stored it;
-//! - [`update`]: signed firmware updates received into the inactive slot.
+//! - [`update`]: signed firmware updates received into the inactive slot; [`ota`] runs them with the
+//!   [`boot`] control (trial boot, confirm, rollback), [`host_update`] gives the host a file-backed slot.
 #![no_std]
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used, clippy::panic))]
 
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
+pub mod boot;
 pub mod config_store;
 #[cfg(feature = "host")]
 pub mod host;
+#[cfg(feature = "std")]
+pub mod host_update;
 pub mod mqtt;
 pub mod node;
+pub mod ota;
 pub mod provisioning;
 pub mod sampling;
 pub mod serial_uplink;

@@ -40,7 +40,7 @@ pub use ident::{ChannelName, IdError, Label, NodeId, SiteId};
 pub use quantity::{Quantity, ReadingStatus, Unit};
 pub use status::{ConfigOrigin, NodeState, Status};
 pub use telemetry::{MAX_READINGS, Reading, Telemetry};
-pub use update::{FirmwareVersion, OtaAck, OtaFrame, OtaResult, UpdateError, UpdateHeader};
+pub use update::{FirmwareVersion, OtaAck, OtaFrame, OtaResult, Slot, UpdateError, UpdateHeader};
 
 /// Version of this wire format: the `v1` in every topic and the `"v":1` in every message.
 pub const VERSION: u8 = 1;

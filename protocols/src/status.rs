@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::codec::{Message, message_codec, version};
 use crate::telemetry::MAX_READINGS;
+use crate::update::{OtaResult, Slot};
 use crate::{ChannelName, NodeId};
 
 /// Whether a node is connected to the broker.
@@ -76,6 +77,14 @@ pub struct Status {
     /// by probing the bus, what it found.
     #[serde(rename = "ch", default, skip_serializing_if = "heapless::Vec::is_empty")]
     pub channels: heapless::Vec<ChannelName, MAX_READINGS>,
+    /// The firmware slot the node runs from (birth only; a board without A/B slots leaves it out).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slot: Option<Slot>,
+    /// How the last firmware update ended on this node (birth only): `confirmed` on the first boot
+    /// of a new image that reached the broker, `rolled_back` after one that did not, `refused` or
+    /// `unsupported` when the last update offered was turned down.
+    #[serde(rename = "ota", default, skip_serializing_if = "Option::is_none")]
+    pub update: Option<OtaResult>,
 }
 
 impl Status {
@@ -92,6 +101,8 @@ impl Status {
             interval_ms: None,
             config: None,
             channels: heapless::Vec::new(),
+            slot: None,
+            update: None,
         }
     }
 }

@@ -344,6 +344,25 @@ pub enum OtaResult {
     RolledBack,
 }
 
+/// One of the two firmware slots of an A/B layout: the node runs from one and receives an update
+/// into the other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    /// The slot an update goes into while this one runs.
+    pub const fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+}
+
 impl Message for OtaAck {
     fn version(&self) -> u8 {
         self.version

@@ -14,6 +14,7 @@ use rackwatch_protocols::{
     Ack, AckResult, Alert, AlertState, BrokerConfig, ChannelConfig, ChannelName, Command, CommandKind,
     ConfigOrigin, FanTarget, Label, Location, MAX_READINGS, NodeConfig, NodeId, NodeState, Quantity, Reading,
     ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
+    update::{OtaResult, Slot},
 };
 
 /// A string that satisfies the identifier rule, 1 to `N` characters.
@@ -104,10 +105,13 @@ prop_compose! {
                 uptime_ms in proptest::option::of(any::<u64>()),
                 interval_ms in proptest::option::of(any::<u32>()),
                 config in proptest::option::of(config_origin()),
-                channels in vec(channel(), 0..=MAX_READINGS)) -> Status {
+                channels in vec(channel(), 0..=MAX_READINGS),
+                slot in proptest::option::of(prop_oneof![Just(Slot::A), Just(Slot::B)]),
+                update in proptest::option::of(prop_oneof![
+                    Just(OtaResult::Confirmed), Just(OtaResult::RolledBack), Just(OtaResult::Refused)])) -> Status {
         let state = if online { NodeState::Online } else { NodeState::Offline };
         let channels = heapless::Vec::from_slice(&channels).unwrap();
-        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels }
+        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels, slot, update }
     }
 }
 

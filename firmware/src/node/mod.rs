@@ -26,6 +26,7 @@ mod buffer;
 mod commands;
 mod error;
 mod event;
+mod ota;
 mod session;
 mod telemetry;
 
@@ -49,6 +50,8 @@ pub const DEFAULT_INTERVAL_MS: u32 = 10_000;
 pub const MAX_IN_FLIGHT: usize = 8;
 /// Acks waiting for room in the in-flight queue, at most.
 const MAX_PENDING_ACKS: usize = 4;
+/// Update answers waiting for room in the in-flight queue, at most.
+const MAX_OTA_ANSWERS: usize = 2;
 /// Poll again this soon while bytes or work are waiting.
 const BUSY_POLL_MS: u64 = 5;
 
@@ -157,6 +160,15 @@ struct PendingAck {
 enum Outgoing {
     Telemetry { record: Record, dropped: u32 },
     Ack(PendingAck),
+    OtaAck(crate::update::Answer),
+}
+
+/// An update frame's PUBLISH held at the front of the receive buffer until the board answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct OtaInbox {
+    packet_len: usize,
+    payload_len: usize,
+    packet_id: Option<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -202,6 +214,10 @@ pub struct Node<const RING: usize = DEFAULT_RING_CAPACITY> {
     identify_until_ms: u64,
     reboot: Reboot,
     shutting_down: bool,
+    /// `Some` on a board that takes updates: subscribed to `ota`, reported in the birth.
+    firmware_report: Option<crate::ota::FirmwareReport>,
+    ota_inbox: Option<OtaInbox>,
+    ota_answers: heapless::Deque<crate::update::Answer, MAX_OTA_ANSWERS>,
 }
 
 impl<const RING: usize> fmt::Debug for Node<RING> {
@@ -238,6 +254,9 @@ impl<const RING: usize> Node<RING> {
             identify_until_ms: 0,
             reboot: Reboot::No,
             shutting_down: false,
+            firmware_report: None,
+            ota_inbox: None,
+            ota_answers: heapless::Deque::new(),
         })
     }
 
@@ -353,6 +372,7 @@ impl<const RING: usize> Node<RING> {
                 let keep_alive_ms = u64::from(self.config.keep_alive_s) * 1000;
                 let busy = self.tx.len > 0
                     || self.birth_due
+                    || !self.ota_answers.is_empty()
                     || self.in_flight.iter().any(|e| !e.sent)
                     || (!self.in_flight.is_full()
                         && (!self.ring.is_empty() || !self.pending_acks.is_empty()));

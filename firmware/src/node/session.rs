@@ -8,7 +8,9 @@ use rackwatch_protocols::{Command, Status};
 use crate::mqtt::{self, Connect, ConnectReturn, Packet, Publish, QoS, Will};
 use crate::transport::{LinkState, Transport};
 
-use super::{Backoff, Event, InFlight, MAX_IN_FLIGHT, Node, Outgoing, Reboot, Session, SessionError};
+use super::{
+    Backoff, Event, InFlight, MAX_IN_FLIGHT, Node, OtaInbox, Outgoing, Reboot, Session, SessionError,
+};
 
 /// Room kept free in the send buffer for PUBACKs and PINGREQs.
 const CONTROL_RESERVE: usize = 16;
@@ -148,12 +150,28 @@ impl<const RING: usize> Node<RING> {
         loop {
             // Handle what is buffered first; stop while the answers would not fit.
             while self.tx.spare().len() >= CONTROL_RESERVE {
+                if self.ota_inbox.is_some() {
+                    // An update frame waits for the board (node/ota.rs): read nothing more meanwhile.
+                    return Ok(());
+                }
                 let (consumed, handled) = match Packet::decode(self.rx.filled()) {
                     Ok(Some((packet, consumed))) => (consumed, Handled::from_packet(&packet)),
                     Ok(None) => break,
                     Err(mqtt::DecodeError::Malformed(_)) => return Err(SessionError::Malformed),
                     Err(mqtt::DecodeError::Unsupported) => return Err(SessionError::Unsupported),
                 };
+                if let Handled::Ota {
+                    packet_id,
+                    payload_len,
+                } = handled
+                {
+                    self.hold_ota(OtaInbox {
+                        packet_len: consumed,
+                        payload_len,
+                        packet_id,
+                    });
+                    return Ok(());
+                }
                 // The packet borrowed the receive buffer; what it said is copied out in `handled`.
                 self.rx.consume(consumed);
                 self.handle(handled, now_ms, sensors)?;
@@ -201,6 +219,9 @@ impl<const RING: usize> Node<RING> {
                     filter: &filter,
                     qos: QoS::AtLeastOnce,
                 });
+                if self.firmware_report.is_some() {
+                    self.subscribe_ota();
+                }
                 self.event(Event::Connected {
                     backlog: self.ring.len() + self.in_flight.len(),
                 });
@@ -229,7 +250,7 @@ impl<const RING: usize> Node<RING> {
                     None => self.event(Event::BadCommand),
                 }
             }
-            Handled::Ignored => {}
+            Handled::Ota { .. } | Handled::Ignored => {}
         }
         Ok(())
     }
@@ -364,6 +385,7 @@ impl<const RING: usize> Node<RING> {
         transport.close();
         self.rx.clear();
         self.tx.clear();
+        self.ota_inbox = None;
         for entry in self.in_flight.iter_mut() {
             entry.sent = false;
         }
@@ -415,6 +437,11 @@ enum Handled {
         packet_id: Option<u16>,
         command: Option<Command>,
     },
+    /// A PUBLISH on `ota`: its payload is the packet's last `payload_len` bytes, left in place.
+    Ota {
+        packet_id: Option<u16>,
+        payload_len: usize,
+    },
     Ignored,
 }
 
@@ -428,6 +455,12 @@ impl Handled {
                 granted: granted.is_some(),
             },
             Packet::PingResp => Handled::PingResp,
+            Packet::Publish(ref p) if topic::parse(p.topic).is_ok_and(|t| t.kind == NodeTopic::Ota) => {
+                Handled::Ota {
+                    packet_id: p.packet_id,
+                    payload_len: p.payload.len(),
+                }
+            }
             Packet::Publish(ref p) => Handled::Command {
                 packet_id: p.packet_id,
                 command: topic::parse(p.topic)

@@ -17,7 +17,9 @@ impl<const RING: usize> Node<RING> {
             self.birth_due = false;
         }
         while !self.in_flight.is_full() {
-            let message = if let Some(ack) = self.pending_acks.pop_front() {
+            let message = if let Some(answer) = self.ota_answers.pop_front() {
+                Outgoing::OtaAck(answer)
+            } else if let Some(ack) = self.pending_acks.pop_front() {
                 Outgoing::Ack(ack)
             } else if let Some(record) = self.ring.pop_oldest() {
                 let dropped = self.ring.take_dropped();
@@ -60,6 +62,7 @@ impl<const RING: usize> Node<RING> {
             let topic_kind = match entry.message {
                 Outgoing::Telemetry { .. } => NodeTopic::Telemetry,
                 Outgoing::Ack(_) => NodeTopic::Ack,
+                Outgoing::OtaAck(_) => NodeTopic::OtaAck,
             };
             let topic = topic::node(&self.config.site, &self.config.node, topic_kind);
             let packet = Packet::Publish(Publish {
@@ -88,6 +91,7 @@ impl<const RING: usize> Node<RING> {
                 message.detail = ack.detail.and_then(|d| heapless::String::try_from(d).ok());
                 message.encode(out).ok()
             }
+            Outgoing::OtaAck(answer) => self.ota_ack(answer).encode(out).ok(),
         }
     }
 
@@ -148,6 +152,8 @@ impl<const RING: usize> Node<RING> {
             interval_ms: Some(self.sampler.default_interval_ms()),
             config: self.config.config_origin,
             channels: self.channel_names(),
+            slot: self.firmware_report.and_then(|r| r.slot),
+            update: self.firmware_report.and_then(|r| r.last),
         };
         self.write_status(&status, QoS::AtLeastOnce)
     }
