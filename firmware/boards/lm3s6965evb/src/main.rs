@@ -22,6 +22,7 @@ use rackwatch_board_lm3s6965evb::board::{self, Board, Clock, I2c0, Uart0Tx};
 use rackwatch_board_lm3s6965evb::link::{self, TcpLink};
 use rackwatch_board_lm3s6965evb::settings::{self, Settings};
 use rackwatch_firmware::config_store::ConfigStore;
+use rackwatch_firmware::ota::{self, FirmwareReport};
 use rackwatch_firmware::provisioning::{self, Provisioner};
 use rackwatch_firmware::{ChannelSetup, Filter, Node, NodeConfig};
 use rackwatch_hardware::adm1272::Adm1272Config;
@@ -153,6 +154,12 @@ fn main() -> ! {
     }) else {
         board::reset()
     };
+    // QEMU keeps the flash read-only and this board has no second slot: it takes `ota` frames only to
+    // answer `unsupported`, so the gateway shows it as not updatable instead of timing out on it.
+    node.accept_updates(FirmwareReport {
+        slot: None,
+        last: None,
+    });
     if origin == ConfigOrigin::Provisioned
         && let Err(reason) = node.adopt_provisioned(provisioner.in_force(), 0)
     {
@@ -191,6 +198,11 @@ fn main() -> ! {
                 local_port: &mut local_port,
             },
         );
+        if let Some(frame) = node.ota_frame() {
+            let answer = ota::unsupported(frame, "QEMU keeps this board's flash read-only");
+            node.answer_ota(answer);
+            console.log(format_args!("firmware update refused: {}", answer.reason));
+        }
         // Send what the node queued now rather than on the next turn.
         interface.poll(clock.now(), &mut nic, &mut sockets);
         while let Ok(Some(byte)) = keys.try_read_byte() {
