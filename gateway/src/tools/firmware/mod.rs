@@ -16,6 +16,7 @@ use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use rackwatch_protocols::update::{FirmwareVersion, HEADER_LEN, MAX_BOARD_LEN, UpdateHeader};
 use sha2::{Digest, Sha256};
 
+pub mod driver;
 pub mod rollout;
 
 #[derive(Debug, Subcommand)]
