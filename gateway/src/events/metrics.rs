@@ -70,6 +70,7 @@ pub struct Metrics {
     pub alert_publish_failures: Counter,
     pub alert_fan_commands: Family<ReasonLabel, Counter>,
     pub alerts_firing: Gauge,
+    pub firmware_update_failures: Family<ReasonLabel, Counter>,
     log_limits: Mutex<HashMap<&'static str, (Instant, u64)>>,
 }
 
@@ -112,6 +113,7 @@ impl Metrics {
             alert_publish_failures: Counter::default(),
             alert_fan_commands: Family::default(),
             alerts_firing: Gauge::default(),
+            firmware_update_failures: Family::default(),
             log_limits: Mutex::new(HashMap::new()),
             registry: Registry::default(),
         };
@@ -250,6 +252,11 @@ impl Metrics {
             "alerts_firing",
             "Alert incidents firing now",
             metrics.alerts_firing.clone(),
+        );
+        registry.register(
+            "firmware_update_failures",
+            "Nodes whose firmware update failed, by reason (refusal, rollback, timeout)",
+            metrics.firmware_update_failures.clone(),
         );
         Metrics { registry, ..metrics }
     }

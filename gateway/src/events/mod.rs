@@ -4,11 +4,13 @@
 //! imports no stage.
 
 mod alert;
+mod firmware;
 mod ingest;
 mod metrics;
 mod sink;
 
 pub use alert::{AlertPublishFailed, FanCommandOutcome, FanCommandResult, NotificationFailed};
+pub use firmware::FirmwareUpdateFailed;
 pub use ingest::{
     MessageRejected, MqttConnectionFailed, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
 };

@@ -1,5 +1,6 @@
 //! `rackwatch firmware keygen|sign|inspect`: the signed update files that nodes accept
-//! (the format: protocols/README.md, "Firmware updates").
+//! (the format: protocols/README.md, "Firmware updates"); `update|status|resume|abort`: fleet
+//! rollouts of them ([`rollout`] plans, [`driver`] carries the transfers, [`run`] drives them over MQTT).
 //!
 //! The update key is an Ed25519 key pair. The private half stays in a file that only `sign` reads
 //! (written with mode 0600, never printed or logged); the public half is built into the node image,
@@ -18,6 +19,7 @@ use sha2::{Digest, Sha256};
 
 pub mod driver;
 pub mod rollout;
+pub mod run;
 
 #[derive(Debug, Subcommand)]
 pub enum FirmwareCommand {
@@ -54,6 +56,26 @@ pub enum FirmwareCommand {
         file: PathBuf,
         #[arg(long)]
         public_key: Option<PathBuf>,
+    },
+    /// Roll an update out to selected nodes: canary first, then batches, each confirmed before the next.
+    Update(Box<run::UpdateOptions>),
+    /// Show the rollout's progress, one line per node (from the spool folder).
+    Status {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Go on with a paused or interrupted rollout; failed nodes start over.
+    Resume {
+        #[arg(long)]
+        config: PathBuf,
+        /// A corrected update file (the same update: version and image hash).
+        #[arg(long)]
+        file: Option<PathBuf>,
+    },
+    /// Give the rollout up; nodes mid-transfer forget the update and keep their firmware.
+    Abort {
+        #[arg(long)]
+        config: PathBuf,
     },
 }
 
@@ -228,7 +250,19 @@ pub fn check(file: &[u8], key: Option<&VerifyingKey>) -> Result<UpdateHeader, St
 }
 
 fn run(command: FirmwareCommand) -> Result<String, FirmwareError> {
+    let runtime = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| FirmwareError::Check(format!("cannot start the async runtime: {e}")))
+    };
     match command {
+        FirmwareCommand::Update(options) => runtime()?.block_on(run::update(&options)),
+        FirmwareCommand::Status { config } => run::status(&config),
+        FirmwareCommand::Resume { config, file } => {
+            runtime()?.block_on(run::resume(&config, file.as_deref()))
+        }
+        FirmwareCommand::Abort { config } => runtime()?.block_on(run::abort(&config)),
         FirmwareCommand::Keygen { out } => {
             let public = keygen(&out)?;
             Ok(format!(
