@@ -91,14 +91,23 @@ impl BootRecord {
 
     /// The version the running slot holds.
     pub fn running_version(&self) -> Option<FirmwareVersion> {
-        self.versions[slot_index(self.active)]
+        self.version_in(self.active)
     }
-}
 
-fn slot_index(slot: Slot) -> usize {
-    match slot {
-        Slot::A => 0,
-        Slot::B => 1,
+    pub fn version_in(&self, slot: Slot) -> Option<FirmwareVersion> {
+        let [a, b] = self.versions;
+        match slot {
+            Slot::A => a,
+            Slot::B => b,
+        }
+    }
+
+    pub fn set_version(&mut self, slot: Slot, version: Option<FirmwareVersion>) {
+        let [a, b] = &mut self.versions;
+        *match slot {
+            Slot::A => a,
+            Slot::B => b,
+        } = version;
     }
 }
 
@@ -117,7 +126,7 @@ impl BootControl for BootRecord {
 
     fn mark_trial(&mut self, header: &UpdateHeader) -> Result<(), Self::Error> {
         self.marked = true;
-        self.versions[slot_index(self.active.other())] = Some(header.version);
+        self.set_version(self.active.other(), Some(header.version));
         Ok(())
     }
 

@@ -291,8 +291,8 @@ fn parse_record(text: &str) -> Option<BootRecord> {
                 }
             }
             "marked" => record.marked = value == "1",
-            "version-a" => record.versions[0] = Some(FirmwareVersion::parse(value)?),
-            "version-b" => record.versions[1] = Some(FirmwareVersion::parse(value)?),
+            "version-a" => record.set_version(Slot::A, Some(FirmwareVersion::parse(value)?)),
+            "version-b" => record.set_version(Slot::B, Some(FirmwareVersion::parse(value)?)),
             "last" => {
                 record.last = [
                     OtaResult::Accepted,

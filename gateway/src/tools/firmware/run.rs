@@ -334,7 +334,7 @@ async fn drive(config: &Config, mut saved: Saved, file: UpdateFile) -> Result<St
                 }
                 Ok(_) => {}
                 Err(e) => {
-                    println!("broker: {e}; connecting again");
+                    say(&format!("broker: {e}; connecting again"));
                     tokio::time::sleep(Duration::from_secs(1)).await;
                 }
             },
@@ -364,12 +364,12 @@ async fn drive(config: &Config, mut saved: Saved, file: UpdateFile) -> Result<St
                         NodeTopic::Command
                     };
                     let Ok(id) = NodeId::new(&node) else {
-                        println!("{node}: not a node id; skipped");
+                        say(&format!("{node}: not a node id; skipped"));
                         continue;
                     };
                     publish(&client, topic::node(&site, &id, kind).as_str(), payload).await?;
                 }
-                Out::Line(line) => println!("{line}"),
+                Out::Line(line) => say(&line),
                 Out::Failure { node, reason } => {
                     FirmwareUpdateFailed { node: &node, reason }.emit(&metrics);
                     *saved.failures.entry(reason.to_owned()).or_default() += 1;
@@ -391,6 +391,12 @@ async fn drive(config: &Config, mut saved: Saved, file: UpdateFile) -> Result<St
             }
         }
     }
+}
+
+/// One line of progress, as it happens (the operator watches the rollout).
+fn say(line: &str) {
+    use std::io::Write as _;
+    let _ = writeln!(std::io::stdout(), "{line}");
 }
 
 #[derive(Debug, Clone, Copy)]
