@@ -1,8 +1,9 @@
 //! A fleet firmware rollout end to end: host-built nodes (the same update state machine as a board,
 //! file-backed slots) against a real Mosquitto and the real gateway, driven by `rackwatch firmware
-//! update`. A canary and batches complete; an update signed with the wrong key is refused by the
-//! canary and the rollout pauses naming it; `resume --file` with the right file completes the fleet,
-//! and every node reports the new version from slot B, confirmed.
+//! update`. An update signed with the wrong key is refused by the canary and the rollout pauses
+//! naming it; `resume --file` with the right file runs the canary and two batches, one node killed
+//! mid-download comes back and finishes where it stopped, and every node reports the new version from
+//! slot B, confirmed.
 
 #![allow(
     clippy::unwrap_used,
@@ -25,7 +26,9 @@ use rackwatch_tests::{Gateway, GatewaySettings, Mosquitto};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
-const NODES: usize = 5;
+const NODES: usize = 20;
+/// Killed mid-download and started again (in the first batch after the canary).
+const KILLED: usize = 3;
 const IMAGE_LEN: usize = 200 * 1024;
 
 fn rackwatch(args: &[&str]) -> Output {
@@ -127,21 +130,20 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
     })));
     let broker_address = format!("127.0.0.1:{}", broker.port()).parse().unwrap();
     let verifying = public_key(&work.path().join("update.key.pub"));
-    let nodes: Vec<NodeHandle> = (0..NODES)
-        .map(|i| {
-            let config = HostNodeConfig::new("lab", &format!("n{i}"))
-                .unwrap()
-                .with_interval_ms(1_000)
-                .with_updates(HostUpdates {
-                    dir: work.path().join(format!("n{i}")),
-                    key: verifying,
-                    ota: OtaConfig {
-                        confirm_within_ms: 20_000,
-                    },
-                });
-            spawn_node(config, SimRack::new(Arc::clone(&hall), i), broker_address)
-        })
-        .collect();
+    let host_node = |i: usize| {
+        let config = HostNodeConfig::new("lab", &format!("n{i}"))
+            .unwrap()
+            .with_interval_ms(1_000)
+            .with_updates(HostUpdates {
+                dir: work.path().join(format!("n{i}")),
+                key: verifying,
+                ota: OtaConfig {
+                    confirm_within_ms: 20_000,
+                },
+            });
+        spawn_node(config, SimRack::new(Arc::clone(&hall), i), broker_address)
+    };
+    let mut nodes: Vec<NodeHandle> = (0..NODES).map(host_node).collect();
     let online = Instant::now();
     while !nodes.iter().all(|n| n.status().is_online()) {
         assert!(
@@ -168,7 +170,7 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
                 "--canary",
                 "1",
                 "--batch",
-                "2",
+                "50%",
                 "--max-failures",
                 "0",
             ])
@@ -201,7 +203,7 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
     let started = Instant::now();
     let config_owned = config_arg.to_owned();
     let good_owned = good.to_str().unwrap().to_owned();
-    let resumed = tokio::task::spawn_blocking(move || {
+    let resuming = tokio::task::spawn_blocking(move || {
         rackwatch(&[
             "firmware",
             "resume",
@@ -210,14 +212,40 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
             "--file",
             &good_owned,
         ])
-    })
-    .await
-    .unwrap();
+    });
+    // Pull the plug on one node once it holds part of the image, and power it up again.
+    let state = work.path().join(format!("n{KILLED}")).join("boot.state");
+    let mid_download = Instant::now();
+    let kept_offset = loop {
+        let kept = std::fs::read_to_string(&state).unwrap_or_default();
+        if let Some(offset) = kept
+            .lines()
+            .find_map(|l| l.strip_prefix("progress "))
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|offset| offset.parse::<u32>().ok())
+            .filter(|offset| *offset >= 16 * 1024)
+        {
+            break offset;
+        }
+        assert!(
+            mid_download.elapsed() < Duration::from_secs(60),
+            "n{KILLED} never started its download"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    };
+    nodes.remove(KILLED).kill();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    nodes.insert(KILLED, host_node(KILLED));
+    let resumed = resuming.await.unwrap();
     let took = started.elapsed();
     let said = text(&resumed);
     assert!(resumed.status.success(), "{said}\n{}", gateway.log());
     println!("{said}");
-    println!("{NODES} nodes, {IMAGE_LEN}-byte image: {took:?}");
+    println!("{NODES} nodes, {IMAGE_LEN}-byte image: {took:?}; n{KILLED} killed at byte {kept_offset}");
+    assert!(
+        said.contains(&format!("n{KILLED}: runs 1.4.0")),
+        "the killed node finished: {said}"
+    );
     let canary_done = said.find("n0: runs 1.4.0").unwrap();
     let batch_started = said.find("n1: sending").unwrap();
     assert!(canary_done < batch_started, "the canary confirmed first: {said}");

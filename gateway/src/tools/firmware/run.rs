@@ -278,7 +278,13 @@ fn connect(config: &Config) -> Result<(AsyncClient, rumqttc::EventLoop), Firmwar
     options.set_client_id(format!("{}-firmware", mqtt.client_id));
     options.set_clean_session(true);
     options.set_manual_acks(false);
-    Ok(AsyncClient::new(options, 256))
+    let (client, mut events) = AsyncClient::new(options, 256);
+    // Stop-and-wait sends a chunk right after the PUBACK of the node's answer: with Nagle's algorithm
+    // the chunk waits for that PUBACK's TCP acknowledgement, which delayed ACK holds back 40 ms or so.
+    let mut network = rumqttc::NetworkOptions::new();
+    network.set_tcp_nodelay(true);
+    events.set_network_options(network);
+    Ok((client, events))
 }
 
 /// MQTT bytes of a PUBLISH received at QoS 1 and its PUBACK (§3.3, §3.4).
