@@ -64,14 +64,15 @@ pub fn password_line(user: &str, password: &str, salt: &[u8; SALT_LEN]) -> Strin
 fn node_rules(site: &str, node: &str) -> String {
     let base = format!("{PREFIX}/{site}/{node}");
     format!(
-        "user {node}\ntopic write {base}/telemetry\ntopic write {base}/status\ntopic write {base}/cmd/ack\ntopic read {base}/cmd\n\n"
+        "user {node}\ntopic write {base}/telemetry\ntopic write {base}/status\ntopic write {base}/cmd/ack\ntopic read {base}/cmd\ntopic read {base}/ota\ntopic write {base}/ota/ack\n\n"
     )
 }
 
-/// What the gateway subscribes to and publishes (gateway `source::mqtt`, `alert`).
+/// What the gateway subscribes to and publishes (gateway `source::mqtt`, `alert`, and the firmware
+/// rollout's `ota` frames and their answers).
 fn gateway_rules(user: &str) -> String {
     format!(
-        "user {user}\ntopic read {PREFIX}/+/+/telemetry\ntopic read {PREFIX}/+/+/status\ntopic read {PREFIX}/+/+/cmd/ack\ntopic write {PREFIX}/+/+/cmd\ntopic readwrite {PREFIX}/+/alerts/#\n\n"
+        "user {user}\ntopic read {PREFIX}/+/+/telemetry\ntopic read {PREFIX}/+/+/status\ntopic read {PREFIX}/+/+/cmd/ack\ntopic write {PREFIX}/+/+/cmd\ntopic write {PREFIX}/+/+/ota\ntopic read {PREFIX}/+/+/ota/ack\ntopic readwrite {PREFIX}/+/alerts/#\n\n"
     )
 }
 
@@ -205,6 +206,8 @@ mod tests {
         let rules = node_rules("fra1", "r01-n1");
         assert!(rules.contains("topic write rackwatch/v1/fra1/r01-n1/telemetry\n"));
         assert!(rules.contains("topic read rackwatch/v1/fra1/r01-n1/cmd\n"));
+        assert!(rules.contains("topic read rackwatch/v1/fra1/r01-n1/ota\n"));
+        assert!(rules.contains("topic write rackwatch/v1/fra1/r01-n1/ota/ack\n"));
         assert!(!rules.contains('+') && !rules.contains('#'));
     }
 }
