@@ -374,8 +374,13 @@ impl HostOta {
         let Some(frame) = node.ota_frame() else {
             return false;
         };
+        let before = self.ota.report();
         let answer = self.ota.handle(frame, &mut self.slot);
         node.answer_ota(answer);
+        if self.ota.report() != before {
+            // A refused update: the birth says so.
+            node.accept_updates(self.ota.report());
+        }
         true
     }
 

@@ -154,6 +154,26 @@ impl Driver {
         }
     }
 
+    /// Before [`Self::start`]: a (retained) birth that says the node already runs the version takes
+    /// it off the list, so it is not sent an update it would refuse as not newer.
+    pub fn already_running(&mut self, status: &Status) -> Vec<Out> {
+        let node = status.node.as_str();
+        let running = status.firmware.as_deref().and_then(FirmwareVersion::parse);
+        match self.rollout.nodes.get_mut(node) {
+            Some(progress)
+                if running == Some(self.rollout.version)
+                    && matches!(progress, NodeProgress::Waiting | NodeProgress::Sending { .. }) =>
+            {
+                *progress = NodeProgress::Done;
+                vec![Out::Line(format!(
+                    "{node}: runs {} already",
+                    self.rollout.version
+                ))]
+            }
+            _ => Vec::new(),
+        }
+    }
+
     /// Starts the rollout, or takes it up after a restart or `resume`.
     pub fn start(&mut self, now_ms: u64) -> Vec<Out> {
         let mut out = vec![Out::Save];

@@ -347,10 +347,10 @@ async fn drive(config: &Config, mut saved: Saved, file: UpdateFile) -> Result<St
             _ = tick.tick() => {
                 if !begun && start_at.is_some_and(|at| Instant::now() >= at) {
                     begun = true;
-                    outs = driver.start(now_ms());
                     for status in early.drain(..) {
-                        outs.extend(driver.on_status(&status, now_ms()));
+                        outs.extend(driver.already_running(&status));
                     }
+                    outs.extend(driver.start(now_ms()));
                 } else if begun {
                     outs = driver.tick(now_ms());
                 }

@@ -273,6 +273,21 @@ fn a_rollback_is_a_failure_and_an_unsupported_board_is_not() {
 }
 
 #[test]
+fn a_node_that_already_runs_the_version_is_sent_nothing() {
+    let mut fleet = Fleet::new(2, 1, "1", 0, file(3_000));
+    let mut birth = Status::last_will(NodeId::new("n0").unwrap(), 1);
+    birth.state = NodeState::Online;
+    birth.firmware = Some(heapless::String::try_from("1.4.0").unwrap());
+    let mut outs = fleet.driver.already_running(&birth);
+    outs.extend(fleet.driver.start(0));
+    fleet.run(outs);
+    assert_eq!(fleet.finished, Some(None), "{:#?}", fleet.lines);
+    assert_eq!(fleet.nodes["n0"].frames, 0);
+    assert!(fleet.nodes["n1"].frames > 0);
+    assert!(fleet.lines.iter().any(|l| l == "n0: runs 1.4.0 already"));
+}
+
+#[test]
 fn refusal_reasons_map_to_a_fixed_set_of_labels() {
     assert_eq!(
         failure_reason("signature does not verify with this node's update key"),
