@@ -161,3 +161,37 @@ impl BootControl for BootRecord {
         self.last
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn header() -> UpdateHeader {
+        UpdateHeader {
+            board: heapless::String::try_from("host").unwrap_or_default(),
+            version: FirmwareVersion::new(1, 4, 0),
+            allow_downgrade: false,
+            image_len: 1,
+            image_sha256: [0; 32],
+            signature: [0; 64],
+        }
+    }
+
+    #[test]
+    fn a_marked_slot_boots_on_trial_once_and_stays_only_if_confirmed() {
+        let mut record = BootRecord::new(FirmwareVersion::new(1, 3, 0));
+        assert_eq!(record.reset(), BootState::Normal);
+        record.mark_trial(&header()).unwrap_or_default();
+        assert_eq!(record.reset(), BootState::Trial);
+        assert_eq!(record.running_version(), Some(FirmwareVersion::new(1, 4, 0)));
+        let mut unconfirmed = record.clone();
+        record.confirm().unwrap_or_default();
+        assert_eq!(record.last, Some(OtaResult::Confirmed));
+        assert_eq!((record.reset(), record.active), (BootState::Normal, Slot::B));
+        assert_eq!(
+            (unconfirmed.reset(), unconfirmed.active, unconfirmed.last),
+            (BootState::RolledBack, Slot::A, Some(OtaResult::RolledBack))
+        );
+        assert_eq!(unconfirmed.reset(), BootState::Normal, "the rollback is final");
+    }
+}

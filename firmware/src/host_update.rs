@@ -404,3 +404,30 @@ impl HostOta {
         self.ota.deadline_ms()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_file_reads_back_what_was_written() {
+        let mut record = BootRecord::new(FirmwareVersion::new(1, 3, 0));
+        record.set_version(Slot::B, Some(FirmwareVersion::new(1, 4, 0)));
+        record.active = Slot::B;
+        record.state = BootState::Trial;
+        record.last = Some(OtaResult::RolledBack);
+        record.progress = Some((core::array::from_fn(|i| i as u8), 8192));
+        assert_eq!(parse_record(&format_record(&record)), Some(record.clone()));
+        record.progress = None;
+        record.last = None;
+        record.marked = true;
+        assert_eq!(parse_record(&format_record(&record)), Some(record));
+    }
+
+    #[test]
+    fn a_damaged_state_file_is_not_taken_for_a_state() {
+        assert_eq!(parse_record("active c\n"), None);
+        assert_eq!(parse_record("progress 12 abcd\n"), None);
+        assert_eq!(parse_record("version-a 1.x\n"), None);
+    }
+}
