@@ -177,6 +177,10 @@ async fn every_route_answers_as_the_openapi_document_says() {
     assert_eq!(status, 404);
     let (status, nodes) = api.call("get", "/api/nodes", "/api/nodes", None, None).await;
     assert_eq!((status, nodes.as_array().unwrap().len()), (200, 2));
+    let (status, firmware) = api
+        .call("get", "/api/firmware", "/api/firmware", None, None)
+        .await;
+    assert_eq!((status, firmware.as_array().unwrap().len()), (200, 2));
 
     let (status, alerts) = api.call("get", "/api/alerts", "/api/alerts", None, None).await;
     assert_eq!(status, 200);

@@ -264,6 +264,25 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
             "{node}"
         );
     }
+    // The gateway's API shows the same, from the births it ingested.
+    let listed = rackwatch_tests::room::within(Duration::from_secs(10), || async {
+        let Some(body) = rackwatch_tests::http_get(gateway.http_port(), "/api/firmware") else {
+            return false;
+        };
+        let nodes: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        let updated = nodes.as_array().map_or(0, |nodes| {
+            nodes
+                .iter()
+                .filter(|n| n["firmware"] == "1.4.0" && n["slot"] == "b" && n["ota"] == "confirmed")
+                .count()
+        });
+        updated == NODES
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "GET /api/firmware lists every node on 1.4.0, slot b, confirmed"
+    );
     let status = rackwatch(&["firmware", "status", "--config", config_arg]);
     assert!(text(&status).contains("complete"), "{}", text(&status));
     for node in nodes {

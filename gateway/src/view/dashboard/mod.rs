@@ -72,6 +72,7 @@ impl Dashboard {
             .route("/api/room", get(room))
             .route("/api/racks/{id}", get(rack))
             .route("/api/nodes", get(nodes))
+            .route("/api/firmware", get(firmware))
             .route("/api/stream", get(stream))
             .with_state(self.clone())
     }
@@ -122,6 +123,35 @@ async fn rack(State(dashboard): State<Dashboard>, Path(id): Path<String>) -> Res
 
 async fn nodes(State(dashboard): State<Dashboard>) -> Json<Vec<NodeEntry>> {
     Json(dashboard.read(RoomState::nodes))
+}
+
+/// A node's firmware as `GET /api/firmware` lists it.
+#[derive(Debug, serde::Serialize)]
+struct NodeFirmware {
+    node: String,
+    rack: String,
+    online: Option<bool>,
+    firmware: Option<String>,
+    slot: Option<rackwatch_protocols::Slot>,
+    ota: Option<rackwatch_protocols::OtaResult>,
+}
+
+/// `GET /api/firmware`: each node's version, slot and last update result, for a rollout's operator.
+async fn firmware(State(dashboard): State<Dashboard>) -> Json<Vec<NodeFirmware>> {
+    let nodes = dashboard.read(RoomState::nodes);
+    Json(
+        nodes
+            .into_iter()
+            .map(|n| NodeFirmware {
+                node: n.node,
+                rack: n.rack,
+                online: n.online,
+                firmware: n.firmware,
+                slot: n.slot,
+                ota: n.ota,
+            })
+            .collect(),
+    )
 }
 
 /// `GET /api/stream`: server-sent events, one `room` event (the `/api/room` body) when anything

@@ -82,6 +82,10 @@ pub struct NodeEntry {
     pub rack: String,
     pub online: Option<bool>,
     pub firmware: Option<String>,
+    /// The firmware slot it runs from (`a`, `b`), on a node with A/B slots.
+    pub slot: Option<rackwatch_protocols::Slot>,
+    /// How its last firmware update ended (`confirmed`, `rolled_back`, `refused`, `unsupported`).
+    pub ota: Option<rackwatch_protocols::OtaResult>,
     pub boot: Option<u32>,
     pub last_seen_ms: Option<i64>,
     pub readings: u64,
@@ -141,6 +145,8 @@ impl RoomState {
             rack: rack_id(&inventory.position(node)),
             online: None,
             firmware: None,
+            slot: None,
+            ota: None,
             boot: None,
             last_seen_ms: None,
             readings: 0,
@@ -162,6 +168,11 @@ impl RoomState {
         entry.boot = Some(status.boot);
         if let Some(fw) = &status.firmware {
             entry.firmware = Some(fw.to_string());
+        }
+        if status.state == NodeState::Online {
+            // Birth only: a last will carries neither, and says nothing about them.
+            entry.slot = status.slot;
+            entry.ota = status.update;
         }
         entry.last_seen_ms = Some(entry.last_seen_ms.map_or(received_ms, |t| t.max(received_ms)));
     }
@@ -449,6 +460,34 @@ mod tests {
                 .map(|m| m.conditions.inlet_max.unwrap())
                 .collect::<Vec<_>>(),
             vec![7.0, 8.0, 9.0]
+        );
+    }
+
+    #[test]
+    fn a_birth_gives_the_nodes_firmware_slot_and_last_update_and_its_will_keeps_them() {
+        let mut state = state();
+        let mut birth = Status::last_will(NodeId::new("n1").unwrap(), 4);
+        birth.state = NodeState::Online;
+        birth.firmware = Some(heapless::String::try_from("1.4.0").unwrap());
+        birth.slot = Some(rackwatch_protocols::Slot::B);
+        birth.update = Some(rackwatch_protocols::OtaResult::Confirmed);
+        state.observe(&Observation::Status {
+            status: Box::new(birth),
+            received_ms: 1,
+        });
+        state.observe(&Observation::Status {
+            status: Box::new(Status::last_will(NodeId::new("n1").unwrap(), 4)),
+            received_ms: 2,
+        });
+        let node = &state.nodes()[0];
+        assert_eq!(
+            (node.firmware.as_deref(), node.slot, node.ota, node.online),
+            (
+                Some("1.4.0"),
+                Some(rackwatch_protocols::Slot::B),
+                Some(rackwatch_protocols::OtaResult::Confirmed),
+                Some(false)
+            )
         );
     }
 
