@@ -285,6 +285,18 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
     );
     let status = rackwatch(&["firmware", "status", "--config", config_arg]);
     assert!(text(&status).contains("complete"), "{}", text(&status));
+    let aborted = rackwatch(&["firmware", "abort", "--config", config_arg]);
+    assert!(
+        aborted.status.success() && text(&aborted).contains("aborted; 0 node(s) told"),
+        "{}",
+        text(&aborted)
+    );
+    let status = rackwatch(&["firmware", "status", "--config", config_arg]);
+    assert!(
+        !status.status.success() && text(&status).contains("no rollout"),
+        "{}",
+        text(&status)
+    );
     for node in nodes {
         node.stop().await;
     }

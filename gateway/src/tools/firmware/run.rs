@@ -239,13 +239,8 @@ pub async fn abort(config: &Path) -> Result<String, FirmwareError> {
         .emit(&mut frame)
         .unwrap_or_default();
         for node in &sending {
-            if let Ok(id) = NodeId::new(node) {
-                let topic = topic::node(&config.site, &id, NodeTopic::Ota);
-                let payload = frame.get(..len).unwrap_or_default().to_vec();
-                let _ = client
-                    .publish(topic.as_str(), QoS::AtLeastOnce, false, payload)
-                    .await;
-            }
+            let payload = frame.get(..len).unwrap_or_default().to_vec();
+            publish(&client, &config.site, node, NodeTopic::Ota, payload).await?;
         }
         // Let the event loop hand the aborts to the broker before leaving.
         let deadline = Instant::now() + Duration::from_secs(3);
@@ -357,23 +352,12 @@ async fn drive(config: &Config, mut saved: Saved, file: UpdateFile) -> Result<St
             }
         }
         for out in outs {
-            let out_kind = if matches!(out, Out::Frame { .. }) {
-                OutKind::Frame
-            } else {
-                OutKind::Other
-            };
             match out {
-                Out::Frame { node, payload } | Out::Command { node, payload } => {
-                    let kind = if matches!(out_kind, OutKind::Frame) {
-                        NodeTopic::Ota
-                    } else {
-                        NodeTopic::Command
-                    };
-                    let Ok(id) = NodeId::new(&node) else {
-                        say(&format!("{node}: not a node id; skipped"));
-                        continue;
-                    };
-                    publish(&client, topic::node(&site, &id, kind).as_str(), payload).await?;
+                Out::Frame { node, payload } => {
+                    publish(&client, &site, &node, NodeTopic::Ota, payload).await?;
+                }
+                Out::Command { node, payload } => {
+                    publish(&client, &site, &node, NodeTopic::Command, payload).await?;
                 }
                 Out::Line(line) => say(&line),
                 Out::Failure { node, reason } => {
@@ -405,15 +389,25 @@ fn say(line: &str) {
     let _ = writeln!(std::io::stdout(), "{line}");
 }
 
-#[derive(Debug, Clone, Copy)]
-enum OutKind {
-    Frame,
-    Other,
-}
-
-async fn publish(client: &AsyncClient, topic: &str, payload: Vec<u8>) -> Result<(), FirmwareError> {
+/// Publishes to a node's `kind` topic at QoS 1.
+async fn publish(
+    client: &AsyncClient,
+    site: &SiteId,
+    node: &str,
+    kind: NodeTopic,
+    payload: Vec<u8>,
+) -> Result<(), FirmwareError> {
+    let Ok(id) = NodeId::new(node) else {
+        say(&format!("{node}: not a node id; skipped"));
+        return Ok(());
+    };
     client
-        .publish(topic, QoS::AtLeastOnce, false, payload)
+        .publish(
+            topic::node(site, &id, kind).as_str(),
+            QoS::AtLeastOnce,
+            false,
+            payload,
+        )
         .await
         .map_err(|e| FirmwareError::Check(format!("MQTT client: {e}")))
 }
