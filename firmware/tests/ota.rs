@@ -13,7 +13,7 @@
 use ed25519_dalek::{Signer, SigningKey};
 use embedded_storage::nor_flash::ReadNorFlash;
 use proptest::prelude::*;
-use rackwatch_firmware::boot::{BootControl, BootRecord, BootState};
+use rackwatch_firmware::boot::{BootRecord, BootState};
 use rackwatch_firmware::config_store::RamFlash;
 use rackwatch_firmware::mqtt::{ConnectReturn, Packet, Publish, QoS};
 use rackwatch_firmware::ota::{Ota, OtaConfig};
@@ -656,6 +656,7 @@ fn telemetry_and_commands_go_on_during_a_download() {
 #[cfg(feature = "std")]
 mod on_files {
     use super::*;
+    use rackwatch_firmware::boot::BootControl;
     use rackwatch_firmware::host_update::{FileBoot, FileFlash, HOST_SLOT_LEN};
 
     #[test]
