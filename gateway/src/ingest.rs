@@ -1,4 +1,4 @@
-//! The ingest stage: decode, normalise, spool, acknowledge. It runs on its own thread because it
+//! The ingest stage: decode, normalise, derive, spool, acknowledge. It runs on its own thread because it
 //! ends every batch in an `fdatasync`: many messages, one sync (group commit), then their acks.
 
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
+use crate::derive::Derive;
 use crate::events::{
     MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
 };
@@ -78,6 +79,8 @@ enum Wake {
 pub struct Ingest {
     pub site: String,
     pub normaliser: Normaliser,
+    /// The rack and row measures of what the normaliser accepted.
+    pub derive: Derive,
     pub spool: SpoolWriter,
     pub dead_letters: Arc<Mutex<DeadLetters>>,
     pub acks: mpsc::UnboundedSender<Acknowledgement>,
@@ -237,6 +240,7 @@ impl Ingest {
                         }
                     }
                 }
+                out.points += self.derive.derive(&mut out.samples, &mut out.lines);
                 if telemetry.dropped > 0 {
                     self.metrics.node_dropped.inc_by(u64::from(telemetry.dropped));
                     tracing::warn!(node = %telemetry.node, dropped = telemetry.dropped, "node reports readings lost from its buffer");

@@ -1,5 +1,5 @@
-//! The gateway, top to bottom: sources -> ingest (decode, normalise, spool) -> sink (InfluxDB),
-//! with the HTTP server beside them. This file only connects stages.
+//! The gateway, top to bottom: sources -> ingest (decode, normalise, derive, spool) -> sink
+//! (InfluxDB), with the HTTP server beside them. This file only connects stages.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
 use crate::config::{Config, ConfigError};
+use crate::derive::Derive;
 use crate::events::Metrics;
 use crate::health::{Component, Health};
 use crate::ingest::{Ingest, Observers};
@@ -220,6 +221,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
                 Inventory::from_config(&config),
                 config.normalise.clone(),
             ),
+            derive: Derive::new(config.site.clone()),
             partition: partition.clone(),
             observers: observers.clone(),
             health: Arc::clone(&health),
@@ -232,6 +234,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let ingest = Ingest {
         site: config.site.to_string(),
         normaliser,
+        derive: Derive::new(config.site.clone()),
         spool: spool_writer,
         dead_letters: Arc::clone(&dead_letters),
         acks: ack_tx,

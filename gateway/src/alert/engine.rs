@@ -20,8 +20,8 @@ use super::inhibit;
 use super::rule::{Level, Rule, Scope, alert_key};
 use super::silence::{Matchers, Silence};
 use super::state::{Acknowledgement, Delivered, Incident, Member, Settled, Step};
-use super::track::{RackTrack, RateWindow};
-use crate::model::{AirSide, Position, Sample, Series};
+use super::track::RateWindow;
+use crate::model::{Measure, Position, Sample, Series, SeriesScope};
 
 /// Something the runner must do now.
 #[derive(Debug, Clone, PartialEq)]
@@ -158,14 +158,13 @@ struct NodeEntry {
 
 #[derive(Debug, Default)]
 struct RackEntry {
-    track: RackTrack,
     /// ΔT and rack power rules on this rack.
     watches: Vec<Arc<Watch>>,
 }
 
 #[derive(Debug, Default)]
 struct RowEntry {
-    racks: Vec<Position>,
+    /// Row power rules on this row.
     watches: Vec<Arc<Watch>>,
 }
 
@@ -349,6 +348,12 @@ impl Engine {
 
     fn observe_sample(&mut self, batch: &[Sample], index: usize, sample: &Sample, now_ms: i64) {
         let series = &sample.series;
+        match (series.scope, sample.value) {
+            (SeriesScope::Probe, _) => {}
+            (SeriesScope::Rack(measure), Some(value)) => return self.observe_rack(series, measure, value),
+            (SeriesScope::Row(measure), Some(value)) => return self.observe_row(series, measure, value),
+            (_, None) => return,
+        }
         let position = &series.position;
         self.node_entry(&series.node, position, now_ms).last_seen_ms = now_ms;
         let rules = &self.settings.rules;
@@ -397,19 +402,10 @@ impl Engine {
                 self.evaluations.push((Arc::clone(watch), level, value));
             }
         }
-        if let Some(value) = sample.value {
-            self.observe_rack(series, value, sample.timestamp_ms, now_ms);
-        }
     }
 
-    /// Updates the rack's inlet/outlet/power and evaluates its ΔT and power rules and its row's.
-    fn observe_rack(&mut self, series: &Arc<Series>, value: f64, timestamp_ms: i64, now_ms: i64) {
-        let side = series.placement.and_then(|p| p.air_side());
-        let is_power = series.quantity == Quantity::Power;
-        let is_air = series.quantity == Quantity::Temperature && side.is_some();
-        if !(is_power || is_air) || series.position.rack.is_none() {
-            return;
-        }
+    /// Evaluates a rack's ΔT and power rules on one of its derived measures (`derive.rs`).
+    fn observe_rack(&mut self, series: &Series, measure: Measure, value: f64) {
         let rules = &self.settings.rules;
         let position = &series.position;
         let rack = self.racks.entry(Position::clone(position)).or_insert_with(|| {
@@ -424,75 +420,50 @@ impl Engine {
                 })
                 .filter_map(|(i, _)| Watch::new(rules, i, scope.clone()))
                 .collect();
-            RackEntry {
-                track: RackTrack::default(),
-                watches,
-            }
+            RackEntry { watches }
         });
-        let id = Arc::as_ptr(series) as usize;
-        let reading = (value, timestamp_ms);
-        match (is_power, side) {
-            (true, _) => rack.track.power.insert(id, reading),
-            (false, Some(AirSide::Inlet)) => rack.track.inlet.insert(id, reading),
-            (false, _) => rack.track.outlet.insert(id, reading),
-        };
         for watch in &rack.watches {
             let Some(rule) = rules.get(watch.rule) else {
                 continue;
             };
-            let measure = match rule.kind {
-                RuleKind::DeltaT if !is_power => rack.track.delta_t(timestamp_ms),
-                RuleKind::Power if is_power => rack.track.power_kw(timestamp_ms),
-                _ => None,
+            let v = match (rule.kind, measure) {
+                (RuleKind::DeltaT, Measure::DeltaT) => value,
+                // Budgets are in kW.
+                (RuleKind::Power, Measure::Power) => value / 1000.0,
+                _ => continue,
             };
-            if let Some(v) = measure {
-                self.evaluations
-                    .push((Arc::clone(watch), rule.condition.level(v), Some(v)));
-            }
+            self.evaluations
+                .push((Arc::clone(watch), rule.condition.level(v), Some(v)));
         }
-        if is_power {
-            self.observe_row(position, timestamp_ms);
-        }
-        let _ = now_ms;
     }
 
-    fn observe_row(&mut self, position: &Position, timestamp_ms: i64) {
+    /// Evaluates a row's power rules on its derived total.
+    fn observe_row(&mut self, series: &Series, measure: Measure, value: f64) {
+        if measure != Measure::Power {
+            return;
+        }
         let rules = &self.settings.rules;
+        let position = &series.position;
         let row_key = (
             position.room.as_ref().map(ToString::to_string),
             position.row.as_ref().map(ToString::to_string),
         );
         let row = self.rows.entry(row_key).or_insert_with(|| {
-            let row_position = Position {
-                rack: None,
-                ..position.clone()
-            };
-            let scope = Scope::of_position(&row_position);
+            let scope = Scope::of_position(position);
             RowEntry {
-                racks: Vec::new(),
                 watches: rules
                     .iter()
                     .enumerate()
                     .filter(|(_, r)| {
                         r.kind == RuleKind::Power
                             && r.power_scope == Some(PowerScope::Row)
-                            && r.selector.matches_position(&row_position)
+                            && r.selector.matches_position(position)
                     })
                     .filter_map(|(i, _)| Watch::new(rules, i, scope.clone()))
                     .collect(),
             }
         });
-        if !row.racks.contains(position) {
-            row.racks.push(position.clone());
-        }
-        if row.watches.is_empty() {
-            return;
-        }
-        let total: f64 = row
-            .racks
-            .iter()
-            .filter_map(|p| self.racks.get(p)?.track.power_kw(timestamp_ms))
-            .sum();
+        let total = value / 1000.0;
         for watch in &row.watches {
             if let Some(rule) = rules.get(watch.rule) {
                 self.evaluations

@@ -15,5 +15,5 @@ pub use clock::now_ms;
 pub use message::{AckToken, Acknowledgement, Incoming, Route};
 pub use place::{AirSide, Placement, Position, UNASSIGNED};
 pub use receiver::MQTT_RECEIVER;
-pub use sample::{Observation, Sample, Series};
+pub use sample::{DERIVED_NODE, Measure, Observation, Sample, Series, SeriesScope};
 pub use sequence::SequenceMark;
