@@ -11,7 +11,9 @@ use rackwatch_protocols::{
 
 use super::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use super::cooling::{Cooling, FanCommands, FanOutcome};
-use super::engine::{DeliveryJob, DeliveryResult, Effect, Engine, Receiver, Saved, Settings};
+use super::delivery::{DeliveryJob, DeliveryResult, Receiver};
+use super::effect::Effect;
+use super::engine::{Engine, Saved, Settings};
 use super::rule::{Rule, Scope};
 use super::silence::Matchers;
 use crate::derive::Derive;

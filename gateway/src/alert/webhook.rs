@@ -8,7 +8,7 @@ use rackwatch_protocols::Alert;
 use serde_json::{Value, json};
 
 use super::config::{WebhookConfig, WebhookFormat};
-use super::engine::{DeliveryJob, DeliveryResult};
+use super::delivery::{DeliveryJob, DeliveryResult};
 use crate::config::ConfigError;
 use crate::secret::Secret;
 
