@@ -1,9 +1,10 @@
-//! Derive: the rack and row measures, computed once, right after normalisation, from the probes'
-//! normalised samples. Per rack: the mean inlet and the mean outlet temperature, their difference
-//! (ΔT) and the total power of its feeds; per row: the total power of its racks. Each change is
-//! written through [`schema::rack`] and [`schema::row`] and handed on as rack- and row-scope
-//! samples ([`SeriesScope::Rack`], [`SeriesScope::Row`]), which the alert engine and the dashboard
-//! read instead of computing their own.
+//! Derive: what is computed from several readings, once, right after normalisation, from the
+//! probes' normalised samples. Per channel that reports both temperature and humidity in one
+//! message: its dew point, a series of the probe's own. Per rack: the mean inlet and the mean
+//! outlet temperature, their difference (ΔT) and the total power of its feeds; per row: the total
+//! power of its racks. Each change is written through [`schema::rack`] and [`schema::row`] and
+//! handed on as rack- and row-scope samples ([`SeriesScope::Rack`], [`SeriesScope::Row`]), which
+//! the alert engine and the dashboard read instead of computing their own.
 //!
 //! A member counts while its latest reading is good and at most [`MEMBER_MAX_AGE_MS`] old. A probe
 //! that reports a fault leaves its aggregates at once; an aggregate with no live member is not
@@ -127,6 +128,8 @@ pub struct Derive {
     racks: HashMap<Position, Rack>,
     /// One series per rack or row measure, kept so that later stages can key them by identity.
     series: HashMap<(SeriesScope, Position), Arc<Series>>,
+    /// Each channel's dew-point series, made from its temperature series.
+    dew_points: HashMap<(NodeId, ChannelName), Arc<Series>>,
     /// The derived series whose latest sample had a value.
     live: HashSet<(SeriesScope, Position)>,
 }
@@ -137,6 +140,7 @@ impl Derive {
             site,
             racks: HashMap::new(),
             series: HashMap::new(),
+            dew_points: HashMap::new(),
             live: HashSet::new(),
         }
     }
@@ -144,6 +148,7 @@ impl Derive {
     /// Takes the normalised samples of one message, appends the rack and row samples they change
     /// to `samples` and their points to `lines`; returns how many points it wrote.
     pub fn derive(&mut self, samples: &mut Vec<Sample>, lines: &mut Vec<u8>) -> usize {
+        let mut points = self.dew_points(samples, lines);
         let mut touched: Vec<Touched> = Vec::new();
         for sample in samples.iter() {
             let series = &sample.series;
@@ -174,11 +179,75 @@ impl Derive {
             touch.timestamp_ms = touch.timestamp_ms.max(sample.timestamp_ms);
             touch.received_ms = touch.received_ms.max(sample.received_ms);
         }
-        let mut points = 0;
         for touch in &touched {
             points += self.rack(touch, samples, lines);
         }
         points
+    }
+
+    /// The dew point of every channel with both temperature and humidity among `samples`.
+    fn dew_points(&mut self, samples: &mut Vec<Sample>, lines: &mut Vec<u8>) -> usize {
+        let pairs: Vec<(Arc<Series>, f64, f64, i64, i64)> = samples
+            .iter()
+            .filter(|s| s.series.scope == SeriesScope::Probe)
+            .filter(|s| s.series.quantity == Quantity::RelativeHumidity)
+            .filter_map(|rh| {
+                let temperature = samples.iter().find(|s| {
+                    s.series.quantity == Quantity::Temperature
+                        && s.series.channel == rh.series.channel
+                        && s.series.node == rh.series.node
+                })?;
+                Some((
+                    Arc::clone(&temperature.series),
+                    temperature.value?,
+                    rh.value?,
+                    rh.timestamp_ms,
+                    rh.received_ms,
+                ))
+            })
+            .collect();
+        let mut points = 0;
+        for (temperature_series, temperature, humidity, timestamp_ms, received_ms) in pairs {
+            let Some(dew_point) = dew_point(temperature, humidity) else {
+                continue;
+            };
+            let series = self.dew_point_series(&temperature_series);
+            schema::reading(lines, &series.line_prefix, dew_point, timestamp_ms);
+            points += 1;
+            samples.push(Sample {
+                series,
+                value: Some(dew_point),
+                status: ReadingStatus::Ok,
+                timestamp_ms,
+                received_ms,
+            });
+        }
+        points
+    }
+
+    /// The dew-point series of a channel: tagged as its temperature series is.
+    fn dew_point_series(&mut self, temperature: &Series) -> Arc<Series> {
+        let key = (temperature.node.clone(), temperature.channel.clone());
+        let site = &self.site;
+        let series = self.dew_points.entry(key).or_insert_with(|| {
+            Arc::new(Series {
+                scope: SeriesScope::Probe,
+                node: temperature.node.clone(),
+                channel: temperature.channel.clone(),
+                quantity: Quantity::DewPoint,
+                placement: temperature.placement,
+                position: Arc::clone(&temperature.position),
+                line_prefix: schema::reading_prefix(
+                    site,
+                    &temperature.node,
+                    &temperature.channel,
+                    temperature.placement,
+                    Quantity::DewPoint,
+                    &temperature.position,
+                ),
+            })
+        });
+        Arc::clone(series)
     }
 
     /// Writes one touched rack's point and samples, and its row's when its power changed.
@@ -283,6 +352,22 @@ impl Derive {
         self.series.insert(key, Arc::clone(&series));
         Some(series)
     }
+}
+
+/// Dew point in °C by the Magnus formula with Sonntag's (1990) constants over water, a = 17.62,
+/// b = 243.12 °C, within 0.35 K for -45..60 °C. `None` outside that range or for RH ≤ 0.
+pub fn dew_point(temperature_c: f64, relative_humidity: f64) -> Option<f64> {
+    const A: f64 = 17.62;
+    const B: f64 = 243.12;
+    if !(-45.0..=60.0).contains(&temperature_c)
+        || relative_humidity <= 0.0
+        || relative_humidity > 100.0
+        || relative_humidity.is_nan()
+    {
+        return None;
+    }
+    let gamma = (relative_humidity / 100.0).ln() + A * temperature_c / (B + temperature_c);
+    Some(B * gamma / (A - gamma))
 }
 
 #[cfg(test)]
@@ -531,5 +616,27 @@ mod tests {
             .unwrap();
         assert_eq!(rack.series.node.as_str(), DERIVED_NODE);
         assert_eq!(rack.series.position.rack.as_deref(), Some("a02"));
+    }
+
+    #[test]
+    fn dew_point_matches_a_psychrometric_table() {
+        // 25 °C at 60 %RH has a dew point of 16.7 °C (ASHRAE psychrometric chart).
+        assert!((dew_point(25.0, 60.0).unwrap() - 16.7).abs() < 0.1);
+        assert_eq!(dew_point(25.0, 0.0), None);
+    }
+
+    #[test]
+    fn humidity_and_temperature_on_one_channel_give_a_dew_point() {
+        let mut n = Stages::new();
+        let t = telemetry(
+            "r01-n1",
+            0,
+            &[
+                Reading::ok(ch("ambient"), Quantity::Temperature, 25.0, Unit::Celsius),
+                Reading::ok(ch("ambient"), Quantity::RelativeHumidity, 60.0, Unit::PercentRh),
+            ],
+        );
+        let (lines, _) = n.run(&t);
+        assert!(lines.contains("quantity=dew_point"), "{lines}");
     }
 }

@@ -2,9 +2,8 @@
 //!
 //! Per message: drop it if its `(boot, seq)` was seen (QoS 1 redelivery) and count gaps; date it
 //! (the node's clock when synced and sane, else its boot anchor plus uptime); per reading: convert the
-//! unit, calibrate, check plausibility, tag from the inventory and write a line; and the dew point
-//! where a channel of the message reports temperature and humidity. The rack and row measures are
-//! the next stage's (`derive.rs`).
+//! unit, calibrate, check plausibility, tag from the inventory and write a line. What is computed
+//! from several readings (dew points, rack and row measures) is the next stage's (`derive.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
@@ -383,54 +382,7 @@ impl Normaliser {
                 received_ms,
             });
         }
-        self.dew_points(t, timestamp_ms, received_ms, out);
     }
-
-    /// Dew point for every channel of this message that has both temperature and humidity.
-    fn dew_points(&mut self, t: &Telemetry, timestamp_ms: i64, received_ms: i64, out: &mut Output) {
-        let pairs: Vec<(ChannelName, f64, f64)> = out
-            .samples
-            .iter()
-            .filter(|s| s.series.quantity == Quantity::RelativeHumidity)
-            .filter_map(|rh| {
-                let temperature = out.samples.iter().find(|s| {
-                    s.series.quantity == Quantity::Temperature && s.series.channel == rh.series.channel
-                })?;
-                Some((rh.series.channel.clone(), temperature.value?, rh.value?))
-            })
-            .collect();
-        for (channel, temperature, humidity) in pairs {
-            let Some(dew_point) = dew_point(temperature, humidity) else {
-                continue;
-            };
-            let series = self.series(&t.node, &channel, Quantity::DewPoint);
-            schema::reading(&mut out.lines, &series.line_prefix, dew_point, timestamp_ms);
-            out.points += 1;
-            out.samples.push(Sample {
-                series,
-                value: Some(dew_point),
-                status: ReadingStatus::Ok,
-                timestamp_ms,
-                received_ms,
-            });
-        }
-    }
-}
-
-/// Dew point in °C by the Magnus formula with Sonntag's (1990) constants over water, a = 17.62,
-/// b = 243.12 °C, within 0.35 K for -45..60 °C. `None` outside that range or for RH ≤ 0.
-pub fn dew_point(temperature_c: f64, relative_humidity: f64) -> Option<f64> {
-    const A: f64 = 17.62;
-    const B: f64 = 243.12;
-    if !(-45.0..=60.0).contains(&temperature_c)
-        || relative_humidity <= 0.0
-        || relative_humidity > 100.0
-        || relative_humidity.is_nan()
-    {
-        return None;
-    }
-    let gamma = (relative_humidity / 100.0).ln() + A * temperature_c / (B + temperature_c);
-    Some(B * gamma / (A - gamma))
 }
 
 #[cfg(test)]
@@ -698,27 +650,5 @@ mod tests {
             "sensor_fault,channel=t_in,node=r01-n1,quantity=temperature,site=fra1,status=fault count=1i 1795000000000\n"
         );
         assert_eq!(out.samples[0].value, None);
-    }
-
-    #[test]
-    fn dew_point_matches_a_psychrometric_table() {
-        // 25 °C at 60 %RH has a dew point of 16.7 °C (ASHRAE psychrometric chart).
-        assert!((dew_point(25.0, 60.0).unwrap() - 16.7).abs() < 0.1);
-        assert_eq!(dew_point(25.0, 0.0), None);
-    }
-
-    #[test]
-    fn humidity_and_temperature_on_one_channel_give_a_dew_point() {
-        let mut n = normaliser();
-        let t = telemetry(
-            "r01-n1",
-            0,
-            &[
-                Reading::ok(ch("ambient"), Quantity::Temperature, 25.0, Unit::Celsius),
-                Reading::ok(ch("ambient"), Quantity::RelativeHumidity, 60.0, Unit::PercentRh),
-            ],
-        );
-        let (_, lines, _) = run(&mut n, &t);
-        assert!(lines.contains("quantity=dew_point"), "{lines}");
     }
 }
