@@ -10,14 +10,16 @@
 //!
 //! | line | keys |
 //! |---|---|
-//! | `reading` (rack `a03`, node `r01-n1`, channel `t0`, quantity `temperature`) | `node/r01-n1/t0`, `rack/a03/temperature` |
-//! | `rack` (rack `a03`) | `rack/a03/inlet`, `rack/a03/outlet`, `rack/a03/delta_t`, `rack/a03/power` (those present) |
-//! | `row` (row `r01`) | `row/r01/power` |
+//! | `reading` (room `hall-a`, row `r01`, rack `a03`, node `r01-n1`, channel `t0`, quantity `temperature`) | `node/r01-n1/t0`, `rack/hall-a.r01.a03/temperature` |
+//! | `rack` (room `hall-a`, row `r01`, rack `a03`) | `rack/hall-a.r01.a03/inlet`, `…/outlet`, `…/delta_t`, `…/power` (those present) |
+//! | `row` (room `hall-a`, row `r01`) | `row/hall-a.r01/power` |
 //!
-//! `rack/a03/temperature` gathers every temperature probe of the rack into one bucket (its min,
+//! A rack is named by its site-wide id ([`rack_id`]: `room.row.rack`), as the dashboard's API
+//! names it. `rack/…/temperature` gathers every temperature probe of the rack into one bucket (its min,
 //! mean and max over the minute); the rack's inlet and outlet come from the `rack` line.
 
 use super::{RACK, READING, ROW};
+use crate::model::rack_id;
 
 /// One sample for the history store, its key built by [`history_samples`].
 #[derive(Debug, Clone, PartialEq)]
@@ -72,15 +74,17 @@ pub fn history_samples(line: &[u8], out: &mut Vec<HistoryPoint>) -> Result<(), R
         };
         out.push(point(format!("node/{node}/{channel}"), ts_ms, value));
         if let (Some(rack), Some(quantity)) = (&tags.rack, &tags.quantity) {
+            let rack = rack_id(tags.room.as_deref(), tags.row.as_deref(), rack);
             out.push(point(format!("rack/{rack}/{quantity}"), ts_ms, value));
         }
     } else {
         let (scope, id) = if measurement == RACK.name {
-            ("rack", tags.rack.as_ref())
+            let rack = tags.rack.as_deref().ok_or(ReadError::MissingTag)?;
+            ("rack", rack_id(tags.room.as_deref(), tags.row.as_deref(), rack))
         } else {
-            ("row", tags.row.as_ref())
+            let row = tags.row.as_deref().ok_or(ReadError::MissingTag)?;
+            ("row", format!("{}.{row}", tags.room.as_deref().unwrap_or("-")))
         };
-        let id = id.ok_or(ReadError::MissingTag)?;
         for (key, value) in floats {
             out.push(point(format!("{scope}/{id}/{key}"), ts_ms, value));
         }
@@ -99,6 +103,7 @@ struct Tags {
     channel: Option<String>,
     rack: Option<String>,
     row: Option<String>,
+    room: Option<String>,
     quantity: Option<String>,
 }
 
@@ -109,6 +114,7 @@ impl Tags {
             "channel" => &mut self.channel,
             "rack" => &mut self.rack,
             "row" => &mut self.row,
+            "room" => &mut self.room,
             "quantity" => &mut self.quantity,
             _ => return,
         };
@@ -208,7 +214,11 @@ mod tests {
             read(&body),
             vec![
                 point("node/r01-n1/t0".into(), 1_700_000_000_123, 24.0625),
-                point("rack/a03/temperature".into(), 1_700_000_000_123, 24.0625),
+                point(
+                    "rack/hall-1.r01.a03/temperature".into(),
+                    1_700_000_000_123,
+                    24.0625
+                ),
             ]
         );
     }
@@ -227,9 +237,9 @@ mod tests {
         assert_eq!(
             read(&body),
             vec![
-                point("rack/a03/inlet".into(), 5_000, 22.5),
-                point("rack/a03/power".into(), 5_000, 4200.0),
-                point("row/r01/power".into(), 6_000, 12_345.5),
+                point("rack/hall-1.r01.a03/inlet".into(), 5_000, 22.5),
+                point("rack/hall-1.r01.a03/power".into(), 5_000, 4200.0),
+                point("row/hall-1.r01/power".into(), 6_000, 12_345.5),
             ]
         );
     }
@@ -271,7 +281,7 @@ mod tests {
     fn escaped_tag_values_come_back_whole() {
         let mut out = Vec::new();
         history_samples(br"rack,rack=a\ 03,site=dc1 inlet=20 7", &mut out).unwrap();
-        assert_eq!(out, vec![point("rack/a 03/inlet".into(), 7, 20.0)]);
+        assert_eq!(out, vec![point("rack/-.-.a 03/inlet".into(), 7, 20.0)]);
     }
 
     #[test]

@@ -10,12 +10,12 @@
 //! and ingest and alerts go on.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::{History, HistoryLimits, Sample};
+use super::{Bucket, History, HistoryError, HistoryLimits, Resolution, Sample};
 use crate::events::{Metrics, ReasonLabel};
 use crate::model::now_ms;
 use crate::schema::read::{HistoryPoint, history_samples};
@@ -31,10 +31,12 @@ const PRUNE_EVERY: Duration = Duration::from_secs(600);
 /// How long a drain with nothing to do sleeps before it looks at the clock again (for pruning).
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
-/// Whether the history takes samples, and why not; shared with the dashboard and health.
-#[derive(Debug, Default)]
+/// The open history shared by the drain, which writes it, and the API, which reads it; with why
+/// it is unavailable when it is.
+#[derive(Debug, Clone, Default)]
 pub struct HistoryStatus {
-    unavailable: Mutex<Option<String>>,
+    store: Arc<Mutex<Option<History>>>,
+    unavailable: Arc<Mutex<Option<String>>>,
 }
 
 impl HistoryStatus {
@@ -49,6 +51,29 @@ impl HistoryStatus {
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
     }
+
+    /// The buckets of `key` whose start lies in `[from_ms, to_ms)`, or why the history cannot say.
+    pub fn range(
+        &self,
+        key: &str,
+        from_ms: i64,
+        to_ms: i64,
+        resolution: Resolution,
+    ) -> Result<Vec<Bucket>, String> {
+        let store = self.store();
+        let Some(history) = store.as_ref() else {
+            return Err(self
+                .problem()
+                .unwrap_or_else(|| "history is not open yet".to_owned()));
+        };
+        history
+            .range(key, from_ms, to_ms, resolution)
+            .map_err(|e| e.to_string())
+    }
+
+    fn store(&self) -> MutexGuard<'_, Option<History>> {
+        self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Everything the history drain needs.
@@ -61,7 +86,7 @@ pub struct HistoryDrain {
     /// Signalled by ingest after every commit.
     pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
-    pub status: Arc<HistoryStatus>,
+    pub status: HistoryStatus,
     pub shutdown: Shutdown,
 }
 
@@ -80,7 +105,6 @@ pub async fn drain(task: HistoryDrain) {
     let mut store = Store {
         dir,
         limits,
-        history: None,
         status,
         metrics,
         last_prune: None,
@@ -128,8 +152,7 @@ pub async fn drain(task: HistoryDrain) {
 struct Store {
     dir: PathBuf,
     limits: HistoryLimits,
-    history: Option<History>,
-    status: Arc<HistoryStatus>,
+    status: HistoryStatus,
     metrics: Arc<Metrics>,
     last_prune: Option<Instant>,
 }
@@ -145,17 +168,30 @@ impl Store {
         }
     }
 
-    fn open(&mut self) -> Option<&mut History> {
-        if self.history.is_none() {
+    /// Runs `f` on the open history, opening it first if needed; a failure closes it (reopened
+    /// next time: a corrupt file was moved aside, a full disk may have room again) and says why.
+    fn with_history<T>(&self, f: impl FnOnce(&mut History) -> Result<T, HistoryError>) -> Option<T> {
+        let mut store = self.status.store();
+        if store.is_none() {
             match History::open(&self.dir, self.limits.clone()) {
-                Ok(history) => self.history = Some(history),
+                Ok(history) => *store = Some(history),
                 Err(e) => {
+                    drop(store);
                     self.unavailable(&e.to_string());
                     return None;
                 }
             }
         }
-        self.history.as_mut()
+        let result = f(store.as_mut()?);
+        match result {
+            Ok(value) => Some(value),
+            Err(e) => {
+                *store = None;
+                drop(store);
+                self.unavailable(&e.to_string());
+                None
+            }
+        }
     }
 
     fn record(&mut self, points: &[HistoryPoint]) {
@@ -170,25 +206,15 @@ impl Store {
                 value: p.value,
             })
             .collect();
-        let Some(history) = self.open() else {
-            self.dropped("unavailable", samples.len());
-            return;
-        };
-        match history.record_batch(&samples) {
-            Ok(outcome) => {
+        match self.with_history(|history| history.record_batch(&samples)) {
+            Some(outcome) => {
                 self.status.set(None);
                 self.metrics
                     .history_samples_recorded
                     .inc_by(outcome.recorded as u64);
                 self.dropped("not_finite", outcome.not_finite);
             }
-            Err(e) => {
-                // Reopened at the next batch: a corrupt file was moved aside, a full disk may
-                // have room again.
-                self.history = None;
-                self.unavailable(&e.to_string());
-                self.dropped("unavailable", samples.len());
-            }
+            None => self.dropped("unavailable", samples.len()),
         }
     }
 
@@ -197,11 +223,7 @@ impl Store {
             return;
         }
         self.last_prune = Some(Instant::now());
-        let Some(history) = self.open() else { return };
-        if let Err(e) = history.prune(now_ms()) {
-            self.history = None;
-            self.unavailable(&e.to_string());
-        }
+        let _ = self.with_history(|history| history.prune(now_ms()));
     }
 
     fn unavailable(&self, reason: &str) {
@@ -229,7 +251,6 @@ mod tests {
     use crate::model::Position;
     use crate::schema::{self, RackMeasures};
     use crate::shutdown;
-    use crate::sink::history::Resolution;
     use crate::spool::{self, Limits};
 
     const LIMITS: Limits = Limits {
@@ -276,14 +297,14 @@ mod tests {
         let (trigger, shutdown) = shutdown::channel();
         trigger.trigger();
         let metrics = Arc::new(Metrics::new());
-        let status = Arc::new(HistoryStatus::default());
+        let status = HistoryStatus::default();
         let task = HistoryDrain {
             reader,
             dir: history_dir,
             limits: HistoryLimits::default(),
             committed: Arc::new(Notify::new()),
             metrics: Arc::clone(&metrics),
-            status: Arc::clone(&status),
+            status: status.clone(),
             shutdown,
         };
         tokio::runtime::Builder::new_current_thread()
@@ -303,7 +324,7 @@ mod tests {
     struct Drained {
         pending: u64,
         metrics: Arc<Metrics>,
-        status: Arc<HistoryStatus>,
+        status: HistoryStatus,
     }
 
     fn dropped(metrics: &Metrics, reason: &'static str) -> u64 {
@@ -327,9 +348,14 @@ mod tests {
         assert_eq!(drained.pending, 0, "the spool is drained");
         assert_eq!(drained.status.problem(), None);
         assert_eq!(drained.metrics.history_samples_recorded.get(), 3);
-        let history = History::open(history_dir.path(), HistoryLimits::default()).unwrap();
-        let buckets = history
-            .range("rack/a03/inlet", 0, now_ms() + MINUTE, Resolution::Minute)
+        let buckets = drained
+            .status
+            .range(
+                "rack/hall-a.r01.a03/inlet",
+                0,
+                now_ms() + MINUTE,
+                Resolution::Minute,
+            )
             .unwrap();
         assert_eq!(buckets.len(), 1);
         let bucket = &buckets[0];
