@@ -31,6 +31,7 @@
 //! smaller and carry the long charts.
 
 mod bucket;
+pub mod drain;
 
 pub use bucket::{Bucket, Resolution};
 

@@ -20,14 +20,7 @@ const STALE_MS: i64 = 5 * 60 * 1000;
 
 /// One rack's identity, as the API names it: `{room}.{row}.{rack}` with `-` for an unknown part.
 pub fn rack_id(position: &Position) -> String {
-    let part =
-        |p: &Option<rackwatch_protocols::Label>| p.as_ref().map_or("-".to_owned(), ToString::to_string);
-    format!(
-        "{}.{}.{}",
-        part(&position.room),
-        part(&position.row),
-        position.rack_tag()
-    )
+    position.rack_id()
 }
 
 /// A probe's latest value.
