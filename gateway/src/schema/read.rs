@@ -10,7 +10,7 @@
 //!
 //! | line | keys |
 //! |---|---|
-//! | `reading` (room `hall-a`, row `r01`, rack `a03`, node `r01-n1`, channel `t0`, quantity `temperature`) | `node/r01-n1/t0`, `rack/hall-a.r01.a03/temperature` |
+//! | `reading` (room `hall-a`, row `r01`, rack `a03`, node `r01-n1`, channel `t0`, quantity `temperature`) | `node/r01-n1/t0/temperature`, `rack/hall-a.r01.a03/temperature` |
 //! | `rack` (room `hall-a`, row `r01`, rack `a03`) | `rack/hall-a.r01.a03/inlet`, `…/outlet`, `…/delta_t`, `…/power` (those present) |
 //! | `row` (room `hall-a`, row `r01`) | `row/hall-a.r01/power` |
 //!
@@ -72,8 +72,13 @@ pub fn history_samples(line: &[u8], out: &mut Vec<HistoryPoint>) -> Result<(), R
         let Some((_, value)) = floats.into_iter().find(|(key, _)| *key == "value") else {
             return Err(ReadError::NoFields);
         };
-        out.push(point(format!("node/{node}/{channel}"), ts_ms, value));
-        if let (Some(rack), Some(quantity)) = (&tags.rack, &tags.quantity) {
+        let Some(quantity) = &tags.quantity else {
+            return Err(ReadError::MissingTag);
+        };
+        // One channel carries several quantities (an SHT4x: temperature, humidity, and the dew
+        // point derived from both).
+        out.push(point(format!("node/{node}/{channel}/{quantity}"), ts_ms, value));
+        if let Some(rack) = &tags.rack {
             let rack = rack_id(tags.room.as_deref(), tags.row.as_deref(), rack);
             out.push(point(format!("rack/{rack}/{quantity}"), ts_ms, value));
         }
@@ -213,7 +218,7 @@ mod tests {
         assert_eq!(
             read(&body),
             vec![
-                point("node/r01-n1/t0".into(), 1_700_000_000_123, 24.0625),
+                point("node/r01-n1/t0/temperature".into(), 1_700_000_000_123, 24.0625),
                 point(
                     "rack/hall-1.r01.a03/temperature".into(),
                     1_700_000_000_123,
