@@ -13,7 +13,6 @@ use rackwatch_protocols::{
 };
 use serde::{Deserialize, Serialize};
 
-use super::config::{PowerScope, RuleKind};
 use super::cooling::{Cooling, FanCommands, FanOutcome};
 use super::delivery::{self, Timing};
 use super::inhibit;
@@ -21,6 +20,7 @@ use super::rule::{Level, Rule, Scope, alert_key};
 use super::silence::{Matchers, Silence};
 use super::state::{Acknowledgement, Delivered, Incident, Member, Settled, Step};
 use super::track::{RackTrack, RateWindow};
+use crate::config::{PowerScope, RuleKind};
 use crate::model::{AirSide, Position, Sample, Series};
 
 /// Something the runner must do now.

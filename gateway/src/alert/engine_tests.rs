@@ -9,11 +9,11 @@ use rackwatch_protocols::{
     ReadingStatus, Severity, SiteId, Status,
 };
 
-use super::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use super::cooling::{Cooling, FanCommands, FanOutcome};
 use super::engine::{DeliveryJob, DeliveryResult, Effect, Engine, Receiver, Saved, Settings};
 use super::rule::{Rule, Scope};
 use super::silence::Matchers;
+use crate::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use crate::model::{Placement, Position, Sample, Series};
 
 const S: i64 = 1000;

@@ -2,7 +2,8 @@
 //! tells people and machines, once per change (issue "gateway: alert engine for cooling and power").
 //! gateway/ALERTS.md describes it for operators; this is how it is built:
 //!
-//! - [`config`]: the `[alerts]` section; [`ashrae`]: the built-in ASHRAE TC 9.9 presets.
+//! - `crate::config::alerts`: the `[alerts]` section; `crate::config::ashrae`: the built-in ASHRAE
+//!   TC 9.9 presets.
 //! - [`rule`]: rules compiled to selectors and conditions; [`track`]: rate windows, rack totals.
 //! - [`state`]: the pending → firing → resolved machine of each member and incident.
 //! - [`engine`]: observations and time in, effects out, no I/O (tests drive it with a fake clock).
@@ -11,8 +12,6 @@
 //! - [`runner`]: the task doing the I/O: [`mqtt`] publishes, [`webhook`] deliveries, [`cooling`]
 //!   fan commands, [`store`] the state file; [`http`] is the API; [`silence`] what it can silence.
 
-pub mod ashrae;
-pub mod config;
 pub mod cooling;
 pub mod delivery;
 pub mod engine;
@@ -36,12 +35,11 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{self, AlertsConfig, Config, ConfigError};
 use crate::events::Metrics;
 use crate::ingest::ObservationSender;
 use crate::inventory::Inventory;
 use crate::shutdown::ShutdownTrigger;
-use config::AlertsConfig;
 use cooling::{Cooling, FanCommands};
 use engine::{Engine, Receiver, Settings};
 use rule::{Rule, Scope};

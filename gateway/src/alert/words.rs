@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use rackwatch_protocols::{AlertState, Unit};
 
-use super::config::RuleKind;
 use super::rule::{Level, Rule, Scope};
 use super::state::Incident;
+use crate::config::RuleKind;
 
 /// A unit as people write it: `°C`, not the wire's `C`.
 pub fn unit(unit: Unit) -> &'static str {
@@ -161,7 +161,7 @@ pub fn description(rule: &Rule, incident: &Incident) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::config::RuleConfig;
+    use crate::config::RuleConfig;
     use rackwatch_protocols::{Label, SiteId};
 
     fn rule(toml: &str) -> Rule {

@@ -101,7 +101,7 @@ impl Default for HistoryLimits {
 
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
-    crate::alert::config::parse_duration(&text).map_err(serde::de::Error::custom)
+    crate::config::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 impl HistoryLimits {

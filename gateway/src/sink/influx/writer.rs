@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use rand::Rng;
 
 use super::answer::{Answer, classify};
-use crate::config::{ConfigError, InfluxApi, InfluxConfig};
+use crate::config::{ConfigError, InfluxApi, InfluxConfig, invalid};
 use crate::secret::Secret;
 
 /// How the writer proves who it is. Never printed: the secrets are [`Secret`]s and `Debug` shows
@@ -53,10 +53,6 @@ pub struct InfluxWriter {
 
 impl InfluxWriter {
     pub fn new(config: &InfluxConfig) -> Result<Self, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            key: key.into(),
-            message,
-        };
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_secs))
             .build()
