@@ -3,7 +3,7 @@
 //!
 //! A bare number is refused rather than guessed: `timeout = 30` could be seconds or milliseconds,
 //! and the keys that once took a number in their name's unit (`timeout_secs`) were renamed when
-//! they took a duration, so an old file is refused with the new key's name ([`RENAMED`]).
+//! they took a duration, so an old file is refused with the new key's name ([`refuse_renamed_keys`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -11,20 +11,22 @@ use std::time::Duration;
 use serde::Deserializer;
 use serde::de::{self, Visitor};
 
+use super::error::{ConfigError, invalid};
+
 /// What a duration looks like, for error messages.
 const EXPECTED: &str = "a duration with a unit, such as \"500ms\", \"30s\", \"15m\", \"4h\" or \"30d\"";
 
-/// Keys that took a number in their name's unit and now take a duration: (old key, new key,
-/// the default written as a duration). A file with an old key is refused with the new one's name.
-pub const RENAMED: [(&str, &str, &str); 8] = [
-    ("keep_alive_secs", "mqtt.keep_alive", "30s"),
-    ("batch_max_age_ms", "influxdb.batch_max_age", "1s"),
-    ("timeout_secs", "influxdb.timeout", "30s"),
-    ("max_backoff_secs", "influxdb.max_backoff", "30s"),
-    ("commit_linger_ms", "spool.commit_linger", "5ms"),
-    ("max_future_secs", "normalise.max_future", "5m"),
-    ("max_age_secs", "normalise.max_age", "7d"),
-    ("window_minutes", "http.window", "6h"),
+/// Keys that took a number in their name's unit and now take a duration: (section, old key, new
+/// key, the old key's unit). A file with an old key is refused with the new key and its value.
+const RENAMED: [(&str, &str, &str, &str); 8] = [
+    ("mqtt", "keep_alive_secs", "keep_alive", "s"),
+    ("influxdb", "batch_max_age_ms", "batch_max_age", "ms"),
+    ("influxdb", "timeout_secs", "timeout", "s"),
+    ("influxdb", "max_backoff_secs", "max_backoff", "s"),
+    ("spool", "commit_linger_ms", "commit_linger", "ms"),
+    ("normalise", "max_future_secs", "max_future", "s"),
+    ("normalise", "max_age_secs", "max_age", "s"),
+    ("http", "window_minutes", "window", "m"),
 ];
 
 /// Parses `90s`, `15m`, `1h`, `2d`, `500ms`, `1.5s` (one number, one unit).
@@ -73,25 +75,24 @@ impl Visitor<'_> for DurationVisitor {
     }
 }
 
-/// The parser's message for an old key (`unknown field `timeout_secs`, expected one of ...`) in words
-/// that say what to write instead; other messages are returned unchanged.
-pub fn name_the_renamed_key(message: &str) -> String {
-    for (old, new, example) in RENAMED {
-        let unknown = format!("unknown field `{old}`");
-        if let Some(at) = message.find(&unknown) {
-            let end = message[at..].find('\n').map_or(message.len(), |end| at + end);
-            let mut message = message.to_owned();
-            message.replace_range(
-                at..end,
-                &format!(
-                    "`{old}` was renamed: write `{} = \"{example}\"` ({new}, a duration with a unit)",
-                    new.rsplit('.').next().unwrap_or(new)
-                ),
-            );
-            return message;
-        }
+/// Refuses a key of [`RENAMED`] in the file (`toml`, parsed but not yet read into the
+/// configuration), naming the key that replaced it with the value in its new form: serde alone
+/// would say "unknown field" and list every key but the one meant.
+pub fn refuse_renamed_keys(toml: &toml::Table) -> Result<(), ConfigError> {
+    for (section, old, new, unit) in RENAMED {
+        let Some(value) = toml.get(section).and_then(|s| s.get(old)) else {
+            continue;
+        };
+        let example = match value.as_integer() {
+            Some(number) => format!("{number}{unit}"),
+            None => format!("30{unit}"),
+        };
+        return Err(invalid(
+            format!("{section}.{old}"),
+            format!("renamed `{new}`, a duration with a unit: write `{new} = \"{example}\"`"),
+        ));
     }
-    message.to_owned()
+    Ok(())
 }
 
 #[cfg(test)]
@@ -141,13 +142,29 @@ mod tests {
     }
 
     #[test]
-    fn an_old_key_is_named_with_its_new_key() {
-        let message = "TOML parse error at line 3, column 1\n  |\n3 | timeout_secs = 5\n  | ^^^^^^^^^^^^\nunknown field `timeout_secs`, expected one of `url`, `api`\n";
+    fn an_old_key_is_refused_with_its_new_key_and_value() {
+        let toml: toml::Table = "[influxdb]\ntimeout_secs = 5\n[http]\nwindow_minutes = 60"
+            .parse()
+            .unwrap();
         assert_eq!(
-            name_the_renamed_key(message),
-            "TOML parse error at line 3, column 1\n  |\n3 | timeout_secs = 5\n  | ^^^^^^^^^^^^\n`timeout_secs` was renamed: write `timeout = \"30s\"` (influxdb.timeout, a duration with a unit)\n"
+            refuse_renamed_keys(&toml).unwrap_err().to_string(),
+            "influxdb.timeout_secs: renamed `timeout`, a duration with a unit: write `timeout = \"5s\"`"
         );
-        let other = "unknown field `surprise`, expected one of `url`";
-        assert_eq!(name_the_renamed_key(other), other);
+        let toml: toml::Table = "[http]\nwindow_minutes = 60".parse().unwrap();
+        assert_eq!(
+            refuse_renamed_keys(&toml).unwrap_err().to_string(),
+            "http.window_minutes: renamed `window`, a duration with a unit: write `window = \"60m\"`"
+        );
+        let toml: toml::Table = "[spool]\ncommit_linger_ms = \"5\"".parse().unwrap();
+        assert!(
+            refuse_renamed_keys(&toml)
+                .unwrap_err()
+                .to_string()
+                .ends_with("`commit_linger = \"30ms\"`")
+        );
+        let toml: toml::Table = "[spool]\ncommit_linger = \"5ms\"\n[other]\ntimeout_secs = 5"
+            .parse()
+            .unwrap();
+        assert!(refuse_renamed_keys(&toml).is_ok());
     }
 }

@@ -2,9 +2,11 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration::duration;
 use super::error::{ConfigError, invalid};
 use super::secret::SecretSource;
 
@@ -18,10 +20,10 @@ pub struct HttpConfig {
     /// Bearer token the API's acting routes (acknowledge, silence) require; without it they refuse.
     #[serde(default)]
     pub token: Option<SecretSource>,
-    /// How far back the facilities view's rack charts go, in minutes (one point per minute per
+    /// How far back the facilities view's rack charts go, in whole minutes (one point per minute per
     /// inventory rack, kept in memory).
-    #[serde(default = "default_window_minutes")]
-    pub window_minutes: usize,
+    #[serde(default = "default_window", deserialize_with = "duration")]
+    pub window: Duration,
     /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
     #[serde(default)]
     pub tls_cert_file: Option<PathBuf>,
@@ -38,7 +40,7 @@ impl Default for HttpConfig {
         HttpConfig {
             listen: default_http_listen(),
             token: None,
-            window_minutes: default_window_minutes(),
+            window: default_window(),
             tls_cert_file: None,
             tls_key_file: None,
             public_url: None,
@@ -46,19 +48,32 @@ impl Default for HttpConfig {
     }
 }
 
-fn default_window_minutes() -> usize {
-    6 * 60
+fn default_window() -> Duration {
+    Duration::from_secs(6 * 3600)
 }
+const MINUTE: Duration = Duration::from_secs(60);
+
 fn default_http_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 9180))
 }
 
 impl HttpConfig {
+    /// The chart window as its number of one-minute points.
+    pub fn window_minutes(&self) -> usize {
+        usize::try_from(self.window.as_secs() / 60).unwrap_or(usize::MAX)
+    }
+
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(invalid(
                 "http.tls_key_file",
                 "tls_cert_file and tls_key_file go together",
+            ));
+        }
+        if self.window < MINUTE || !self.window.as_nanos().is_multiple_of(MINUTE.as_nanos()) {
+            return Err(invalid(
+                "http.window",
+                "must be whole minutes (one chart point per minute), at least 1m",
             ));
         }
         if let Some(token) = &self.token {

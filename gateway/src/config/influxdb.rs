@@ -1,7 +1,10 @@
 //! `[influxdb]`: the database the sink writes to, through the InfluxDB v1 or v2 write API.
 
+use std::time::Duration;
+
 use serde::Deserialize;
 
+use super::duration::duration;
 use super::error::{ConfigError, check_http_url, invalid};
 use super::secret::SecretSource;
 
@@ -56,15 +59,16 @@ pub struct InfluxConfig {
     #[serde(default = "default_batch_max_lines")]
     pub batch_max_lines: usize,
     /// ... or when its oldest line has waited this long.
-    #[serde(default = "default_batch_max_age_ms")]
-    pub batch_max_age_ms: u64,
+    #[serde(default = "default_batch_max_age", deserialize_with = "duration")]
+    pub batch_max_age: Duration,
     #[serde(default = "default_true")]
     pub gzip: bool,
-    #[serde(default = "default_timeout_secs")]
-    pub timeout_secs: u64,
+    /// How long one write may take before it counts as failed and is retried.
+    #[serde(default = "default_timeout", deserialize_with = "duration")]
+    pub timeout: Duration,
     /// Longest wait between two retries of a failed write.
-    #[serde(default = "default_max_backoff_secs")]
-    pub max_backoff_secs: u64,
+    #[serde(default = "default_max_backoff", deserialize_with = "duration")]
+    pub max_backoff: Duration,
 }
 
 fn default_true() -> bool {
@@ -73,14 +77,14 @@ fn default_true() -> bool {
 fn default_batch_max_lines() -> usize {
     5000
 }
-fn default_batch_max_age_ms() -> u64 {
-    1000
+fn default_batch_max_age() -> Duration {
+    Duration::from_secs(1)
 }
-fn default_timeout_secs() -> u64 {
-    30
+fn default_timeout() -> Duration {
+    Duration::from_secs(30)
 }
-fn default_max_backoff_secs() -> u64 {
-    30
+fn default_max_backoff() -> Duration {
+    Duration::from_secs(30)
 }
 
 impl InfluxConfig {
@@ -89,8 +93,8 @@ impl InfluxConfig {
         if !(1..=100_000).contains(&self.batch_max_lines) {
             return Err(invalid("influxdb.batch_max_lines", "must be 1 to 100000"));
         }
-        if self.timeout_secs == 0 {
-            return Err(invalid("influxdb.timeout_secs", "must be at least 1"));
+        if self.timeout.is_zero() {
+            return Err(invalid("influxdb.timeout", "must be more than 0s"));
         }
         self.validate_api()
     }

@@ -34,7 +34,6 @@ mod tests;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use rackwatch_protocols::{NodeId, SiteId};
 use serde::Deserialize;
@@ -104,10 +103,12 @@ impl Config {
 
     /// Parses and validates configuration text.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+        let parse_error = |e: toml::de::Error| ConfigError::Parse {
             path: PathBuf::from("<config>"),
             message: in_words(&e.to_string()),
-        })?;
+        };
+        duration::refuse_renamed_keys(&text.parse().map_err(parse_error)?)?;
+        let config: Config = toml::from_str(text).map_err(parse_error)?;
         config.validate()?;
         Ok(config)
     }
@@ -163,10 +164,6 @@ impl Config {
             inventory.validate(node)?;
         }
         Ok(())
-    }
-
-    pub fn batch_max_age(&self) -> Duration {
-        Duration::from_millis(self.influxdb.as_ref().map_or(1000, |i| i.batch_max_age_ms))
     }
 }
 

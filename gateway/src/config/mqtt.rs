@@ -2,10 +2,12 @@
 //! are the gateway's two sources; at least one is configured.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use rackwatch_protocols::Label;
 use serde::Deserialize;
 
+use super::duration::duration;
 use super::error::{ConfigError, invalid};
 use super::secret::SecretSource;
 use crate::model::BrokerAddress;
@@ -18,6 +20,10 @@ pub const COMMANDS_CLIENT_SUFFIX: &str = "-c";
 
 /// MQTT 3.1.1 §3.1.3.1: a server must accept client ids of 1 to 23 characters.
 const MAX_CLIENT_ID: usize = 23;
+
+/// MQTT 3.1.1 §3.1.2.10: the keep alive is a 16-bit number of seconds. Below 5 s a slow link
+/// would drop the session for nothing.
+const KEEP_ALIVE: std::ops::RangeInclusive<Duration> = Duration::from_secs(5)..=Duration::from_secs(65_535);
 
 /// The MQTT broker the gateway subscribes to.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,8 +47,10 @@ pub struct MqttConfig {
     pub client_cert_file: Option<PathBuf>,
     #[serde(default)]
     pub client_key_file: Option<PathBuf>,
-    #[serde(default = "default_keep_alive_secs")]
-    pub keep_alive_secs: u64,
+    /// How long the connection may be idle before either side pings (MQTT 3.1.1 §3.1.2.10); the
+    /// broker drops the session after one and a half times this without a packet.
+    #[serde(default = "default_keep_alive", deserialize_with = "duration")]
+    pub keep_alive: Duration,
     /// MQTT shared-subscription group (`$share/{group}/...`) when several gateways serve one site.
     #[serde(default)]
     pub share_group: Option<String>,
@@ -63,8 +71,8 @@ pub struct SerialConfig {
 fn default_client_id() -> String {
     "rackwatch-gateway".to_owned()
 }
-fn default_keep_alive_secs() -> u64 {
-    30
+fn default_keep_alive() -> Duration {
+    Duration::from_secs(30)
 }
 fn default_max_pending() -> usize {
     4096
@@ -78,6 +86,9 @@ impl MqttConfig {
     pub(super) fn validate(&self, partition_suffix: &str) -> Result<(), ConfigError> {
         BrokerAddress::parse(&self.url).map_err(|m| invalid("mqtt.url", m))?;
         self.check_client_ids(partition_suffix)?;
+        if !KEEP_ALIVE.contains(&self.keep_alive) {
+            return Err(invalid("mqtt.keep_alive", "must be 5s to 65535s"));
+        }
         if self.max_pending == 0 {
             return Err(invalid("mqtt.max_pending", "must be at least 1"));
         }

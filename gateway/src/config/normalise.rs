@@ -1,10 +1,12 @@
 //! `[normalise]`: bounds on what the gateway accepts as data.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rackwatch_protocols::Quantity;
 use serde::Deserialize;
 
+use super::duration::duration;
 use super::error::{ConfigError, invalid};
 
 /// Bounds on what the gateway accepts as data.
@@ -12,11 +14,11 @@ use super::error::{ConfigError, invalid};
 #[serde(deny_unknown_fields)]
 pub struct NormaliseConfig {
     /// A node timestamp further in the future than this is not trusted (the receive time is used).
-    #[serde(default = "default_max_future_secs")]
-    pub max_future_secs: u64,
+    #[serde(default = "default_max_future", deserialize_with = "duration")]
+    pub max_future: Duration,
     /// A reading older than this is rejected as stale.
-    #[serde(default = "default_max_age_secs")]
-    pub max_age_secs: u64,
+    #[serde(default = "default_max_age", deserialize_with = "duration")]
+    pub max_age: Duration,
     /// Plausible range per quantity, in the canonical unit. Values outside are counted and kept out
     /// of the data. Quantities not listed use [`default_plausible`].
     #[serde(default)]
@@ -26,18 +28,18 @@ pub struct NormaliseConfig {
 impl Default for NormaliseConfig {
     fn default() -> Self {
         NormaliseConfig {
-            max_future_secs: default_max_future_secs(),
-            max_age_secs: default_max_age_secs(),
+            max_future: default_max_future(),
+            max_age: default_max_age(),
             plausible: BTreeMap::new(),
         }
     }
 }
 
-fn default_max_future_secs() -> u64 {
-    300
+fn default_max_future() -> Duration {
+    Duration::from_secs(5 * 60)
 }
-fn default_max_age_secs() -> u64 {
-    7 * 24 * 3600
+fn default_max_age() -> Duration {
+    Duration::from_secs(7 * 86_400)
 }
 
 impl NormaliseConfig {

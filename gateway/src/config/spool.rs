@@ -1,9 +1,11 @@
 //! `[spool]`: the on-disk spool between ingest and the database.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use serde::Deserialize;
 
+use super::duration::duration;
 use super::error::{ConfigError, invalid};
 
 /// The on-disk spool between ingest and the database.
@@ -18,9 +20,9 @@ pub struct SpoolConfig {
     #[serde(default = "default_segment_mb")]
     pub segment_mb: u64,
     /// How long a group commit waits for more messages to share its fdatasync; the broker's PUBACK
-    /// waits as long. 0 commits each batch as it comes.
-    #[serde(default = "default_commit_linger_ms")]
-    pub commit_linger_ms: u64,
+    /// waits as long. `0s` commits each batch as it comes.
+    #[serde(default = "default_commit_linger", deserialize_with = "duration")]
+    pub commit_linger: Duration,
     /// The dead-letter files (current and rotated) together stay under this; it is taken out of
     /// `max_mb`, so bad messages can never fill the disk the spool needs.
     #[serde(default = "default_dead_letter_max_mb")]
@@ -36,8 +38,8 @@ fn default_spool_max_mb() -> u64 {
 fn default_segment_mb() -> u64 {
     64
 }
-fn default_commit_linger_ms() -> u64 {
-    5
+fn default_commit_linger() -> Duration {
+    Duration::from_millis(5)
 }
 fn default_dead_letter_max_mb() -> u64 {
     64
@@ -49,9 +51,9 @@ fn default_dead_letter_rate() -> u64 {
 impl SpoolConfig {
     /// The group-commit linger alone: the other keys are checked by [`SpoolConfig::validate_sizes`].
     pub(super) fn validate_linger(&self) -> Result<(), ConfigError> {
-        if self.commit_linger_ms > 1000 {
+        if self.commit_linger > Duration::from_secs(1) {
             // The broker waits as long for its PUBACK: beyond a second, nodes would time out.
-            return Err(invalid("spool.commit_linger_ms", "must be 0 to 1000"));
+            return Err(invalid("spool.commit_linger", "must be 0s to 1s"));
         }
         Ok(())
     }

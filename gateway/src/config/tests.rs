@@ -1,5 +1,7 @@
 //! Tests of the whole file: sections together, errors naming keys, parser messages in words.
 
+use std::time::Duration;
+
 use rackwatch_protocols::Quantity;
 
 use super::*;
@@ -111,4 +113,121 @@ fn parse_errors_speak_of_the_file_not_of_rust_types() {
     let table = format!("normalise = 5\n{MINIMAL}");
     let error = error_of(&table);
     assert!(error.contains("expected a table"), "{error}");
+}
+
+#[test]
+fn every_duration_key_reads_a_duration_with_a_unit() {
+    let text = format!(
+        "{}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\nbucket=\"b\"\nbatch_max_age=\"200ms\"\ntimeout=\"10s\"\nmax_backoff=\"2s\"\n[http]\nwindow=\"1h\"\n[normalise]\nmax_future=\"1m\"\nmax_age=\"90d\"",
+        MINIMAL.replace("[spool]", "keep_alive = \"1m\"\n[spool]\ncommit_linger = \"0s\"")
+    );
+    let config = Config::parse(&text).unwrap();
+    let influx = config.influxdb.unwrap();
+    assert_eq!(config.mqtt.unwrap().keep_alive, Duration::from_secs(60));
+    assert_eq!(
+        (influx.batch_max_age, influx.timeout, influx.max_backoff),
+        (
+            Duration::from_millis(200),
+            Duration::from_secs(10),
+            Duration::from_secs(2)
+        )
+    );
+    assert_eq!(config.spool.commit_linger, Duration::ZERO);
+    assert_eq!(
+        (config.http.window, config.http.window_minutes()),
+        (Duration::from_secs(3600), 60)
+    );
+    assert_eq!(
+        (config.normalise.max_future, config.normalise.max_age),
+        (Duration::from_secs(60), Duration::from_secs(90 * 86_400))
+    );
+}
+
+#[test]
+fn duration_defaults_are_unchanged_by_the_rename() {
+    let config = Config::parse(&format!(
+        "{MINIMAL}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\nbucket=\"b\""
+    ))
+    .unwrap();
+    let influx = config.influxdb.unwrap();
+    assert_eq!(config.mqtt.unwrap().keep_alive, Duration::from_secs(30));
+    assert_eq!(
+        (influx.batch_max_age, influx.timeout, influx.max_backoff),
+        (
+            Duration::from_millis(1000),
+            Duration::from_secs(30),
+            Duration::from_secs(30)
+        )
+    );
+    assert_eq!(config.spool.commit_linger, Duration::from_millis(5));
+    assert_eq!(config.http.window_minutes(), 6 * 60);
+    assert_eq!(
+        (config.normalise.max_future, config.normalise.max_age),
+        (Duration::from_secs(300), Duration::from_secs(604_800))
+    );
+}
+
+#[test]
+fn duration_keys_out_of_range_name_the_key() {
+    let keep_alive = MINIMAL.replace("[spool]", "keep_alive = \"2s\"\n[spool]");
+    assert_eq!(error_of(&keep_alive), "mqtt.keep_alive: must be 5s to 65535s");
+    let linger = format!("{MINIMAL}commit_linger = \"1500ms\"");
+    assert_eq!(error_of(&linger), "spool.commit_linger: must be 0s to 1s");
+    let timeout =
+        format!("{MINIMAL}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\nbucket=\"b\"\ntimeout=\"0s\"");
+    assert_eq!(error_of(&timeout), "influxdb.timeout: must be more than 0s");
+    let window = format!("{MINIMAL}\n[http]\nwindow=\"90s\"");
+    assert_eq!(
+        error_of(&window),
+        "http.window: must be whole minutes (one chart point per minute), at least 1m"
+    );
+}
+
+#[test]
+fn a_bare_number_for_a_duration_says_what_to_write() {
+    let error = error_of(&format!("{MINIMAL}commit_linger = 5"));
+    assert!(
+        error.contains("expected a duration with a unit, such as \"500ms\", \"30s\""),
+        "{error}"
+    );
+}
+
+#[test]
+fn an_old_numeric_duration_key_is_refused_with_its_new_name_and_value() {
+    let keep_alive = MINIMAL.replace("[spool]", "keep_alive_secs = 45\n[spool]");
+    assert_eq!(
+        error_of(&keep_alive),
+        "mqtt.keep_alive_secs: renamed `keep_alive`, a duration with a unit: write `keep_alive = \"45s\"`"
+    );
+    let linger = format!("{MINIMAL}commit_linger_ms = 5");
+    assert_eq!(
+        error_of(&linger),
+        "spool.commit_linger_ms: renamed `commit_linger`, a duration with a unit: write `commit_linger = \"5ms\"`"
+    );
+    for (section, old, new) in [
+        ("influxdb", "batch_max_age_ms = 200", "batch_max_age = \"200ms\""),
+        ("influxdb", "timeout_secs = 10", "timeout = \"10s\""),
+        ("influxdb", "max_backoff_secs = 2", "max_backoff = \"2s\""),
+        ("normalise", "max_future_secs = 300", "max_future = \"300s\""),
+        ("normalise", "max_age_secs = 604800", "max_age = \"604800s\""),
+        ("http", "window_minutes = 60", "window = \"60m\""),
+    ] {
+        let influx = if section == "influxdb" {
+            "url=\"http://db\"\norg=\"o\"\nbucket=\"b\"\n"
+        } else {
+            ""
+        };
+        let error = error_of(&format!("{MINIMAL}\n[{section}]\n{influx}{old}"));
+        let old_key = old.split(' ').next().unwrap_or_default();
+        assert!(
+            error.starts_with(&format!("{section}.{old_key}: renamed")),
+            "{error}"
+        );
+        assert!(error.ends_with(&format!("write `{new}`")), "{error}");
+        // The value in its new form is accepted.
+        assert!(
+            Config::parse(&format!("{MINIMAL}\n[{section}]\n{influx}{new}")).is_ok(),
+            "{new}"
+        );
+    }
 }

@@ -58,7 +58,7 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
     let mut options = MqttOptions::new(&config.client_id, &address.host, address.port);
     options.set_clean_session(false);
     options.set_manual_acks(true);
-    options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
+    options.set_keep_alive(config.keep_alive);
     options.set_max_packet_size(MAX_PACKET, MAX_OUTGOING_PACKET);
     if let Some(username) = &config.username {
         let password = config

@@ -54,7 +54,7 @@ pub struct InfluxWriter {
 impl InfluxWriter {
     pub fn new(config: &InfluxConfig) -> Result<Self, ConfigError> {
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
+            .timeout(config.timeout)
             .build()
             .map_err(|e| invalid("influxdb", e.to_string()))?;
         let base = config.url.trim_end_matches('/');
@@ -100,7 +100,7 @@ impl InfluxWriter {
             url,
             credentials,
             gzip: config.gzip,
-            max_backoff: Duration::from_secs(config.max_backoff_secs),
+            max_backoff: config.max_backoff,
         })
     }
 
