@@ -231,3 +231,17 @@ fn an_old_numeric_duration_key_is_refused_with_its_new_name_and_value() {
         );
     }
 }
+
+#[test]
+fn the_readme_example_and_the_compose_file_are_valid_configurations() {
+    let readme = include_str!("../../README.md");
+    let example = readme
+        .split_once("## Configuration\n\n```toml\n")
+        .and_then(|(_, rest)| rest.split_once("```"))
+        .map(|(toml, _)| toml)
+        .unwrap_or_default();
+    let config = Config::parse(example).unwrap();
+    assert_eq!(config.spool.commit_linger, Duration::from_millis(5));
+    assert_eq!(config.normalise.max_age, Duration::from_secs(7 * 86_400));
+    Config::parse(include_str!("../../../deploy/compose/rackwatch.toml")).unwrap();
+}
