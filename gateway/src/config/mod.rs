@@ -148,7 +148,6 @@ impl Config {
             };
             mqtt.validate(&partition_suffix)?;
         }
-        self.spool.validate_linger()?;
         if let Some(cluster) = &self.cluster {
             cluster.validate()?;
             if self.mqtt.is_none() {
@@ -158,7 +157,7 @@ impl Config {
         if let Some(influx) = &self.influxdb {
             influx.validate()?;
         }
-        self.spool.validate_sizes()?;
+        self.spool.validate()?;
         self.normalise.validate()?;
         for (node, inventory) in &self.nodes {
             inventory.validate(node)?;

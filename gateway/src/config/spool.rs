@@ -49,16 +49,11 @@ fn default_dead_letter_rate() -> u64 {
 }
 
 impl SpoolConfig {
-    /// The group-commit linger alone: the other keys are checked by [`SpoolConfig::validate_sizes`].
-    pub(super) fn validate_linger(&self) -> Result<(), ConfigError> {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
         if self.commit_linger > Duration::from_secs(1) {
             // The broker waits as long for its PUBACK: beyond a second, nodes would time out.
             return Err(invalid("spool.commit_linger", "must be 0s to 1s"));
         }
-        Ok(())
-    }
-
-    pub(super) fn validate_sizes(&self) -> Result<(), ConfigError> {
         if self.segment_mb == 0 || self.max_mb < self.segment_mb * 2 + self.dead_letter_max_mb {
             return Err(invalid(
                 "spool.max_mb",
