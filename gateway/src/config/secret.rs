@@ -1,5 +1,5 @@
 //! Where a secret comes from: the file names an environment variable or a file that holds it, never
-//! the secret itself. What is read is kept in a [`crate::secret::Secret`] by whoever sends it.
+//! the secret itself. Whoever sends what is read keeps it in a `Secret` (gateway/src/secret.rs).
 
 use std::path::PathBuf;
 

@@ -245,3 +245,32 @@ fn the_readme_example_and_the_compose_file_are_valid_configurations() {
     assert_eq!(config.normalise.max_age, Duration::from_secs(7 * 86_400));
     Config::parse(include_str!("../../../deploy/compose/rackwatch.toml")).unwrap();
 }
+
+/// The stages read the configuration, never the other way round: a `config` module that imported a
+/// stage would close an import circle as soon as that stage reads its section.
+#[test]
+fn config_imports_only_model_and_itself() {
+    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let mut files = 0;
+    for entry in std::fs::read_dir(&folder).unwrap() {
+        let path = entry.unwrap().path();
+        if path.ends_with("tests.rs") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        files += 1;
+        for (at, _) in text.match_indices("crate::") {
+            let rest = text.get(at + "crate::".len()..).unwrap_or_default();
+            let module = rest
+                .split(|c: char| !(c.is_alphanumeric() || c == '_'))
+                .next()
+                .unwrap_or_default();
+            assert!(
+                ["model", "config"].contains(&module),
+                "{} names crate::{module}",
+                path.display()
+            );
+        }
+    }
+    assert!(files >= 14, "{files} files in {}", folder.display());
+}
