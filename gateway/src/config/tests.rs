@@ -250,7 +250,7 @@ fn the_readme_example_and_the_compose_file_are_valid_configurations() {
 /// stage would close an import circle as soon as that stage reads its section.
 #[test]
 fn config_imports_only_model_and_itself() {
-    let folder = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/config");
     let mut files = 0;
     for entry in std::fs::read_dir(&folder).unwrap() {
         let path = entry.unwrap().path();
