@@ -89,7 +89,7 @@ pub struct Ingest {
     pub observers: Observers,
     /// This gateway's partition of the site, when it shares the site with others.
     pub partition: Option<Partition>,
-    /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger_ms`).
+    /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger`).
     pub commit_linger: Duration,
     /// Where "the spool takes messages" is reported.
     pub health: Arc<Health>,
@@ -226,7 +226,7 @@ impl Ingest {
                         let rejection = Rejection {
                             reason: RejectReason::Stale,
                             node: Some(telemetry.node.to_string()),
-                            detail: "dated before normalise.max_age_secs".into(),
+                            detail: "dated before normalise.max_age".into(),
                         };
                         return self.reject(message, &rejection);
                     }

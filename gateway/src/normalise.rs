@@ -49,7 +49,7 @@ pub enum Verdict {
     Accepted { gap: u32 },
     /// Its `(boot, seq)` was already accepted: dropped.
     Duplicate,
-    /// Dated further back than `normalise.max_age_secs`.
+    /// Dated further back than `normalise.max_age`.
     Stale,
 }
 
@@ -257,8 +257,8 @@ impl Normaliser {
             anchor_ms,
         };
 
-        let max_future = i64::try_from(self.config.max_future_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let max_age = i64::try_from(self.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let max_future = i64::try_from(self.config.max_future.as_millis()).unwrap_or(i64::MAX);
+        let max_age = i64::try_from(self.config.max_age.as_millis()).unwrap_or(i64::MAX);
         let node_clock = t.timestamp_ms.and_then(|ts| i64::try_from(ts).ok());
         if node_clock.is_some_and(|ts| ts < received_ms.saturating_sub(max_age)) {
             // A synced node says this is old: it is, whatever its uptime suggests (gateway/README.md,

@@ -182,7 +182,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let dashboard = Dashboard::new(
         &config.site,
         Inventory::from_config(&config),
-        config.http.window_minutes,
+        config.http.window_minutes(),
     );
     let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
     let dashboard_task = tokio::spawn(dashboard.clone().follow(dashboard_rx, trigger.subscribe()));
@@ -242,7 +242,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
         metrics: Arc::clone(&metrics),
         observers,
         partition: partition.clone(),
-        commit_linger: Duration::from_millis(config.spool.commit_linger_ms),
+        commit_linger: config.spool.commit_linger,
         health: Arc::clone(&health),
         shutdown: trigger.subscribe(),
         refusing: false,

@@ -9,13 +9,13 @@ use rackwatch_protocols::{
     ReadingStatus, Severity, SiteId, Status,
 };
 
-use super::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use super::cooling::{Cooling, FanCommands, FanOutcome};
 use super::delivery::{DeliveryJob, DeliveryResult, Receiver};
 use super::effect::Effect;
 use super::engine::{Engine, Saved, Settings};
 use super::rule::{Rule, Scope};
 use super::silence::Matchers;
+use crate::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use crate::derive::Derive;
 use crate::model::{Placement, Position, Sample, Series, SeriesScope};
 

@@ -11,10 +11,10 @@ use std::sync::Arc;
 
 use rackwatch_protocols::{NodeId, NodeState, Quantity, ReadingStatus, Status};
 
-use super::config::RuleKind;
 use super::index::{RuleIndex, Watched};
 use super::rule::{Level, Scope, alert_key};
 use super::track::RateWindow;
+use crate::config::RuleKind;
 use crate::model::{Measure, Position, Sample, Series, SeriesScope};
 
 /// One rule watching one member (a series, rack, row or node), with everything precomputed.

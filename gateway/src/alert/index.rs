@@ -4,8 +4,8 @@
 
 use std::collections::HashMap;
 
-use super::config::{PowerScope, RuleKind};
 use super::rule::Rule;
+use crate::config::{PowerScope, RuleKind};
 use crate::model::Measure;
 
 /// What a rule is evaluated on.
@@ -103,7 +103,7 @@ mod tests {
     use rackwatch_protocols::SiteId;
 
     use super::*;
-    use crate::alert::config::RuleConfig;
+    use crate::config::RuleConfig;
 
     fn rule(name: &str, kind: RuleKind, scope: Option<PowerScope>) -> Rule {
         let mut config = RuleConfig::new(name, kind).unwrap();

@@ -19,10 +19,10 @@ use rackwatch_protocols::NodeId;
 
 use rackwatch_protocols::AlertState;
 
-use super::config::{GroupBy, RuleKind};
 use super::index::RuleIndex;
 use super::rule::{Rule, alert_key};
 use super::state::Incident;
+use crate::config::{GroupBy, RuleKind};
 
 /// How many firing racks of a row make a row-level incident.
 pub const FOLD_RACKS: usize = 2;

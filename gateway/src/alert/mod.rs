@@ -2,7 +2,8 @@
 //! tells people and machines, once per change (issue "gateway: alert engine for cooling and power").
 //! gateway/ALERTS.md describes it for operators; this is how it is built:
 //!
-//! - [`config`]: the `[alerts]` section; [`ashrae`]: the built-in ASHRAE TC 9.9 presets.
+//! - `crate::config::alerts`: the `[alerts]` section; `crate::config::ashrae`: the built-in ASHRAE
+//!   TC 9.9 presets.
 //! - [`rule`]: rules compiled to selectors and conditions; [`index`]: them by name and by what
 //!   they watch; [`track`]: rate windows.
 //! - [`engine`]: observations and time in, [`effect`]s out, no I/O (tests drive it with a fake
@@ -17,8 +18,6 @@
 //!   fan commands, [`store`] the state file; [`http`] is the API; [`silence`] what it can silence.
 
 pub mod api;
-pub mod ashrae;
-pub mod config;
 pub mod cooling;
 pub mod delivery;
 pub mod effect;
@@ -46,12 +45,11 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{self, AlertsConfig, Config, ConfigError};
 use crate::events::Metrics;
 use crate::ingest::ObservationSender;
 use crate::inventory::Inventory;
 use crate::shutdown::ShutdownTrigger;
-use config::AlertsConfig;
 use cooling::{Cooling, FanCommands};
 use delivery::Receiver;
 use engine::{Engine, Settings};

@@ -4,7 +4,7 @@
 use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, Severity, SiteId, Unit};
 use serde::{Deserialize, Serialize};
 
-use super::config::{GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
+use crate::config::{GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use crate::model::{AirSide, Placement, Position, Series};
 
 /// Where one value of a rule's condition stands.
