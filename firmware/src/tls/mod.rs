@@ -27,6 +27,7 @@
 
 mod engine;
 mod pipe;
+mod rng;
 mod verify;
 
 use core::convert::Infallible;
@@ -40,6 +41,7 @@ use rand_core::{CryptoRng, RngCore};
 use crate::transport::{LinkError, LinkFailure, LinkState, Transport};
 use pipe::Phase;
 pub use pipe::Pipe;
+pub use rng::SeededRng;
 pub use verify::MAX_SERVER_CERTIFICATE;
 
 /// The plaintext a record carries at most, asked of the broker with max_fragment_length (RFC 6066

@@ -177,30 +177,55 @@ fn main() -> ! {
     let mut local_port = 0;
     let mut identifying = false;
 
+    // TLS: the engine future lives on this stack frame, its buffers in a static (tls.rs).
+    #[cfg(feature = "tls")]
+    let Some(tls_state) = cortex_m::singleton!(: rackwatch_firmware::tls::TlsState =
+        rackwatch_firmware::tls::TlsState::new())
+    else {
+        board::reset()
+    };
+    #[cfg(feature = "tls")]
+    let (tls_pipe, tls_buffers) = tls_state.parts();
+    #[cfg(feature = "tls")]
+    let tls_engine = core::pin::pin!(rackwatch_firmware::tls::engine(
+        tls_pipe,
+        tls_buffers,
+        tls::settings(),
+        tls::rng(boot, &clock),
+    ));
+    #[cfg(feature = "tls")]
+    let mut tls = rackwatch_firmware::tls::TlsClient::new(tls_pipe, tls_engine);
+    #[cfg(feature = "tls")]
+    console.log(format_args!("tls: broker must prove it is {}", tls::BROKER_NAME));
+
     loop {
         let now = clock.now_ms();
         interface.poll(clock.now(), &mut nic, &mut sockets);
-        let poll = node.poll(
-            now,
-            &mut devices[..],
-            &mut TcpLink {
-                interface: &mut interface,
-                sockets: &mut sockets,
-                socket,
-                broker: settings.broker,
-                local_port: &mut local_port,
-            },
-        );
+        let tcp = TcpLink {
+            interface: &mut interface,
+            sockets: &mut sockets,
+            socket,
+            broker: settings.broker,
+            local_port: &mut local_port,
+        };
+        #[cfg(feature = "tls")]
+        let poll = node.poll(now, &mut devices[..], &mut tls.over(tcp));
+        #[cfg(not(feature = "tls"))]
+        let poll = node.poll(now, &mut devices[..], &mut { tcp });
         // Send what the node queued now rather than on the next turn.
         interface.poll(clock.now(), &mut nic, &mut sockets);
         while let Ok(Some(byte)) = keys.try_read_byte() {
-            let mut link = TcpLink {
+            let tcp = TcpLink {
                 interface: &mut interface,
                 sockets: &mut sockets,
                 socket,
                 broker: settings.broker,
                 local_port: &mut local_port,
             };
+            #[cfg(feature = "tls")]
+            let mut link = tls.over(tcp);
+            #[cfg(not(feature = "tls"))]
+            let mut link = tcp;
             let mut send = |frame: &[u8]| {
                 let _ = embedded_io::Write::write_all(&mut console.tx, frame);
             };
@@ -232,6 +257,36 @@ fn main() -> ! {
             board::reset();
         }
         watchdog.feed();
+    }
+}
+
+/// The broker's identity and the handshake's randomness, with TLS.
+#[cfg(feature = "tls")]
+mod tls {
+    use rackwatch_board_lm3s6965evb::board::{self, Clock};
+    use rackwatch_firmware::tls::{SeededRng, TlsSettings};
+
+    /// The broker's host name its certificate must carry.
+    pub const BROKER_NAME: &str = env!("RACKWATCH_BROKER_NAME");
+    /// The CA that signed the broker's certificate (DER).
+    const BROKER_CA: &[u8] = include_bytes!(env!("RACKWATCH_BROKER_CA"));
+
+    pub fn settings() -> TlsSettings<'static> {
+        TlsSettings {
+            server_name: BROKER_NAME,
+            ca_der: BROKER_CA,
+        }
+    }
+
+    /// The LM3S6965 has no RNG: 32 bytes of the host's /dev/urandom (semihosting), mixed with the
+    /// boot id and the clock in case the host gives none.
+    pub fn rng(boot: u32, clock: &Clock) -> SeededRng {
+        let mut seed = [0u8; 32];
+        for (index, chunk) in seed.chunks_mut(8).enumerate() {
+            let mix = board::host_random().unwrap_or(0) ^ u64::from(boot) << index ^ clock.now_ms();
+            chunk.copy_from_slice(&mix.to_le_bytes());
+        }
+        SeededRng::new(seed)
     }
 }
 
