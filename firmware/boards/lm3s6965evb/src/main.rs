@@ -36,7 +36,12 @@ use smoltcp::wire::{IpAddress, IpEndpoint};
 /// Longer than any one loop iteration, including a whole I2C sampling round and a JSON encode.
 const WATCHDOG_TIMEOUT_MS: u32 = 2_000;
 /// Store-and-forward capacity: 128 records of 112 bytes (14 KiB), 21 minutes at the default 10 s.
+#[cfg(not(feature = "tls"))]
 const RING: usize = rackwatch_firmware::DEFAULT_RING_CAPACITY;
+/// With TLS, 64 records (7 KiB, 10 minutes): with the full ring the handshake's stack (the engine future
+/// and P-256 arithmetic) ran into the statics in QEMU (firmware/README.md, "TLS to the broker").
+#[cfg(feature = "tls")]
+const RING: usize = rackwatch_firmware::DEFAULT_RING_CAPACITY / 2;
 
 /// The parts on the bus, in the order of QEMU's `-device` options (so `device[N]` in QMP is index N).
 const PARTS: [DeviceConfig; 3] = [
