@@ -151,13 +151,7 @@ fn main() -> ! {
             let [.., d, e, f] = mac;
             write!(serial, "{d:02X}{e:02X}{f:02X}").ok().map(|()| serial)
         });
-    // In a static, not on the stack: the ring and packet buffers are most of the RAM budget.
-    let Some(node) = cortex_m::singleton!(: Node<RING> = match Node::new(config, &channels) {
-        Ok(node) => node,
-        Err(_) => board::reset(),
-    }) else {
-        board::reset()
-    };
+    let node = static_node(config, &channels);
     if origin == ConfigOrigin::Provisioned
         && let Err(reason) = node.adopt_provisioned(provisioner.in_force(), 0)
     {
@@ -293,6 +287,20 @@ mod tls {
         }
         SeededRng::new(seed)
     }
+}
+
+/// The node, in a static, not on the stack: the ring and packet buffers are most of the RAM budget.
+/// Not inlined, so the value built on the way (as large as the node) lives in this frame, popped on
+/// return, not in `main`'s, which never returns: that is stack the TLS handshake needs.
+#[inline(never)]
+fn static_node(config: NodeConfig, channels: &[ChannelSetup]) -> &'static mut Node<RING> {
+    let Some(node) = cortex_m::singleton!(: Node<RING> = match Node::new(config, channels) {
+        Ok(node) => node,
+        Err(_) => board::reset(),
+    }) else {
+        board::reset()
+    };
+    node
 }
 
 /// What the node reports: the inlet air, the 48 V feed and fan 0.
