@@ -315,6 +315,7 @@ impl<F: NorFlash, const SLOT: usize> Provisioner<F, SLOT> {
             interval_ms: Some(node.interval_ms()),
             config: Some(self.origin),
             channels: heapless::Vec::new(),
+            link: None,
         }
     }
 }

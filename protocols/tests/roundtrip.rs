@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
 use rackwatch_protocols::{
     Ack, AckResult, Alert, AlertState, BrokerConfig, ChannelConfig, ChannelName, Command, CommandKind,
-    ConfigOrigin, FanTarget, Label, Location, MAX_READINGS, NodeConfig, NodeId, NodeState, Quantity, Reading,
-    ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
+    ConfigOrigin, FanTarget, Label, LinkFailure, Location, MAX_READINGS, NodeConfig, NodeId, NodeState,
+    Quantity, Reading, ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
 };
 
 /// A string that satisfies the identifier rule, 1 to `N` characters.
@@ -98,16 +98,30 @@ fn config_origin() -> impl Strategy<Value = ConfigOrigin> {
     ]
 }
 
+fn link_failure() -> impl Strategy<Value = LinkFailure> {
+    prop_oneof![
+        Just(LinkFailure::UnknownCa),
+        Just(LinkFailure::WrongHostName),
+        Just(LinkFailure::BadSignature),
+        Just(LinkFailure::ProtocolVersion),
+        Just(LinkFailure::Alert),
+        Just(LinkFailure::TruncatedRecord),
+        Just(LinkFailure::RecordTooLarge),
+        Just(LinkFailure::Protocol),
+    ]
+}
+
 prop_compose! {
     fn status()(node in node_id(), online in any::<bool>(), boot in any::<u32>(),
                 firmware in proptest::option::of(text::<24>()), serial in proptest::option::of(text::<24>()),
                 uptime_ms in proptest::option::of(any::<u64>()),
                 interval_ms in proptest::option::of(any::<u32>()),
                 config in proptest::option::of(config_origin()),
-                channels in vec(channel(), 0..=MAX_READINGS)) -> Status {
+                channels in vec(channel(), 0..=MAX_READINGS),
+                link in proptest::option::of(link_failure())) -> Status {
         let state = if online { NodeState::Online } else { NodeState::Offline };
         let channels = heapless::Vec::from_slice(&channels).unwrap();
-        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels }
+        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels, link }
     }
 }
 

@@ -202,6 +202,8 @@ pub struct Node<const RING: usize = DEFAULT_RING_CAPACITY> {
     identify_until_ms: u64,
     reboot: Reboot,
     shutting_down: bool,
+    /// The last link failure, for the next birth message.
+    link_failure: Option<crate::transport::LinkFailure>,
 }
 
 impl<const RING: usize> fmt::Debug for Node<RING> {
@@ -238,6 +240,7 @@ impl<const RING: usize> Node<RING> {
             identify_until_ms: 0,
             reboot: Reboot::No,
             shutting_down: false,
+            link_failure: None,
         })
     }
 

@@ -148,8 +148,13 @@ impl<const RING: usize> Node<RING> {
             interval_ms: Some(self.sampler.default_interval_ms()),
             config: self.config.config_origin,
             channels: self.channel_names(),
+            link: self.link_failure,
         };
-        self.write_status(&status, QoS::AtLeastOnce)
+        let written = self.write_status(&status, QoS::AtLeastOnce);
+        if written {
+            self.link_failure = None;
+        }
+        written
     }
 
     /// The names of the channels sampled, each once, in channel order (for the birth message).
