@@ -5,9 +5,7 @@
 #
 # Usage: tests/layout.sh [--report] FOLDER...   (exit 1 naming the offenders; --report prints only)
 #
-# tests/run.sh checks firmware/src. When the gateway refactor (issue 15) has removed the gateway's
-# circles and long files, add gateway/src to the FOLDERS line in tests/run.sh's layout step; until then
-# `tests/layout.sh --report gateway/src` lists what is left.
+# tests/run.sh checks gateway/src and firmware/src.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --quiet -p rackwatch-tests --bin rackwatch-layout

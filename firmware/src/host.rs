@@ -24,8 +24,10 @@
 //! # Ok(()) }
 //! ```
 
+use std::boxed::Box;
 use std::hash::{BuildHasher, Hasher};
 use std::net::SocketAddr;
+use std::string::String;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,7 +38,7 @@ use rackwatch_hardware::{Channel, FanControl, Fault, Measurement, Sample, Sensor
 use rackwatch_protocols::{ChannelName, FanTarget, FirmwareVersion, IdError, NodeId, SiteId};
 use tokio::io::ErrorKind;
 use tokio::net::TcpStream;
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -44,6 +46,7 @@ use crate::host_update::{HostOta, HostUpdates};
 use crate::node::{Event, Node, NodeConfig};
 use crate::sampling::{ChannelSetup, Filter};
 use crate::store::DEFAULT_RING_CAPACITY;
+use crate::tls::{TlsClient, TlsSettings, TlsState};
 use crate::transport::{LinkError, LinkState, Transport};
 
 /// One rack of a shared simulated [`DataHall`], as a node's sensors and fan controller. Each call
@@ -113,6 +116,17 @@ pub struct HostNodeConfig {
     pub channels: Vec<ChannelSetup>,
     /// Firmware updates into file-backed slots; `None`: the node does not subscribe to `ota`.
     pub updates: Option<HostUpdates>,
+    /// TLS 1.3 to the broker ([`crate::tls`]); `None` speaks plain MQTT.
+    pub tls: Option<HostTls>,
+}
+
+/// What a host node's broker must prove.
+#[derive(Debug, Clone)]
+pub struct HostTls {
+    /// The host name its certificate carries.
+    pub server_name: String,
+    /// The CA certificate (DER) it chains to.
+    pub ca_der: Vec<u8>,
 }
 
 impl HostNodeConfig {
@@ -127,6 +141,7 @@ impl HostNodeConfig {
             node: config,
             channels: rack_channels(),
             updates: None,
+            tls: None,
         })
     }
 
@@ -138,6 +153,16 @@ impl HostNodeConfig {
     /// Takes firmware updates (signed for [`crate::host_update::HOST_BOARD`]) into slots in a folder.
     pub fn with_updates(mut self, updates: HostUpdates) -> Self {
         self.updates = Some(updates);
+        self
+    }
+
+    /// Speaks TLS 1.3 to the broker, which must prove it is `server_name` with a certificate from
+    /// `ca_der`; the address given to [`spawn_node`] is still where it connects.
+    pub fn with_tls(mut self, server_name: &str, ca_der: Vec<u8>) -> Self {
+        self.tls = Some(HostTls {
+            server_name: server_name.into(),
+            ca_der,
+        });
         self
     }
 }
@@ -229,16 +254,102 @@ impl NodeHandle {
 pub fn spawn_node(config: HostNodeConfig, rack: SimRack, broker: SocketAddr) -> NodeHandle {
     let (stop, stop_rx) = watch::channel(false);
     let status = Arc::new(NodeStatus::default());
-    let task = tokio::spawn(run_node(config, rack, broker, stop_rx, Arc::clone(&status)));
+    let task = if config.tls.is_some() {
+        spawn_tls_node(config, rack, broker, stop_rx, Arc::clone(&status))
+    } else {
+        let status = Arc::clone(&status);
+        tokio::spawn(async move { run_node(config, rack, broker, stop_rx, status, None, &mut Plain).await })
+    };
     NodeHandle { stop, task, status }
 }
 
-async fn run_node(
+/// A TLS node on a thread of its own: `embedded-tls`'s futures are not `Send`, so the node runs on a
+/// current-thread runtime there. The task returned waits for it; aborting that task (a
+/// [`NodeHandle::kill`]) drops the kill sender, and the node's loop ends without a goodbye.
+fn spawn_tls_node(
+    config: HostNodeConfig,
+    rack: SimRack,
+    broker: SocketAddr,
+    stop: watch::Receiver<bool>,
+    status: Arc<NodeStatus>,
+) -> JoinHandle<()> {
+    let (kill, killed) = oneshot::channel::<()>();
+    let (done, finished) = oneshot::channel::<()>();
+    std::thread::spawn(move || {
+        let (Ok(runtime), Some(tls)) = (
+            tokio::runtime::Builder::new_current_thread().enable_all().build(),
+            config.tls.clone(),
+        ) else {
+            return;
+        };
+        // The state on the heap, the engine pinned on this thread's stack: both outlive the node.
+        let mut state = Box::new(TlsState::new());
+        let (pipe, buffers) = state.parts();
+        let settings = TlsSettings {
+            server_name: &tls.server_name,
+            ca_der: &tls.ca_der,
+        };
+        let engine = std::pin::pin!(crate::tls::engine(pipe, buffers, settings, rand_core::OsRng));
+        let mut client = TlsClient::new(pipe, engine);
+        tokio::task::LocalSet::new().block_on(
+            &runtime,
+            run_node(config, rack, broker, stop, status, Some(killed), &mut client),
+        );
+        let _ = done.send(());
+    });
+    tokio::spawn(async move {
+        let _kill = kill;
+        let _ = finished.await;
+    })
+}
+
+/// How a node's bytes reach the broker: plain TCP, or TLS over it.
+trait Wire {
+    fn poll(
+        &mut self,
+        node: &mut Node<DEFAULT_RING_CAPACITY>,
+        now_ms: u64,
+        rack: &mut SimRack,
+        tcp: &mut TcpTransport,
+    ) -> crate::node::Poll;
+}
+
+/// Plain MQTT over TCP.
+struct Plain;
+
+impl Wire for Plain {
+    fn poll(
+        &mut self,
+        node: &mut Node<DEFAULT_RING_CAPACITY>,
+        now_ms: u64,
+        rack: &mut SimRack,
+        tcp: &mut TcpTransport,
+    ) -> crate::node::Poll {
+        node.poll(now_ms, rack, tcp)
+    }
+}
+
+impl<F: Future<Output = std::convert::Infallible>> Wire for TlsClient<'_, F> {
+    fn poll(
+        &mut self,
+        node: &mut Node<DEFAULT_RING_CAPACITY>,
+        now_ms: u64,
+        rack: &mut SimRack,
+        tcp: &mut TcpTransport,
+    ) -> crate::node::Poll {
+        node.poll(now_ms, rack, &mut self.over(tcp))
+    }
+}
+
+#[allow(clippy::too_many_arguments, reason = "the node's whole context, passed once")]
+async fn run_node<W: Wire>(
     mut config: HostNodeConfig,
     mut rack: SimRack,
     broker: SocketAddr,
     mut stop: watch::Receiver<bool>,
     status: Arc<NodeStatus>,
+    mut killed: Option<oneshot::Receiver<()>>,
+    wire: &mut W,
 ) {
     let connect_timeout = Duration::from_millis(u64::from(config.node.connect_timeout_ms));
     'boot: loop {
@@ -265,7 +376,7 @@ async fn run_node(
         let mut stopping = false;
         loop {
             let now_ms = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-            let poll = node.poll(now_ms, &mut rack, &mut transport);
+            let poll = wire.poll(&mut node, now_ms, &mut rack, &mut transport);
             while let Some(event) = node.next_event() {
                 match event {
                     Event::Connected { .. } => {
@@ -312,6 +423,14 @@ async fn run_node(
             tokio::select! {
                 () = tokio::time::sleep_until(wake) => {}
                 () = transport.readable() => {}
+                () = async {
+                    match killed.as_mut() {
+                        Some(killed) => {
+                            let _ = killed.await;
+                        }
+                        None => std::future::pending().await,
+                    }
+                } => return,
                 changed = stop.changed(), if !stopping => {
                     stopping = true;
                     if changed.is_err() || *stop.borrow() {

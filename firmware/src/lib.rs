@@ -11,7 +11,7 @@
 //! - [`store`]: the store-and-forward ring of sampled records (oldest dropped and counted when full);
 //! - [`node`]: the MQTT session, publishing records oldest first at QoS 1, and commands;
 //! - [`mqtt`]: the MQTT 3.1.1 packet codec the session speaks;
-//! - [`transport`]: the byte stream the session runs over;
+//! - [`transport`]: the byte stream the session runs over; `tls` (feature `tls`) encrypts it;
 //! - [`provisioning`] and [`config_store`]: serial provisioning frames and the two-slot configuration store;
 //! - [`serial_uplink`]: telemetry of a serial-attached node, kept until the gateway stored it;
 //! - [`update`]: signed firmware updates received into the inactive slot; [`ota`] runs them with the
@@ -35,6 +35,8 @@ pub mod provisioning;
 pub mod sampling;
 pub mod serial_uplink;
 pub mod store;
+#[cfg(feature = "tls")]
+pub mod tls;
 pub mod transport;
 pub mod update;
 

@@ -317,6 +317,7 @@ impl<F: NorFlash, const SLOT: usize> Provisioner<F, SLOT> {
             channels: heapless::Vec::new(),
             slot: None,
             update: None,
+            link: None,
         }
     }
 }

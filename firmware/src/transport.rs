@@ -3,6 +3,8 @@
 //! The board implements it over a smoltcp TCP socket, the host over a tokio `TcpStream`, the tests over
 //! a scripted fake. Nothing here blocks: the core calls it from `Node::poll` and comes back later.
 
+pub use rackwatch_protocols::LinkFailure;
+
 /// Where the connection is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LinkState {
@@ -30,6 +32,11 @@ pub trait Transport {
     fn send(&mut self, bytes: &[u8]) -> Result<usize, LinkError>;
     /// Closes the connection (a FIN if it was open).
     fn close(&mut self);
+    /// Why the connection failed, when the transport knows more than "closed": a TLS link names the
+    /// certificate or protocol problem. The session asks before it closes a lost connection.
+    fn failure(&mut self) -> Option<LinkFailure> {
+        None
+    }
 }
 
 impl<T: Transport + ?Sized> Transport for &mut T {
@@ -47,5 +54,8 @@ impl<T: Transport + ?Sized> Transport for &mut T {
     }
     fn close(&mut self) {
         (**self).close();
+    }
+    fn failure(&mut self) -> Option<LinkFailure> {
+        (**self).failure()
     }
 }

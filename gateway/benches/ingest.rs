@@ -1,6 +1,6 @@
-//! The CPU cost of one reading through decode + normalise + line-protocol encoding, the work the
-//! ingest thread does per reading before the spool (target: well under the 2 µs per reading the
-//! whole gateway may spend). `cargo bench -p rackwatch-gateway --bench ingest`.
+//! The CPU cost of one reading through decode + normalise + derive + line-protocol encoding, the
+//! work the ingest thread does per reading before the spool (target: well under the 2 µs per
+//! reading the whole gateway may spend). `cargo bench -p rackwatch-gateway --bench ingest`.
 
 #![allow(
     clippy::unwrap_used,
@@ -14,6 +14,7 @@ use std::hint::black_box;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use rackwatch_gateway::config::Config;
 use rackwatch_gateway::decode::{Decoded, decode_mqtt};
+use rackwatch_gateway::derive::Derive;
 use rackwatch_gateway::inventory::Inventory;
 use rackwatch_gateway::normalise::{Normaliser, Output};
 use rackwatch_protocols::{ChannelName, NodeId, Quantity, Reading, Telemetry, Unit};
@@ -65,6 +66,7 @@ fn bench(c: &mut Criterion) {
         Inventory::from_config(&config),
         config.normalise.clone(),
     );
+    let mut derive = Derive::new(config.site.clone());
     let messages = payloads();
     let mut out = Output::default();
     let mut seq = 0u32;
@@ -85,7 +87,8 @@ fn bench(c: &mut Criterion) {
             t.seq = seq;
             out.clear();
             let verdict = normaliser.telemetry(&t, 1_795_000_000_005, &mut out);
-            black_box((verdict, out.lines.len()));
+            let derived = derive.derive(&mut out.samples, &mut out.lines);
+            black_box((verdict, derived, out.lines.len()));
         });
     });
     group.bench_function("decode_only", |b| {

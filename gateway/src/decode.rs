@@ -32,7 +32,7 @@ pub enum RejectReason {
     NodeMismatch,
     /// A wire format version this gateway does not speak.
     UnsupportedVersion,
-    /// Dated further back than `normalise.max_age_secs`.
+    /// Dated further back than `normalise.max_age`.
     Stale,
     /// A serial frame whose COBS encoding, length or CRC is broken.
     BadFrame,

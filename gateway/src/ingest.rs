@@ -1,4 +1,4 @@
-//! The ingest stage: decode, normalise, spool, acknowledge. It runs on its own thread because it
+//! The ingest stage: decode, normalise, derive, spool, acknowledge. It runs on its own thread because it
 //! ends every batch in an `fdatasync`: many messages, one sync (group commit), then their acks.
 
 use std::sync::{Arc, Mutex};
@@ -9,6 +9,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
+use crate::derive::Derive;
 use crate::events::{
     MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
 };
@@ -78,6 +79,8 @@ enum Wake {
 pub struct Ingest {
     pub site: String,
     pub normaliser: Normaliser,
+    /// The rack and row measures of what the normaliser accepted.
+    pub derive: Derive,
     pub spool: SpoolWriter,
     pub dead_letters: Arc<Mutex<DeadLetters>>,
     pub acks: mpsc::UnboundedSender<Acknowledgement>,
@@ -86,7 +89,7 @@ pub struct Ingest {
     pub observers: Observers,
     /// This gateway's partition of the site, when it shares the site with others.
     pub partition: Option<Partition>,
-    /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger_ms`).
+    /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger`).
     pub commit_linger: Duration,
     /// Where "the spool takes messages" is reported.
     pub health: Arc<Health>,
@@ -223,7 +226,7 @@ impl Ingest {
                         let rejection = Rejection {
                             reason: RejectReason::Stale,
                             node: Some(telemetry.node.to_string()),
-                            detail: "dated before normalise.max_age_secs".into(),
+                            detail: "dated before normalise.max_age".into(),
                         };
                         return self.reject(message, &rejection);
                     }
@@ -237,6 +240,7 @@ impl Ingest {
                         }
                     }
                 }
+                out.points += self.derive.derive(&mut out.samples, &mut out.lines);
                 if telemetry.dropped > 0 {
                     self.metrics.node_dropped.inc_by(u64::from(telemetry.dropped));
                     tracing::warn!(node = %telemetry.node, dropped = telemetry.dropped, "node reports readings lost from its buffer");

@@ -2,28 +2,24 @@
 //!
 //! Per message: drop it if its `(boot, seq)` was seen (QoS 1 redelivery) and count gaps; date it
 //! (the node's clock when synced and sane, else its boot anchor plus uptime); per reading: convert the
-//! unit, calibrate, check plausibility, tag from the inventory and write a line. Derived values:
-//! dew point where a channel reports temperature and humidity, the rack's inlet/outlet ΔT and power,
-//! and the row's power.
+//! unit, calibrate, check plausibility, tag from the inventory and write a line. What is computed
+//! from several readings (dew points, rack and row measures) is the next stage's (`derive.rs`).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use rackwatch_protocols::{ChannelName, Label, Quantity, ReadingStatus, SiteId, Telemetry};
+use rackwatch_protocols::{ChannelName, Quantity, ReadingStatus, SiteId, Telemetry};
 
 use crate::config::NormaliseConfig;
 use crate::inventory::Inventory;
-use crate::model::{AirSide, Position, Sample, SequenceMark, Series};
+use crate::model::{Sample, SequenceMark, Series, SeriesScope};
 use crate::schema;
-use crate::schema::line::Line;
 
 /// Sequence numbers remembered per boot for duplicate detection: redelivery and store-and-forward
 /// backlogs are far shorter than this.
 const SEQ_WINDOW: u32 = 4096;
 /// Boots remembered per node (a node that reboots twice while its backlog is redelivered).
 const BOOTS_REMEMBERED: usize = 4;
-/// Rack inlet/outlet/power values older than this no longer count towards ΔT and totals.
-const RACK_VALUE_MAX_AGE_MS: i64 = 5 * 60 * 1000;
 
 /// Why one reading of an otherwise good message was kept out of the data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,7 +49,7 @@ pub enum Verdict {
     Accepted { gap: u32 },
     /// Its `(boot, seq)` was already accepted: dropped.
     Duplicate,
-    /// Dated further back than `normalise.max_age_secs`.
+    /// Dated further back than `normalise.max_age`.
     Stale,
 }
 
@@ -181,49 +177,13 @@ impl NodeTrack {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct RackKey {
-    room: Option<Label>,
-    row: Option<Label>,
-    rack: Label,
-}
-
-#[derive(Debug, Default)]
-struct RackState {
-    /// (node, channel) -> (value, timestamp) of the latest reading on each side, and of power.
-    inlet: HashMap<(String, ChannelName), (f64, i64)>,
-    outlet: HashMap<(String, ChannelName), (f64, i64)>,
-    power: HashMap<(String, ChannelName), (f64, i64)>,
-}
-
-impl RackState {
-    fn mean(values: &HashMap<(String, ChannelName), (f64, i64)>, now: i64) -> Option<f64> {
-        let fresh = values
-            .values()
-            .filter(|(_, ts)| now - ts <= RACK_VALUE_MAX_AGE_MS);
-        let (sum, n) = fresh.fold((0.0, 0u32), |(s, n), (v, _)| (s + v, n + 1));
-        (n > 0).then(|| sum / f64::from(n))
-    }
-
-    fn power_total(&self, now: i64) -> Option<f64> {
-        let fresh: Vec<f64> = self
-            .power
-            .values()
-            .filter(|(_, ts)| now - ts <= RACK_VALUE_MAX_AGE_MS)
-            .map(|(v, _)| *v)
-            .collect();
-        (!fresh.is_empty()).then(|| fresh.iter().sum())
-    }
-}
-
-/// The normalise/enrich stage. Owns per-node sequence state and per-rack derived state.
+/// The normalise/enrich stage. Owns per-node sequence state and each node's series.
 #[derive(Debug)]
 pub struct Normaliser {
     site: SiteId,
     inventory: Inventory,
     config: NormaliseConfig,
     nodes: HashMap<String, NodeTrack>,
-    racks: HashMap<RackKey, RackState>,
 }
 
 impl Normaliser {
@@ -233,7 +193,6 @@ impl Normaliser {
             inventory,
             config,
             nodes: HashMap::new(),
-            racks: HashMap::new(),
         }
     }
 
@@ -298,8 +257,8 @@ impl Normaliser {
             anchor_ms,
         };
 
-        let max_future = i64::try_from(self.config.max_future_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
-        let max_age = i64::try_from(self.config.max_age_secs.saturating_mul(1000)).unwrap_or(i64::MAX);
+        let max_future = i64::try_from(self.config.max_future.as_millis()).unwrap_or(i64::MAX);
+        let max_age = i64::try_from(self.config.max_age.as_millis()).unwrap_or(i64::MAX);
         let node_clock = t.timestamp_ms.and_then(|ts| i64::try_from(ts).ok());
         if node_clock.is_some_and(|ts| ts < received_ms.saturating_sub(max_age)) {
             // A synced node says this is old: it is, whatever its uptime suggests (gateway/README.md,
@@ -342,6 +301,7 @@ impl Normaliser {
         let placement = self.inventory.placement(node, channel);
         let prefix = schema::reading_prefix(&self.site, node, channel, placement, quantity, &position);
         let series = Arc::new(Series {
+            scope: SeriesScope::Probe,
             node: node.clone(),
             channel: channel.clone(),
             quantity,
@@ -356,7 +316,6 @@ impl Normaliser {
     }
 
     fn readings(&mut self, t: &Telemetry, timestamp_ms: i64, received_ms: i64, out: &mut Output) {
-        let mut rack_touched = false;
         for reading in &t.readings {
             let series = self.series(&t.node, &reading.channel, reading.quantity);
             if reading.status != ReadingStatus::Ok {
@@ -415,7 +374,6 @@ impl Normaliser {
             }
             schema::reading(&mut out.lines, &series.line_prefix, value, timestamp_ms);
             out.points += 1;
-            rack_touched |= self.track_rack(&series, value, timestamp_ms);
             out.samples.push(Sample {
                 series,
                 value: Some(value),
@@ -424,141 +382,7 @@ impl Normaliser {
                 received_ms,
             });
         }
-        self.dew_points(t, timestamp_ms, received_ms, out);
-        if rack_touched {
-            let position = self.inventory.position(&t.node);
-            self.rack_lines(&position, timestamp_ms, out);
-        }
     }
-
-    /// Dew point for every channel of this message that has both temperature and humidity.
-    fn dew_points(&mut self, t: &Telemetry, timestamp_ms: i64, received_ms: i64, out: &mut Output) {
-        let pairs: Vec<(ChannelName, f64, f64)> = out
-            .samples
-            .iter()
-            .filter(|s| s.series.quantity == Quantity::RelativeHumidity)
-            .filter_map(|rh| {
-                let temperature = out.samples.iter().find(|s| {
-                    s.series.quantity == Quantity::Temperature && s.series.channel == rh.series.channel
-                })?;
-                Some((rh.series.channel.clone(), temperature.value?, rh.value?))
-            })
-            .collect();
-        for (channel, temperature, humidity) in pairs {
-            let Some(dew_point) = dew_point(temperature, humidity) else {
-                continue;
-            };
-            let series = self.series(&t.node, &channel, Quantity::DewPoint);
-            schema::reading(&mut out.lines, &series.line_prefix, dew_point, timestamp_ms);
-            out.points += 1;
-            out.samples.push(Sample {
-                series,
-                value: Some(dew_point),
-                status: ReadingStatus::Ok,
-                timestamp_ms,
-                received_ms,
-            });
-        }
-    }
-
-    /// Remembers a rack-level value; returns whether the rack's derived values changed.
-    fn track_rack(&mut self, series: &Series, value: f64, timestamp_ms: i64) -> bool {
-        let Some(rack) = series.position.rack.clone() else {
-            return false;
-        };
-        let key = RackKey {
-            room: series.position.room.clone(),
-            row: series.position.row.clone(),
-            rack,
-        };
-        let side = series.placement.and_then(|p| p.air_side());
-        let slot = (series.node.to_string(), series.channel.clone());
-        let state = self.racks.entry(key).or_default();
-        match (series.quantity, side) {
-            (Quantity::Temperature, Some(AirSide::Inlet)) => state.inlet.insert(slot, (value, timestamp_ms)),
-            (Quantity::Temperature, Some(AirSide::Outlet)) => {
-                state.outlet.insert(slot, (value, timestamp_ms))
-            }
-            (Quantity::Power, _) => state.power.insert(slot, (value, timestamp_ms)),
-            _ => return false,
-        };
-        true
-    }
-
-    /// Writes the rack's inlet, outlet, ΔT and power, and its row's power.
-    fn rack_lines(&mut self, position: &Position, timestamp_ms: i64, out: &mut Output) {
-        let Some(rack) = position.rack.clone() else { return };
-        let key = RackKey {
-            room: position.room.clone(),
-            row: position.row.clone(),
-            rack,
-        };
-        let Some(state) = self.racks.get(&key) else { return };
-        let inlet = RackState::mean(&state.inlet, timestamp_ms);
-        let outlet = RackState::mean(&state.outlet, timestamp_ms);
-        let power = state.power_total(timestamp_ms);
-        if inlet.is_none() && outlet.is_none() && power.is_none() {
-            return;
-        }
-        let mut line = Line::new(&mut out.lines, "rack").tag("rack", &key.rack);
-        if let Some(room) = &key.room {
-            line = line.tag("room", room);
-        }
-        if let Some(row) = &key.row {
-            line = line.tag("row", row);
-        }
-        line = line.tag("site", &self.site);
-        if let Some(inlet) = inlet {
-            line = line.float("inlet", inlet);
-        }
-        if let Some(outlet) = outlet {
-            line = line.float("outlet", outlet);
-        }
-        if let (Some(inlet), Some(outlet)) = (inlet, outlet) {
-            line = line.float("delta_t", outlet - inlet);
-        }
-        if let Some(power) = power {
-            line = line.float("power", power);
-        }
-        line.finish(timestamp_ms);
-        out.points += 1;
-
-        if power.is_some() {
-            let row_power: f64 = self
-                .racks
-                .iter()
-                .filter(|(k, _)| k.room == key.room && k.row == key.row)
-                .filter_map(|(_, s)| s.power_total(timestamp_ms))
-                .sum();
-            let mut line = Line::new(&mut out.lines, "row");
-            if let Some(room) = &key.room {
-                line = line.tag("room", room);
-            }
-            if let Some(row) = &key.row {
-                line = line.tag("row", row);
-            }
-            line.tag("site", &self.site)
-                .float("power", row_power)
-                .finish(timestamp_ms);
-            out.points += 1;
-        }
-    }
-}
-
-/// Dew point in °C by the Magnus formula with Sonntag's (1990) constants over water, a = 17.62,
-/// b = 243.12 °C, within 0.35 K for -45..60 °C. `None` outside that range or for RH ≤ 0.
-pub fn dew_point(temperature_c: f64, relative_humidity: f64) -> Option<f64> {
-    const A: f64 = 17.62;
-    const B: f64 = 243.12;
-    if !(-45.0..=60.0).contains(&temperature_c)
-        || relative_humidity <= 0.0
-        || relative_humidity > 100.0
-        || relative_humidity.is_nan()
-    {
-        return None;
-    }
-    let gamma = (relative_humidity / 100.0).ln() + A * temperature_c / (B + temperature_c);
-    Some(B * gamma / (A - gamma))
 }
 
 #[cfg(test)]
@@ -826,53 +650,5 @@ mod tests {
             "sensor_fault,channel=t_in,node=r01-n1,quantity=temperature,site=fra1,status=fault count=1i 1795000000000\n"
         );
         assert_eq!(out.samples[0].value, None);
-    }
-
-    #[test]
-    fn dew_point_matches_a_psychrometric_table() {
-        // 25 °C at 60 %RH has a dew point of 16.7 °C (ASHRAE psychrometric chart).
-        assert!((dew_point(25.0, 60.0).unwrap() - 16.7).abs() < 0.1);
-        assert_eq!(dew_point(25.0, 0.0), None);
-    }
-
-    #[test]
-    fn rack_delta_t_and_row_power_are_derived() {
-        let mut n = normaliser();
-        let t = telemetry(
-            "r01-n1",
-            0,
-            &[
-                Reading::ok(ch("t_in"), Quantity::Temperature, 22.5, Unit::Celsius),
-                Reading::ok(ch("t_out"), Quantity::Temperature, 35.0, Unit::Celsius),
-                Reading::ok(ch("psu"), Quantity::Power, 4.0, Unit::Kilowatt),
-            ],
-        );
-        let (_, lines, _) = run(&mut n, &t);
-        assert!(lines.contains("rack,rack=a01,room=hall-a,row=r01,site=fra1 inlet=22.0,outlet=35.0,delta_t=13.0,power=4000.0 "), "{lines}");
-        let t2 = telemetry(
-            "r01-n2",
-            0,
-            &[Reading::ok(ch("psu"), Quantity::Power, 3000.0, Unit::Watt)],
-        );
-        let (_, lines, _) = run(&mut n, &t2);
-        assert!(
-            lines.contains("row,room=hall-a,row=r01,site=fra1 power=7000.0 "),
-            "{lines}"
-        );
-    }
-
-    #[test]
-    fn humidity_and_temperature_on_one_channel_give_a_dew_point() {
-        let mut n = normaliser();
-        let t = telemetry(
-            "r01-n1",
-            0,
-            &[
-                Reading::ok(ch("ambient"), Quantity::Temperature, 25.0, Unit::Celsius),
-                Reading::ok(ch("ambient"), Quantity::RelativeHumidity, 60.0, Unit::PercentRh),
-            ],
-        );
-        let (_, lines, _) = run(&mut n, &t);
-        assert!(lines.contains("quantity=dew_point"), "{lines}");
     }
 }

@@ -1,5 +1,5 @@
-//! The gateway, top to bottom: sources -> ingest (decode, normalise, spool) -> sink (InfluxDB),
-//! with the HTTP server beside them. This file only connects stages.
+//! The gateway, top to bottom: sources -> ingest (decode, normalise, derive, spool) -> sink
+//! (InfluxDB), with the HTTP server beside them. This file only connects stages.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -8,6 +8,7 @@ use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
 use crate::config::{Config, ConfigError};
+use crate::derive::Derive;
 use crate::events::Metrics;
 use crate::health::{Component, Health};
 use crate::ingest::{Ingest, Observers};
@@ -181,7 +182,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let dashboard = Dashboard::new(
         &config.site,
         Inventory::from_config(&config),
-        config.http.window_minutes,
+        config.http.window_minutes(),
     );
     let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
     let dashboard_task = tokio::spawn(dashboard.clone().follow(dashboard_rx, trigger.subscribe()));
@@ -220,6 +221,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
                 Inventory::from_config(&config),
                 config.normalise.clone(),
             ),
+            derive: Derive::new(config.site.clone()),
             partition: partition.clone(),
             observers: observers.clone(),
             health: Arc::clone(&health),
@@ -232,6 +234,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let ingest = Ingest {
         site: config.site.to_string(),
         normaliser,
+        derive: Derive::new(config.site.clone()),
         spool: spool_writer,
         dead_letters: Arc::clone(&dead_letters),
         acks: ack_tx,
@@ -239,7 +242,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
         metrics: Arc::clone(&metrics),
         observers,
         partition: partition.clone(),
-        commit_linger: Duration::from_millis(config.spool.commit_linger_ms),
+        commit_linger: config.spool.commit_linger,
         health: Arc::clone(&health),
         shutdown: trigger.subscribe(),
         refusing: false,

@@ -38,7 +38,7 @@ pub use command::{Command, CommandKind, FanTarget, MAX_INTERVAL_MS, MIN_INTERVAL
 pub use config::{BrokerConfig, ChannelConfig, Location, NodeConfig, Secret};
 pub use ident::{ChannelName, IdError, Label, NodeId, SiteId};
 pub use quantity::{Quantity, ReadingStatus, Unit};
-pub use status::{ConfigOrigin, NodeState, Status};
+pub use status::{ConfigOrigin, LinkFailure, NodeState, Status};
 pub use telemetry::{MAX_READINGS, Reading, Telemetry};
 pub use update::{FirmwareVersion, OtaAck, OtaFrame, OtaResult, Slot, UpdateError, UpdateHeader};
 

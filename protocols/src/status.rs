@@ -47,6 +47,47 @@ impl ConfigOrigin {
     }
 }
 
+/// Why a node's encrypted link to the broker failed: what the node prints on its console and puts
+/// in its next birth message, so a certificate or listener mistake is visible from the gateway
+/// without a serial cable. Every one is followed by the same recovery: the node drops the
+/// connection, keeps its readings and retries with back-off; it never falls back to plain TCP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkFailure {
+    /// The broker's certificate does not chain to the CA the node was provisioned with.
+    UnknownCa,
+    /// The certificate chains to the CA but names another host (RFC 6125 §6.4).
+    WrongHostName,
+    /// The CertificateVerify signature does not verify with the certificate's key (RFC 8446 §4.4.3).
+    BadSignature,
+    /// The broker does not speak TLS 1.3 (its `protocol_version` alert, RFC 8446 §4.2.1).
+    ProtocolVersion,
+    /// The broker sent a TLS alert other than `close_notify` (RFC 8446 §6.2).
+    Alert,
+    /// The connection closed inside a TLS record: the bytes received end mid-record.
+    TruncatedRecord,
+    /// A record longer than the node's record buffer: the broker ignored max_fragment_length.
+    RecordTooLarge,
+    /// Any other violation of the TLS 1.3 handshake or record protocol.
+    Protocol,
+}
+
+impl LinkFailure {
+    /// The words a console shows.
+    pub const fn describe(self) -> &'static str {
+        match self {
+            LinkFailure::UnknownCa => "tls: broker certificate not signed by the provisioned CA",
+            LinkFailure::WrongHostName => "tls: broker certificate names another host",
+            LinkFailure::BadSignature => "tls: handshake signature does not verify",
+            LinkFailure::ProtocolVersion => "tls: broker does not offer TLS 1.3",
+            LinkFailure::Alert => "tls: alert from the broker",
+            LinkFailure::TruncatedRecord => "tls: connection closed inside a record",
+            LinkFailure::RecordTooLarge => "tls: record larger than the buffer",
+            LinkFailure::Protocol => "tls: protocol violation",
+        }
+    }
+}
+
 /// A node's status. The last will carries only `state`, `node` and `boot`, since it is written at
 /// connect time; the birth message carries everything.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -85,6 +126,9 @@ pub struct Status {
     /// `unsupported` when the last update offered was turned down.
     #[serde(rename = "ota", default, skip_serializing_if = "Option::is_none")]
     pub update: Option<OtaResult>,
+    /// Why the encrypted link to the broker failed since the previous birth (birth only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link: Option<LinkFailure>,
 }
 
 impl Status {
@@ -103,6 +147,7 @@ impl Status {
             channels: heapless::Vec::new(),
             slot: None,
             update: None,
+            link: None,
         }
     }
 }

@@ -12,8 +12,8 @@ use proptest::prelude::*;
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
 use rackwatch_protocols::{
     Ack, AckResult, Alert, AlertState, BrokerConfig, ChannelConfig, ChannelName, Command, CommandKind,
-    ConfigOrigin, FanTarget, Label, Location, MAX_READINGS, NodeConfig, NodeId, NodeState, Quantity, Reading,
-    ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
+    ConfigOrigin, FanTarget, Label, LinkFailure, Location, MAX_READINGS, NodeConfig, NodeId, NodeState,
+    Quantity, Reading, ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
     update::{OtaResult, Slot},
 };
 
@@ -99,6 +99,19 @@ fn config_origin() -> impl Strategy<Value = ConfigOrigin> {
     ]
 }
 
+fn link_failure() -> impl Strategy<Value = LinkFailure> {
+    prop_oneof![
+        Just(LinkFailure::UnknownCa),
+        Just(LinkFailure::WrongHostName),
+        Just(LinkFailure::BadSignature),
+        Just(LinkFailure::ProtocolVersion),
+        Just(LinkFailure::Alert),
+        Just(LinkFailure::TruncatedRecord),
+        Just(LinkFailure::RecordTooLarge),
+        Just(LinkFailure::Protocol),
+    ]
+}
+
 prop_compose! {
     fn status()(node in node_id(), online in any::<bool>(), boot in any::<u32>(),
                 firmware in proptest::option::of(text::<24>()), serial in proptest::option::of(text::<24>()),
@@ -108,10 +121,11 @@ prop_compose! {
                 channels in vec(channel(), 0..=MAX_READINGS),
                 slot in proptest::option::of(prop_oneof![Just(Slot::A), Just(Slot::B)]),
                 update in proptest::option::of(prop_oneof![
-                    Just(OtaResult::Confirmed), Just(OtaResult::RolledBack), Just(OtaResult::Refused)])) -> Status {
+                    Just(OtaResult::Confirmed), Just(OtaResult::RolledBack), Just(OtaResult::Refused)]),
+                link in proptest::option::of(link_failure())) -> Status {
         let state = if online { NodeState::Online } else { NodeState::Offline };
         let channels = heapless::Vec::from_slice(&channels).unwrap();
-        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels, slot, update }
+        Status { version: 1, node, state, boot, firmware, serial, uptime_ms, interval_ms, config, channels, slot, update, link }
     }
 }
 

@@ -30,7 +30,8 @@ pub struct GatewaySettings {
     pub http_extra: String,
     /// Serve HTTPS with this PEM certificate and key (readiness is then a TCP connect).
     pub tls: Option<(PathBuf, PathBuf)>,
-    pub batch_max_age_ms: u64,
+    /// `influxdb.batch_max_age`: how long a write waits for more lines.
+    pub batch_max_age: Duration,
     /// Environment variables for the gateway process (e.g. `RUST_LOG`).
     pub env: Vec<(String, String)>,
     /// The spool folder (default: `spool` in the gateway's folder), e.g. on a [`crate::Tmpfs`].
@@ -51,7 +52,7 @@ impl GatewaySettings {
             mqtt_extra: String::new(),
             http_extra: String::new(),
             tls: None,
-            batch_max_age_ms: 200,
+            batch_max_age: Duration::from_millis(200),
             env: Vec::new(),
             spool_dir: None,
             spool_extra: String::new(),
@@ -174,8 +175,9 @@ impl Gateway {
         if let Some(url) = &settings.influx_url {
             writeln!(
                 toml,
-                "[influxdb]\nurl = \"{url}\"\n{}\nbatch_max_age_ms = {}\nmax_backoff_secs = 2",
-                settings.influx_target, settings.batch_max_age_ms
+                "[influxdb]\nurl = \"{url}\"\n{}\nbatch_max_age = \"{}ms\"\nmax_backoff = \"2s\"",
+                settings.influx_target,
+                settings.batch_max_age.as_millis()
             )
             .unwrap();
         }

@@ -17,6 +17,8 @@ pub struct MosquittoConfig {
     pub password_file: Option<PathBuf>,
     /// `acl_file`: which client may publish and subscribe where.
     pub acl_file: Option<PathBuf>,
+    /// Configuration appended as is (a listener block from `rackwatch broker-acl --tls-port`).
+    pub extra: Option<String>,
 }
 
 /// A second listener, speaking TLS, beside the plain one (which the harness and test clients use): the server's certificate and key, and the CA that signed client certificates.
@@ -94,6 +96,9 @@ impl Mosquitto {
             }
             port
         });
+        if let Some(extra) = &config.extra {
+            conf.push_str(extra);
+        }
         let conf_path = dir.path().join("mosquitto.conf");
         std::fs::write(&conf_path, conf).unwrap();
         let args = vec!["-c".to_owned(), conf_path.display().to_string()];

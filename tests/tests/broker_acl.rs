@@ -60,6 +60,7 @@ async fn a_node_cannot_publish_under_another_nodes_id() {
     let broker = Mosquitto::start_with(MosquittoConfig {
         password_file: Some(out.join("password_file")),
         acl_file: Some(out.join("acl_file")),
+        ..MosquittoConfig::default()
     });
     let (gateway, mut gateway_events) =
         connect(broker.port(), "rackwatch-gateway", &secret("rackwatch-gateway")).await;

@@ -245,9 +245,9 @@ async fn field_type_conflict_dead_letters_only_the_lines_the_server_dropped() {
     assert_eq!(status.as_u16(), 204);
     let target = db.gateway_writer(DATABASE, "gateway").await;
     let mut settings = settings("conflict", &broker, &db, target);
-    settings.extra = "[normalise]\nmax_age_secs = 7776000\n".to_owned();
+    settings.extra = "[normalise]\nmax_age = \"90d\"\n".to_owned();
     // Batches that mix both weeks.
-    settings.batch_max_age_ms = 1000;
+    settings.batch_max_age = Duration::from_secs(1);
     let gateway = Gateway::start(GATEWAY, &settings);
     let (ledger, publisher) = fleet::start(broker.port(), load("conflict", 30, 50));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -301,7 +301,7 @@ async fn points_beyond_retention_are_counted_and_not_retried() {
     .await;
     let target = db.gateway_writer(DATABASE, "gateway").await;
     let mut settings = settings("retention", &broker, &db, target);
-    settings.extra = "[normalise]\nmax_age_secs = 604800\n".to_owned();
+    settings.extra = "[normalise]\nmax_age = \"7d\"\n".to_owned();
     let gateway = Gateway::start(GATEWAY, &settings);
     let (ledger, publisher) = fleet::start(broker.port(), load("retention", 30, 50));
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -344,7 +344,7 @@ async fn batches_the_server_finds_too_large_are_split_and_all_stored() {
     .await;
     let target = db.gateway_writer(DATABASE, "gateway").await;
     let mut settings = settings("split", &broker, &db, target);
-    settings.batch_max_age_ms = 1000;
+    settings.batch_max_age = Duration::from_secs(1);
     let gateway = Gateway::start(GATEWAY, &settings);
     let (ledger, publisher) = fleet::start(broker.port(), load("split", 60, 50));
     publisher.await.unwrap();

@@ -533,6 +533,7 @@ async fn one_run_provisions_a_row_from_an_inventory_file() {
     let broker = Mosquitto::start_with(MosquittoConfig {
         password_file: Some(acl.join("password_file")),
         acl_file: Some(acl.join("acl_file")),
+        ..MosquittoConfig::default()
     });
 
     let image = build_node_image();

@@ -52,7 +52,7 @@ password = {{ file = "{mqtt_password}" }}
 url = "{influx}"
 org = "rackwatch"
 bucket = "rackwatch"
-batch_max_age_ms = 200
+batch_max_age = "200ms"
 token = {{ file = "{influx_token}" }}
 
 {alerts}

@@ -5,6 +5,8 @@
 //! `Error` are written out rather than derived with `thiserror`: the derive formats each message
 //! through its own `fmt::Arguments`, which costs the QEMU board's tight flash budget about 280 bytes.
 
+use crate::transport::LinkFailure;
+
 /// Why the node closed its connection to the broker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionError {
@@ -38,6 +40,8 @@ pub enum SessionError {
     BrokerRefused,
     /// A provisioned configuration was applied: the session starts again under the new identity.
     Reprovisioned,
+    /// The encrypted link failed, and why (a certificate, the TLS version, an alert, a cut record).
+    Link(LinkFailure),
 }
 
 impl SessionError {
@@ -59,6 +63,7 @@ impl SessionError {
             SessionError::UnexpectedConnAck => "unexpected CONNACK",
             SessionError::BrokerRefused => "broker refused the connection",
             SessionError::Reprovisioned => "provisioned",
+            SessionError::Link(failure) => failure.describe(),
         }
     }
 }

@@ -218,6 +218,8 @@ pub struct Node<const RING: usize = DEFAULT_RING_CAPACITY> {
     firmware_report: Option<crate::ota::FirmwareReport>,
     ota_inbox: Option<OtaInbox>,
     ota_answers: heapless::Deque<crate::update::Answer, MAX_OTA_ANSWERS>,
+    /// The last link failure, for the next birth message.
+    link_failure: Option<crate::transport::LinkFailure>,
 }
 
 impl<const RING: usize> fmt::Debug for Node<RING> {
@@ -257,6 +259,7 @@ impl<const RING: usize> Node<RING> {
             firmware_report: None,
             ota_inbox: None,
             ota_answers: heapless::Deque::new(),
+            link_failure: None,
         })
     }
 

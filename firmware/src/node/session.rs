@@ -382,6 +382,15 @@ impl<const RING: usize> Node<RING> {
         transport: &mut T,
         reason: SessionError,
     ) {
+        // The link's own reason (a refused certificate, say) is the root cause of whatever the
+        // session saw, and the next birth message reports it.
+        let reason = match transport.failure() {
+            Some(failure) => {
+                self.link_failure = Some(failure);
+                SessionError::Link(failure)
+            }
+            None => reason,
+        };
         transport.close();
         self.rx.clear();
         self.tx.clear();

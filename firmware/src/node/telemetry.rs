@@ -154,8 +154,13 @@ impl<const RING: usize> Node<RING> {
             channels: self.channel_names(),
             slot: self.firmware_report.and_then(|r| r.slot),
             update: self.firmware_report.and_then(|r| r.last),
+            link: self.link_failure,
         };
-        self.write_status(&status, QoS::AtLeastOnce)
+        let written = self.write_status(&status, QoS::AtLeastOnce);
+        if written {
+            self.link_failure = None;
+        }
+        written
     }
 
     /// The names of the channels sampled, each once, in channel order (for the birth message).

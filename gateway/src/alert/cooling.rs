@@ -7,6 +7,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use rackwatch_protocols::{Ack, AckResult, Command, CommandKind, FanTarget, NodeId};
 use serde::{Deserialize, Serialize};
 
+use super::index::RuleIndex;
 use super::rule::Scope;
 use super::state::Incident;
 use crate::events::{FanCommandOutcome, FanCommandResult};
@@ -161,6 +162,34 @@ pub struct Cooling {
 }
 
 impl Cooling {
+    /// The names of the rules that drive it (incidents name their rule).
+    pub fn rule_names(&self, rules: &RuleIndex) -> Vec<String> {
+        self.rules
+            .iter()
+            .filter_map(|&i| rules.get(i))
+            .map(|r| r.name.to_string())
+            .collect()
+    }
+
+    /// Takes up what a previous run boosted and commanded.
+    pub fn restore(&mut self, boosted: Vec<Scope>, commands: FanCommands) {
+        self.boosted = boosted.into_iter().collect();
+        self.commands = commands;
+    }
+
+    /// Commands unanswered for too long: sent again (returned), or given up (their outcomes).
+    pub fn expire(&mut self, now_ms: i64) -> (Vec<(NodeId, Command)>, Vec<FanOutcome>) {
+        let (mut resend, mut outcomes) = (Vec::new(), Vec::new());
+        self.commands.expire(
+            self.ack_timeout_ms,
+            self.retries,
+            now_ms,
+            &mut resend,
+            &mut outcomes,
+        );
+        (resend, outcomes)
+    }
+
     /// Racks with a firing member of a cooling rule.
     fn wanted<'a>(
         &self,

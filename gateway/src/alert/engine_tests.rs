@@ -9,12 +9,15 @@ use rackwatch_protocols::{
     ReadingStatus, Severity, SiteId, Status,
 };
 
-use super::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use super::cooling::{Cooling, FanCommands, FanOutcome};
-use super::engine::{DeliveryJob, DeliveryResult, Effect, Engine, Receiver, Saved, Settings};
+use super::delivery::{DeliveryJob, DeliveryResult, Receiver};
+use super::effect::Effect;
+use super::engine::{Engine, Saved, Settings};
 use super::rule::{Rule, Scope};
 use super::silence::Matchers;
-use crate::model::{Placement, Position, Sample, Series};
+use crate::config::{AlertsConfig, GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
+use crate::derive::Derive;
+use crate::model::{Placement, Position, Sample, Series, SeriesScope};
 
 const S: i64 = 1000;
 const MIN: i64 = 60 * S;
@@ -33,6 +36,7 @@ fn position(rack: &str) -> Position {
 
 fn series(node: &str, channel: &str, quantity: Quantity, rack: &str) -> Arc<Series> {
     Arc::new(Series {
+        scope: SeriesScope::Probe,
         node: NodeId::new(node).unwrap(),
         channel: ChannelName::new(channel).unwrap(),
         quantity,
@@ -93,6 +97,8 @@ fn settings(rules: &[RuleConfig]) -> Settings {
 /// An engine and what it published, with a clock the test moves.
 struct Harness {
     engine: Engine,
+    /// The stage before the engine: the rack and row measures of what the test reads.
+    derive: Derive,
     settings: Settings,
     now: i64,
     /// Every (key, state) published as an event, in order.
@@ -111,6 +117,7 @@ impl Harness {
     fn with(settings: Settings) -> Self {
         Harness {
             engine: Engine::new(settings.clone(), Saved::default(), 0),
+            derive: Derive::new(site()),
             settings,
             now: 0,
             events: Vec::new(),
@@ -144,7 +151,9 @@ impl Harness {
     }
 
     fn read(&mut self, samples: &[Sample]) -> &mut Self {
-        self.engine.observe_samples(samples, self.now);
+        let mut samples = samples.to_vec();
+        self.derive.derive(&mut samples, &mut Vec::new());
+        self.engine.observe_samples(&samples, self.now);
         self.collect();
         self
     }
@@ -465,6 +474,34 @@ fn rack_delta_t_uses_the_means_of_both_sides() {
     h.at(MIN).read(&[sample(&outlet_b, 34.0, MIN)]);
     assert!(h.take_events().is_empty(), "ΔT 13 is inside the hysteresis");
     h.at(2 * MIN).read(&[sample(&outlet_a, 33.0, 2 * MIN)]);
+    assert_eq!(h.take_events(), [ev(key, AlertState::Resolved)]);
+}
+
+#[test]
+fn a_faulted_probe_leaves_the_rack_delta_t_at_once() {
+    let mut rule = RuleConfig::new("delta_t", RuleKind::DeltaT).unwrap();
+    rule.above = Some(15.0);
+    rule.clear = Some(12.0);
+    let mut h = Harness::new(&[rule]);
+    let inlet = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    let outlet_a = series("n1", "outlet_top", Quantity::Temperature, "a01");
+    let outlet_b = series("n1", "outlet_bottom", Quantity::Temperature, "a01");
+    let key = "delta_t.hall-a.r01.a01";
+    h.at(0).read(&[
+        sample(&inlet, 22.0, 0),
+        sample(&outlet_a, 33.0, 0),
+        sample(&outlet_b, 43.0, 0),
+    ]);
+    assert_eq!(h.take_events(), [ev(key, AlertState::Firing)]);
+    assert_eq!(h.engine.incidents().next().unwrap().value, Some(16.0));
+    // The hot outlet probe fails a minute later: ΔT is 33 - 22 = 11 from the probes left, not 16
+    // from its last good value for the next five minutes.
+    let fault = Sample {
+        value: None,
+        status: ReadingStatus::Fault,
+        ..sample(&outlet_b, 0.0, MIN)
+    };
+    h.at(MIN).read(&[fault]);
     assert_eq!(h.take_events(), [ev(key, AlertState::Resolved)]);
 }
 

@@ -20,8 +20,8 @@ use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use super::engine::{ApiError, Engine};
-use super::runner::ApiRequest;
+use super::api::{ApiError, ApiRequest};
+use super::engine::Engine;
 use super::silence::{Matchers, Silence};
 use super::state::Incident;
 use crate::model::now_ms;

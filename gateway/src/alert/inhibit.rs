@@ -19,9 +19,10 @@ use rackwatch_protocols::NodeId;
 
 use rackwatch_protocols::AlertState;
 
-use super::config::{GroupBy, RuleKind};
+use super::index::RuleIndex;
 use super::rule::{Rule, alert_key};
 use super::state::Incident;
+use crate::config::{GroupBy, RuleKind};
 
 /// How many firing racks of a row make a row-level incident.
 pub const FOLD_RACKS: usize = 2;
@@ -36,12 +37,16 @@ pub fn held_back_while_offline(kind: RuleKind) -> bool {
 
 /// Removes `node`'s members of held-back rules from every incident; returns the incidents changed,
 /// to settle.
-pub fn hold_back(incidents: &mut BTreeMap<String, Incident>, rules: &[Rule], node: &NodeId) -> Vec<String> {
+pub fn hold_back(
+    incidents: &mut BTreeMap<String, Incident>,
+    rules: &RuleIndex,
+    node: &NodeId,
+) -> Vec<String> {
     let mut changed = Vec::new();
     for (key, incident) in incidents.iter_mut() {
         let held = rules
-            .iter()
-            .any(|r| r.name == incident.rule && held_back_while_offline(r.kind));
+            .named(&incident.rule)
+            .is_some_and(|r| held_back_while_offline(r.kind));
         if !held {
             continue;
         }
@@ -79,11 +84,11 @@ fn firing_racks_of_row<'a>(
 }
 
 /// Whether `incident` (one rack's) is folded into its row's incident now, or resolved after it was.
-pub fn folded(incidents: &BTreeMap<String, Incident>, rules: &[Rule], incident: &Incident) -> bool {
+pub fn folded(incidents: &BTreeMap<String, Incident>, rules: &RuleIndex, incident: &Incident) -> bool {
     if incident.folded && incident.state != AlertState::Firing {
         return true;
     }
-    let Some(rule) = rules.iter().find(|r| r.name == incident.rule) else {
+    let Some(rule) = rules.named(&incident.rule) else {
         return false;
     };
     if rule.group_by != GroupBy::Rack || incident.scope.rack.is_none() {
@@ -98,12 +103,12 @@ pub fn folded(incidents: &BTreeMap<String, Incident>, rules: &[Rule], incident: 
 /// incident's key, to settle, when there is one.
 pub fn fold_row(
     incidents: &mut BTreeMap<String, Incident>,
-    rules: &[Rule],
+    rules: &RuleIndex,
     key: &str,
     now_ms: i64,
 ) -> Option<String> {
     let incident = incidents.get(key)?;
-    let rule = rules.iter().find(|r| r.name == incident.rule)?;
+    let rule = rules.named(&incident.rule)?;
     if rule.group_by != GroupBy::Rack || incident.scope.rack.is_none() {
         return None;
     }

@@ -2,21 +2,30 @@
 //! tells people and machines, once per change (issue "gateway: alert engine for cooling and power").
 //! gateway/ALERTS.md describes it for operators; this is how it is built:
 //!
-//! - [`config`]: the `[alerts]` section; [`ashrae`]: the built-in ASHRAE TC 9.9 presets.
-//! - [`rule`]: rules compiled to selectors and conditions; [`track`]: rate windows, rack totals.
-//! - [`state`]: the pending → firing → resolved machine of each member and incident.
-//! - [`engine`]: observations and time in, effects out, no I/O (tests drive it with a fake clock).
-//! - [`delivery`]: who is told what and when (repeats for people, re-sends for an Alertmanager);
-//!   [`inhibit`]: what an offline node holds back; [`words`]: the sentences people read.
+//! - `crate::config::alerts`: the `[alerts]` section; `crate::config::ashrae`: the built-in ASHRAE
+//!   TC 9.9 presets.
+//! - [`rule`]: rules compiled to selectors and conditions; [`index`]: them by name and by what
+//!   they watch; [`track`]: rate windows.
+//! - [`engine`]: observations and time in, [`effect`]s out, no I/O (tests drive it with a fake
+//!   clock). It connects [`evaluate`] (the rules' levels from readings, derived rack and row
+//!   measures, statuses and time), [`incidents`] (the lifecycle; [`state`]: the pending → firing →
+//!   resolved machine of each member and incident), [`delivery`] (who is told what and when:
+//!   repeats for people, re-sends for an Alertmanager, back-off) and [`cooling`]; [`api`]: the
+//!   acknowledgements and silences the API asks for.
+//! - [`inhibit`]: what an offline node holds back, and rack incidents folded into their row's;
+//!   [`words`]: the sentences people read.
 //! - [`runner`]: the task doing the I/O: [`mqtt`] publishes, [`webhook`] deliveries, [`cooling`]
 //!   fan commands, [`store`] the state file; [`http`] is the API; [`silence`] what it can silence.
 
-pub mod ashrae;
-pub mod config;
+pub mod api;
 pub mod cooling;
 pub mod delivery;
+pub mod effect;
 pub mod engine;
+pub mod evaluate;
 pub mod http;
+pub mod incidents;
+pub mod index;
 pub mod inhibit;
 pub mod mqtt;
 pub mod rule;
@@ -36,14 +45,14 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, watch};
 
-use crate::config::{Config, ConfigError};
+use crate::config::{self, AlertsConfig, Config, ConfigError};
 use crate::events::Metrics;
 use crate::ingest::ObservationSender;
 use crate::inventory::Inventory;
 use crate::shutdown::ShutdownTrigger;
-use config::AlertsConfig;
 use cooling::{Cooling, FanCommands};
-use engine::{Engine, Receiver, Settings};
+use delivery::Receiver;
+use engine::{Engine, Settings};
 use rule::{Rule, Scope};
 
 /// How many observations may wait for the engine before ingest starts dropping them (counted).

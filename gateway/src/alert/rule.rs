@@ -1,10 +1,10 @@
 //! Rules compiled from the configuration: what each watches (a [`Selector`], checked once per series
 //! and remembered) and when its condition holds (a [`Condition`] giving a [`Level`]).
 
-use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, Severity, SiteId};
+use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, Severity, SiteId, Unit};
 use serde::{Deserialize, Serialize};
 
-use super::config::{GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
+use crate::config::{GroupBy, PowerScope, RuleConfig, RuleKind, SideConfig};
 use crate::model::{AirSide, Placement, Position, Series};
 
 /// Where one value of a rule's condition stands.
@@ -247,6 +247,16 @@ pub struct Rule {
     pub unit: &'static str,
 }
 
+/// A unit as people write it: `°C`, not the wire's `C`.
+fn unit(unit: Unit) -> &'static str {
+    match unit {
+        Unit::Celsius => "°C",
+        Unit::Fahrenheit => "°F",
+        Unit::PercentRh => "% RH",
+        other => other.symbol(),
+    }
+}
+
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
@@ -271,11 +281,7 @@ impl Rule {
         let (quantity, condition, unit) = match config.kind {
             RuleKind::Threshold => {
                 let quantity = config.quantity.unwrap_or(Quantity::Temperature);
-                (
-                    Some(quantity),
-                    threshold(0.0),
-                    super::words::unit(quantity.canonical_unit()),
-                )
+                (Some(quantity), threshold(0.0), unit(quantity.canonical_unit()))
             }
             RuleKind::Rate => {
                 let max = config.max_change.unwrap_or(f64::INFINITY);
@@ -286,11 +292,7 @@ impl Rule {
                     // limit would otherwise resolve and fire again with every reading.
                     clear: config.clear.unwrap_or(max * 0.8),
                 };
-                (
-                    Some(quantity),
-                    condition,
-                    super::words::unit(quantity.canonical_unit()),
-                )
+                (Some(quantity), condition, unit(quantity.canonical_unit()))
             }
             RuleKind::Stale | RuleKind::SilentNode => {
                 let seconds = window_ms as f64 / 1000.0;

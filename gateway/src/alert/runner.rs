@@ -6,40 +6,19 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use rackwatch_protocols::{Alert, MAX_MESSAGE_LEN};
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
-use super::engine::{ApiError, DeliveryJob, DeliveryResult, Effect, Engine};
+use super::api::ApiRequest;
+use super::delivery::{DeliveryJob, DeliveryResult};
+use super::effect::Effect;
+use super::engine::Engine;
 use super::http::AlertsView;
 use super::mqtt::{AlertPublisher, PublishError};
-use super::silence::Matchers;
 use super::store::StateFile;
 use super::webhook::{Context, Webhook};
 use crate::events::{AlertPublishFailed, Metrics, NotificationFailed};
 use crate::model::{Observation, now_ms};
 use crate::shutdown::Shutdown;
-
-/// A request from the HTTP API that changes the engine's state.
-#[derive(Debug)]
-pub enum ApiRequest {
-    Acknowledge {
-        key: String,
-        by: String,
-        comment: String,
-        reply: oneshot::Sender<Result<(), ApiError>>,
-    },
-    Silence {
-        matchers: Matchers,
-        starts_ms: i64,
-        ends_ms: i64,
-        created_by: String,
-        comment: String,
-        reply: oneshot::Sender<Result<u64, ApiError>>,
-    },
-    Unsilence {
-        id: u64,
-        reply: oneshot::Sender<Result<(), ApiError>>,
-    },
-}
 
 /// Everything the task owns.
 #[derive(Debug)]

@@ -202,7 +202,8 @@ impl Incident {
             .reduce(|a, b| rule.condition.worse(a, b))
     }
 
-    /// Moves to the state the members add up to, and says whether that is a transition to publish.
+    /// Moves to the state the members add up to, and says whether that is a transition to publish
+    /// (the caller then writes its `summary`: `words.rs`).
     pub fn settle(&mut self, rule: &Rule, last_value: Option<f64>, now_ms: i64) -> Settled {
         let state = self.derived_state();
         if state == self.state {
@@ -223,7 +224,6 @@ impl Incident {
         self.state = state;
         self.since_ms = now_ms;
         self.value = self.worst_value(rule).or(last_value);
-        self.summary = super::words::summary(rule, state, &self.scope, self.members.len(), self.value);
         Settled::Transition
     }
 }

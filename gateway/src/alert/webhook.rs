@@ -7,9 +7,9 @@ use std::time::Duration;
 use rackwatch_protocols::Alert;
 use serde_json::{Value, json};
 
-use super::config::{WebhookConfig, WebhookFormat};
-use super::engine::{DeliveryJob, DeliveryResult};
+use super::delivery::{DeliveryJob, DeliveryResult};
 use crate::config::ConfigError;
+use crate::config::{WebhookConfig, WebhookFormat};
 use crate::secret::Secret;
 
 /// A receiver ready to post to. Its `Debug` shows the token as `Secret(***)`.

@@ -7,21 +7,11 @@
 
 use std::collections::BTreeMap;
 
-use rackwatch_protocols::{AlertState, Unit};
+use rackwatch_protocols::AlertState;
 
-use super::config::RuleKind;
 use super::rule::{Level, Rule, Scope};
 use super::state::Incident;
-
-/// A unit as people write it: `°C`, not the wire's `C`.
-pub fn unit(unit: Unit) -> &'static str {
-    match unit {
-        Unit::Celsius => "°C",
-        Unit::Fahrenheit => "°F",
-        Unit::PercentRh => "% RH",
-        other => other.symbol(),
-    }
-}
+use crate::config::RuleKind;
 
 /// A duration for a person: `45 s`, `15 min`, `1 h 30 min` (rule windows shortened for the demo
 /// come out in seconds rather than as `0 min`).
@@ -161,7 +151,7 @@ pub fn description(rule: &Rule, incident: &Incident) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::alert::config::RuleConfig;
+    use crate::config::RuleConfig;
     use rackwatch_protocols::{Label, SiteId};
 
     fn rule(toml: &str) -> Rule {

@@ -54,6 +54,8 @@ pub struct Metrics {
     pub points_written: Counter,
     pub write_failures: Family<ReasonLabel, Counter>,
     pub points_dropped_by_database: Family<ReasonLabel, Counter>,
+    pub history_samples_recorded: Counter,
+    pub history_samples_dropped: Family<ReasonLabel, Counter>,
     pub write_seconds: Histogram,
     pub spool_bytes: Gauge,
     pub spool_pending_bytes: Gauge,
@@ -96,6 +98,8 @@ impl Metrics {
             points_written: Counter::default(),
             write_failures: Family::default(),
             points_dropped_by_database: Family::default(),
+            history_samples_recorded: Counter::default(),
+            history_samples_dropped: Family::default(),
             write_seconds: Histogram::new(exponential_buckets(0.001, 2.0, 14)),
             spool_bytes: Gauge::default(),
             spool_pending_bytes: Gauge::default(),
@@ -171,6 +175,16 @@ impl Metrics {
             "write_failures",
             "Failed database writes, by reason",
             metrics.write_failures.clone(),
+        );
+        registry.register(
+            "history_samples_recorded",
+            "Samples recorded in the gateway's own history (when it is the spool's sink)",
+            metrics.history_samples_recorded.clone(),
+        );
+        registry.register(
+            "history_samples_dropped",
+            "Samples the gateway's own history could not keep, by reason (unavailable, unreadable)",
+            metrics.history_samples_dropped.clone(),
         );
         registry.register(
             "points_dropped_by_database",

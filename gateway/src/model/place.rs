@@ -95,4 +95,15 @@ impl Position {
     pub fn rack_tag(&self) -> &str {
         self.rack.as_deref().unwrap_or(UNASSIGNED)
     }
+
+    /// The rack's id across the site: `room.row.rack` (`-` for a level the inventory leaves out),
+    /// as the dashboard's API and the history's series keys name it.
+    pub fn rack_id(&self) -> String {
+        rack_id(self.room.as_deref(), self.row.as_deref(), self.rack_tag())
+    }
+}
+
+/// [`Position::rack_id`] from the tags of a stored point.
+pub fn rack_id(room: Option<&str>, row: Option<&str>, rack: &str) -> String {
+    format!("{}.{}.{rack}", room.unwrap_or("-"), row.unwrap_or("-"))
 }

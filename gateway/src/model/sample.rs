@@ -6,16 +6,57 @@ use rackwatch_protocols::{ChannelName, NodeId, Quantity, ReadingStatus};
 
 use super::place::{Placement, Position};
 
-/// One series: a node's channel measuring one quantity, with everything needed to tag it.
+/// What a rack or row measure is: the means of each air side, their difference, the total power.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Measure {
+    /// Mean of the rack's inlet temperatures, °C.
+    Inlet,
+    /// Mean of the rack's outlet temperatures, °C.
+    Outlet,
+    /// Outlet mean minus inlet mean, K.
+    DeltaT,
+    /// Total of the power feeds, W.
+    Power,
+}
+
+impl Measure {
+    /// The field name in the `rack` and `row` measurements.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Measure::Inlet => "inlet",
+            Measure::Outlet => "outlet",
+            Measure::DeltaT => "delta_t",
+            Measure::Power => "power",
+        }
+    }
+}
+
+/// What a series measures: one probe, or a measure of a rack or a row derived from its probes
+/// (`derive.rs` makes those, once, for every later stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SeriesScope {
+    Probe,
+    Rack(Measure),
+    Row(Measure),
+}
+
+/// The node name of a derived series: it belongs to a rack or a row, not to one node.
+pub const DERIVED_NODE: &str = "derived";
+
+/// One series: a node's channel measuring one quantity, or a rack's or row's derived measure, with
+/// everything needed to tag it.
 #[derive(Debug)]
 pub struct Series {
+    pub scope: SeriesScope,
+    /// [`DERIVED_NODE`] for a derived series.
     pub node: NodeId,
     pub channel: ChannelName,
     pub quantity: Quantity,
     pub placement: Option<Placement>,
-    /// Shared by every series of the node.
+    /// Shared by every series of the node (a row's series: `rack` is `None`).
     pub position: Arc<Position>,
-    /// `reading,channel=..,node=..,...` up to the field set: built once per series.
+    /// `reading,channel=..,node=..,...` up to the field set: built once per series (empty for a
+    /// derived series: its rack or row point is written whole).
     pub line_prefix: Vec<u8>,
 }
 

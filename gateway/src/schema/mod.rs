@@ -8,6 +8,7 @@
 use rackwatch_protocols::{Alert, AlertState, Quantity, ReadingStatus};
 
 pub mod line;
+pub mod read;
 
 use crate::model::{Placement, Position};
 use line::Line;

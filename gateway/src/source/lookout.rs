@@ -17,6 +17,7 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::cluster::Partition;
 use crate::decode::{Decoded, decode};
+use crate::derive::Derive;
 use crate::health::{Component, Health};
 use crate::ingest::Observers;
 use crate::model::{Observation, Route, now_ms};
@@ -33,6 +34,8 @@ pub struct Lookout {
     pub options: MqttOptions,
     pub site: SiteId,
     pub normaliser: Normaliser,
+    /// Its own rack and row measures, from what the lookout reads.
+    pub derive: Derive,
     pub partition: Option<Partition>,
     pub observers: Observers,
     pub health: Arc<Health>,
@@ -125,6 +128,8 @@ impl Lookout {
                 if !matches!(verdict, Verdict::Accepted { .. }) || out.samples.is_empty() {
                     return;
                 }
+                // Nothing is stored: the derived points are dropped with the readings' lines.
+                self.derive.derive(&mut out.samples, &mut out.lines);
                 Observation::Samples(Arc::from(std::mem::take(&mut out.samples)))
             }
             Ok(Decoded::Status(status)) => Observation::Status {

@@ -24,7 +24,7 @@ use rackwatch_protocols::topic::{self, NodeTopic};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS, TlsConfiguration, Transport};
 use tokio::sync::mpsc;
 
-use crate::config::{ConfigError, MqttConfig};
+use crate::config::{ConfigError, MqttConfig, invalid};
 use crate::events::{Metrics, MqttConnectionFailed};
 use crate::health::{Component, Health};
 use crate::model::{AckToken, Acknowledgement, BrokerAddress, Incoming, Route, now_ms};
@@ -54,15 +54,11 @@ pub fn subscriptions(site: &SiteId, share_group: Option<&str>) -> Vec<String> {
 
 /// Builds the client options: credentials and TLS read now, so a missing secret fails at start.
 pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        key: key.to_owned(),
-        message,
-    };
     let address = BrokerAddress::parse(&config.url).map_err(|m| invalid("mqtt.url", m))?;
     let mut options = MqttOptions::new(&config.client_id, &address.host, address.port);
     options.set_clean_session(false);
     options.set_manual_acks(true);
-    options.set_keep_alive(Duration::from_secs(config.keep_alive_secs.max(5)));
+    options.set_keep_alive(config.keep_alive);
     options.set_max_packet_size(MAX_PACKET, MAX_OUTGOING_PACKET);
     if let Some(username) = &config.username {
         let password = config
@@ -80,10 +76,6 @@ pub fn options(config: &MqttConfig) -> Result<MqttOptions, ConfigError> {
 }
 
 fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, ConfigError> {
-    let invalid = |key: &str, message: String| ConfigError::Invalid {
-        key: key.to_owned(),
-        message,
-    };
     let read_pem = |key: &str, path: &std::path::Path| {
         std::fs::read(path).map_err(|e| invalid(key, format!("cannot read {}: {e}", path.display())))
     };
@@ -101,7 +93,7 @@ fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, ConfigError> {
     if roots.is_empty() {
         return Err(invalid(
             "mqtt.ca_file",
-            "mqtts:// needs the CA that signed the broker's certificate".into(),
+            "mqtts:// needs the CA that signed the broker's certificate",
         ));
     }
     let builder = rustls::ClientConfig::builder_with_provider(provider)
@@ -117,7 +109,7 @@ fn tls_config(config: &MqttConfig) -> Result<TlsConfiguration, ConfigError> {
             let key_pem = read_pem("mqtt.client_key_file", key)?;
             let key = rustls_pemfile::private_key(&mut key_pem.as_slice())
                 .map_err(|e| invalid("mqtt.client_key_file", e.to_string()))?
-                .ok_or_else(|| invalid("mqtt.client_key_file", "no private key in the file".into()))?;
+                .ok_or_else(|| invalid("mqtt.client_key_file", "no private key in the file"))?;
             builder
                 .with_client_auth_cert(certs, key)
                 .map_err(|e| invalid("mqtt.client_key_file", e.to_string()))?

@@ -201,9 +201,8 @@ pub enum CommandRequest {
 impl CommandRequest {
     /// The protocol command and how long to wait for its ack, or what is wrong with the request.
     pub fn parse(&self) -> Result<(CommandKind, Duration), String> {
-        let duration = |text: &str, key: &str| {
-            crate::alert::config::parse_duration(text).map_err(|e| format!("{key}: {e}"))
-        };
+        let duration =
+            |text: &str, key: &str| crate::config::parse_duration(text).map_err(|e| format!("{key}: {e}"));
         let (kind, timeout) = match self {
             CommandRequest::Identify { seconds, timeout } => (
                 CommandKind::Identify {

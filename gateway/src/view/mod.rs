@@ -3,4 +3,5 @@
 
 pub mod command;
 pub mod dashboard;
+pub mod history;
 pub mod http;

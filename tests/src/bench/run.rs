@@ -73,7 +73,7 @@ client_id = "rackwatch-bench"
 url = "{db}"
 org = "rackwatch"
 bucket = "rackwatch"
-max_backoff_secs = 2
+max_backoff = "2s"
 
 [alerts]
 evaluation_interval = "1s"

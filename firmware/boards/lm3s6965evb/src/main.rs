@@ -37,7 +37,12 @@ use smoltcp::wire::{IpAddress, IpEndpoint};
 /// Longer than any one loop iteration, including a whole I2C sampling round and a JSON encode.
 const WATCHDOG_TIMEOUT_MS: u32 = 2_000;
 /// Store-and-forward capacity: 128 records of 112 bytes (14 KiB), 21 minutes at the default 10 s.
+#[cfg(not(feature = "tls"))]
 const RING: usize = rackwatch_firmware::DEFAULT_RING_CAPACITY;
+/// With TLS, 64 records (7 KiB, 10 minutes): with the full ring the handshake's stack (the engine future
+/// and P-256 arithmetic) ran into the statics in QEMU (firmware/README.md, "TLS to the broker").
+#[cfg(feature = "tls")]
+const RING: usize = rackwatch_firmware::DEFAULT_RING_CAPACITY / 2;
 
 /// The parts on the bus, in the order of QEMU's `-device` options (so `device[N]` in QMP is index N).
 const PARTS: [DeviceConfig; 3] = [
@@ -147,13 +152,7 @@ fn main() -> ! {
             let [.., d, e, f] = mac;
             write!(serial, "{d:02X}{e:02X}{f:02X}").ok().map(|()| serial)
         });
-    // In a static, not on the stack: the ring and packet buffers are most of the RAM budget.
-    let Some(node) = cortex_m::singleton!(: Node<RING> = match Node::new(config, &channels) {
-        Ok(node) => node,
-        Err(_) => board::reset(),
-    }) else {
-        board::reset()
-    };
+    let node = static_node(config, &channels);
     // QEMU keeps the flash read-only and this board has no second slot: it takes `ota` frames only to
     // answer `unsupported`, so the gateway shows it as not updatable instead of timing out on it.
     node.accept_updates(FirmwareReport {
@@ -184,20 +183,41 @@ fn main() -> ! {
     let mut local_port = 0;
     let mut identifying = false;
 
+    // TLS: the engine future lives on this stack frame, its buffers in a static (tls.rs).
+    #[cfg(feature = "tls")]
+    let Some(tls_state) = cortex_m::singleton!(: rackwatch_firmware::tls::TlsState =
+        rackwatch_firmware::tls::TlsState::new())
+    else {
+        board::reset()
+    };
+    #[cfg(feature = "tls")]
+    let (tls_pipe, tls_buffers) = tls_state.parts();
+    #[cfg(feature = "tls")]
+    let tls_engine = core::pin::pin!(rackwatch_firmware::tls::engine(
+        tls_pipe,
+        tls_buffers,
+        tls::settings(),
+        tls::rng(boot, &clock),
+    ));
+    #[cfg(feature = "tls")]
+    let mut tls = rackwatch_firmware::tls::TlsClient::new(tls_pipe, tls_engine);
+    #[cfg(feature = "tls")]
+    console.log(format_args!("tls: broker must prove it is {}", tls::BROKER_NAME));
+
     loop {
         let now = clock.now_ms();
         interface.poll(clock.now(), &mut nic, &mut sockets);
-        let poll = node.poll(
-            now,
-            &mut devices[..],
-            &mut TcpLink {
-                interface: &mut interface,
-                sockets: &mut sockets,
-                socket,
-                broker: settings.broker,
-                local_port: &mut local_port,
-            },
-        );
+        let tcp = TcpLink {
+            interface: &mut interface,
+            sockets: &mut sockets,
+            socket,
+            broker: settings.broker,
+            local_port: &mut local_port,
+        };
+        #[cfg(feature = "tls")]
+        let poll = node.poll(now, &mut devices[..], &mut tls.over(tcp));
+        #[cfg(not(feature = "tls"))]
+        let poll = node.poll(now, &mut devices[..], &mut { tcp });
         if let Some(frame) = node.ota_frame() {
             let answer = ota::unsupported(frame, "QEMU keeps this board's flash read-only");
             node.answer_ota(answer);
@@ -206,13 +226,17 @@ fn main() -> ! {
         // Send what the node queued now rather than on the next turn.
         interface.poll(clock.now(), &mut nic, &mut sockets);
         while let Ok(Some(byte)) = keys.try_read_byte() {
-            let mut link = TcpLink {
+            let tcp = TcpLink {
                 interface: &mut interface,
                 sockets: &mut sockets,
                 socket,
                 broker: settings.broker,
                 local_port: &mut local_port,
             };
+            #[cfg(feature = "tls")]
+            let mut link = tls.over(tcp);
+            #[cfg(not(feature = "tls"))]
+            let mut link = tcp;
             let mut send = |frame: &[u8]| {
                 let _ = embedded_io::Write::write_all(&mut console.tx, frame);
             };
@@ -245,6 +269,50 @@ fn main() -> ! {
         }
         watchdog.feed();
     }
+}
+
+/// The broker's identity and the handshake's randomness, with TLS.
+#[cfg(feature = "tls")]
+mod tls {
+    use rackwatch_board_lm3s6965evb::board::{self, Clock};
+    use rackwatch_firmware::tls::{SeededRng, TlsSettings};
+
+    /// The broker's host name its certificate must carry.
+    pub const BROKER_NAME: &str = env!("RACKWATCH_BROKER_NAME");
+    /// The CA that signed the broker's certificate (DER).
+    const BROKER_CA: &[u8] = include_bytes!(env!("RACKWATCH_BROKER_CA"));
+
+    pub fn settings() -> TlsSettings<'static> {
+        TlsSettings {
+            server_name: BROKER_NAME,
+            ca_der: BROKER_CA,
+        }
+    }
+
+    /// The LM3S6965 has no RNG: 32 bytes of the host's /dev/urandom (semihosting), mixed with the
+    /// boot id and the clock in case the host gives none.
+    pub fn rng(boot: u32, clock: &Clock) -> SeededRng {
+        let mut seed = [0u8; 32];
+        for (index, chunk) in seed.chunks_mut(8).enumerate() {
+            let mix = board::host_random().unwrap_or(0) ^ u64::from(boot) << index ^ clock.now_ms();
+            chunk.copy_from_slice(&mix.to_le_bytes());
+        }
+        SeededRng::new(seed)
+    }
+}
+
+/// The node, in a static, not on the stack: the ring and packet buffers are most of the RAM budget.
+/// Not inlined, so the value built on the way (as large as the node) lives in this frame, popped on
+/// return, not in `main`'s, which never returns: that is stack the TLS handshake needs.
+#[inline(never)]
+fn static_node(config: NodeConfig, channels: &[ChannelSetup]) -> &'static mut Node<RING> {
+    let Some(node) = cortex_m::singleton!(: Node<RING> = match Node::new(config, channels) {
+        Ok(node) => node,
+        Err(_) => board::reset(),
+    }) else {
+        board::reset()
+    };
+    node
 }
 
 /// What the node reports: the inlet air, the 48 V feed and fan 0.

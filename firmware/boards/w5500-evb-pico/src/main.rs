@@ -212,15 +212,40 @@ async fn main(spawner: Spawner) {
         }
     };
 
+    // TLS: the engine future lives in this task's frame, its buffers in a static (tls.rs).
+    #[cfg(feature = "tls")]
+    let tls_state = {
+        static TLS: StaticCell<rackwatch_firmware::tls::TlsState> = StaticCell::new();
+        TLS.init(rackwatch_firmware::tls::TlsState::new())
+    };
+    #[cfg(feature = "tls")]
+    let (tls_pipe, tls_buffers) = tls_state.parts();
+    #[cfg(feature = "tls")]
+    let tls_engine = core::pin::pin!(rackwatch_firmware::tls::engine(
+        tls_pipe,
+        tls_buffers,
+        tls::settings(),
+        tls::rng(),
+    ));
+    #[cfg(feature = "tls")]
+    let mut tls = rackwatch_firmware::tls::TlsClient::new(tls_pipe, tls_engine);
+
     let mut had_address = false;
     loop {
         let now = Instant::now().as_millis();
+        #[cfg(feature = "tls")]
+        let poll = node.poll(now, &mut devices[..], &mut tls.over(&mut link));
+        #[cfg(not(feature = "tls"))]
         let poll = node.poll(now, &mut devices[..], &mut link);
         let mut received = [0u8; 64];
         while let Ok(count @ 1..) = usb_console::FROM_HOST.try_read(&mut received) {
             for &byte in received.get(..count).unwrap_or_default() {
+                #[cfg(feature = "tls")]
+                let mut transport = tls.over(&mut link);
+                #[cfg(not(feature = "tls"))]
+                let mut transport = &mut link;
                 let applied = provisioner
-                    .feed(byte, node, now, &mut link, &mut usb_console::send)
+                    .feed(byte, node, now, &mut transport, &mut usb_console::send)
                     .map(|config| (config.node.clone(), broker_endpoint(&config.broker)));
                 console.frames = provisioner.host_attached();
                 if let Some((node_id, broker)) = applied {
@@ -381,6 +406,31 @@ fn hex(prefix: &str, bytes: &[u8]) -> heapless::String<24> {
 }
 
 /// A boot id from the ring oscillator's jitter (RP2040 datasheet 2.17.5, RANDOMBIT).
+/// The broker's identity and the handshake's randomness, with TLS.
+#[cfg(feature = "tls")]
+mod tls {
+    use rackwatch_firmware::tls::{SeededRng, TlsSettings};
+
+    /// The broker's host name its certificate must carry.
+    const BROKER_NAME: &str = env!("RACKWATCH_BROKER_NAME");
+    /// The CA that signed the broker's certificate (DER).
+    const BROKER_CA: &[u8] = include_bytes!(env!("RACKWATCH_BROKER_CA"));
+
+    pub fn settings() -> TlsSettings<'static> {
+        TlsSettings {
+            server_name: BROKER_NAME,
+            ca_der: BROKER_CA,
+        }
+    }
+
+    /// 32 bytes from the RP2040's ring oscillator random bit (`RoscRng`).
+    pub fn rng() -> SeededRng {
+        let mut seed = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut embassy_rp::clocks::RoscRng, &mut seed);
+        SeededRng::new(seed)
+    }
+}
+
 fn boot_id() -> u32 {
     rand_core::RngCore::next_u32(&mut embassy_rp::clocks::RoscRng)
 }

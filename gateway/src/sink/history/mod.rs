@@ -31,6 +31,7 @@
 //! smaller and carry the long charts.
 
 mod bucket;
+pub mod drain;
 
 pub use bucket::{Bucket, Resolution};
 
@@ -41,9 +42,11 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     TableHandle,
 };
-use serde::{Deserialize, Deserializer};
+use serde::Deserialize;
 
 use bucket::StoredBucket;
+
+use crate::config::duration::duration;
 
 /// The history file's name inside `[history] dir`.
 pub const FILE_NAME: &str = "history.redb";
@@ -97,11 +100,6 @@ impl Default for HistoryLimits {
             max_mb: default_max_mb(),
         }
     }
-}
-
-fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
-    let text = String::deserialize(deserializer)?;
-    crate::alert::config::parse_duration(&text).map_err(serde::de::Error::custom)
 }
 
 impl HistoryLimits {

@@ -3,7 +3,7 @@
 //!
 //! | answer | what the sink does |
 //! |---|---|
-//! | connection error, timeout, 5xx | retry forever: exponential back-off (100 ms doubling, capped at `influxdb.max_backoff_secs`) with full jitter |
+//! | connection error, timeout, 5xx | retry forever: exponential back-off (100 ms doubling, capped at `influxdb.max_backoff`) with full jitter |
 //! | 429, or 5xx with `Retry-After` | wait as long as the server says (seconds or HTTP-date), counted as `throttled` |
 //! | 401/403, 404 | halt: keep the spool, log the reason once a minute, `/health/ready` says why, ask again after the back-off; a fixed password or a created database resumes writing |
 //! | 400 partial write naming lines (field type conflict, unparsable lines) | the server kept the good points: dead-letter only the lines it dropped (a conflict names a measurement, field and type; when more lines have that shape than were dropped, the halves are written again until the count matches), write the rest again if it dropped more |
@@ -93,7 +93,7 @@ pub async fn drain(task: Drain) {
         deadline: None,
         too_large_at: None,
     };
-    let max_age = Duration::from_millis(config.batch_max_age_ms);
+    let max_age = config.batch_max_age;
     let mut batch = Batch::default();
     loop {
         batch.body.clear();

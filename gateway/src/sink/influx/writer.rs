@@ -13,7 +13,7 @@ use flate2::write::GzEncoder;
 use rand::Rng;
 
 use super::answer::{Answer, classify};
-use crate::config::{ConfigError, InfluxApi, InfluxConfig};
+use crate::config::{ConfigError, InfluxApi, InfluxConfig, invalid};
 use crate::secret::Secret;
 
 /// How the writer proves who it is. Never printed: the secrets are [`Secret`]s and `Debug` shows
@@ -53,12 +53,8 @@ pub struct InfluxWriter {
 
 impl InfluxWriter {
     pub fn new(config: &InfluxConfig) -> Result<Self, ConfigError> {
-        let invalid = |key: &str, message: String| ConfigError::Invalid {
-            key: key.into(),
-            message,
-        };
         let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(config.timeout_secs))
+            .timeout(config.timeout)
             .build()
             .map_err(|e| invalid("influxdb", e.to_string()))?;
         let base = config.url.trim_end_matches('/');
@@ -104,7 +100,7 @@ impl InfluxWriter {
             url,
             credentials,
             gzip: config.gzip,
-            max_backoff: Duration::from_secs(config.max_backoff_secs),
+            max_backoff: config.max_backoff,
         })
     }
 

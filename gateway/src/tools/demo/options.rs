@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::scenario::Scenario;
-use crate::alert::config::parse_duration;
+use crate::config::parse_duration;
 
 /// What `rackwatch demo` takes on its command line.
 #[derive(Debug, Clone, clap::Args)]

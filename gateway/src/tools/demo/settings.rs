@@ -57,7 +57,7 @@ segment_mb = 16
 
 [http]
 listen = "{http}"
-window_minutes = 60
+window = "1h"
 
 [alerts]
 presets = ["ashrae-a1"]

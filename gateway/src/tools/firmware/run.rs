@@ -110,7 +110,7 @@ fn read_update(path: &Path) -> Result<UpdateFile, FirmwareError> {
 }
 
 fn duration_ms(flag: &str, text: &str) -> Result<u64, FirmwareError> {
-    crate::alert::config::parse_duration(text)
+    crate::config::parse_duration(text)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
         .map_err(|e| FirmwareError::Check(format!("{flag}: {e}")))
 }

@@ -34,6 +34,16 @@ pub struct AclRequest {
     pub gateway_user: String,
     /// Environment variable holding the gateway's password; generated when not given.
     pub gateway_password_env: Option<String>,
+    /// Also write a Mosquitto TLS listener block for the nodes (`conf.d/tls_listener.conf`).
+    pub tls: Option<TlsListener>,
+}
+
+/// The TLS listener the nodes connect to: the port, and the broker's certificate and key files.
+#[derive(Debug, Clone)]
+pub struct TlsListener {
+    pub port: u16,
+    pub cert_file: PathBuf,
+    pub key_file: PathBuf,
 }
 
 /// The files written.
@@ -43,6 +53,21 @@ pub struct AclFiles {
     pub acl_file: PathBuf,
     /// Secret files generated in this run (their contents are never printed).
     pub generated: Vec<PathBuf>,
+    /// The TLS listener block, when asked for.
+    pub tls_listener: Option<PathBuf>,
+}
+
+/// A Mosquitto listener block (mosquitto.conf(5)) for nodes speaking TLS: TLS 1.3 only, because
+/// the nodes speak nothing older and nothing older should be offered to them.
+pub fn tls_listener_block(tls: &TlsListener) -> String {
+    format!(
+        "# rackwatch nodes over TLS 1.3, written by `rackwatch broker-acl`. `certfile` holds the broker's own\n\
+         # P-256 certificate, not its chain: a node reads the handshake in 1 KiB records (firmware/README.md).\n\
+         listener {}\ncertfile {}\nkeyfile {}\ntls_version tlsv1.3\n",
+        tls.port,
+        tls.cert_file.display(),
+        tls.key_file.display()
+    )
 }
 
 /// One line of a Mosquitto password file: `user:$7$101$salt$hash`.
@@ -138,10 +163,22 @@ pub fn write(request: &AclRequest) -> Result<AclFiles, String> {
     let acl_file = request.out.join("acl_file");
     write_private(&password_file, passwords.as_bytes())?;
     write_private(&acl_file, acl.as_bytes())?;
+    // Mosquitto's `include_dir` (deploy/compose) wants the folder even when it is empty.
+    let conf_d = request.out.join("conf.d");
+    std::fs::create_dir_all(&conf_d).map_err(|e| format!("{}: {e}", conf_d.display()))?;
+    let tls_listener = match &request.tls {
+        Some(tls) => {
+            let file = conf_d.join("tls_listener.conf");
+            std::fs::write(&file, tls_listener_block(tls)).map_err(|e| format!("{}: {e}", file.display()))?;
+            Some(file)
+        }
+        None => None,
+    };
     Ok(AclFiles {
         password_file,
         acl_file,
         generated,
+        tls_listener,
     })
 }
 

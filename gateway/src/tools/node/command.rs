@@ -111,8 +111,7 @@ fn token(options: &CommandOptions) -> Result<String, String> {
 pub async fn run(options: &CommandOptions) -> Result<String, String> {
     let body = options.action.body(&options.timeout)?;
     let token = token(options)?;
-    let waited =
-        crate::alert::config::parse_duration(&options.timeout).map_err(|e| format!("--timeout: {e}"))?;
+    let waited = crate::config::parse_duration(&options.timeout).map_err(|e| format!("--timeout: {e}"))?;
     let url = format!(
         "{}/api/nodes/{}/commands",
         options.gateway.trim_end_matches('/'),

@@ -123,6 +123,15 @@ pub struct BrokerAclOptions {
     /// Environment variable holding the gateway's MQTT password; generated when not given.
     #[arg(long)]
     pub gateway_password_env: Option<String>,
+    /// Also write `conf.d/tls_listener.conf`: a TLS 1.3 listener on this port for the nodes.
+    #[arg(long, requires_all = ["tls_cert", "tls_key"])]
+    pub tls_port: Option<u16>,
+    /// The broker's certificate file (PEM, its own certificate only) for the TLS listener.
+    #[arg(long, requires = "tls_port")]
+    pub tls_cert: Option<PathBuf>,
+    /// The broker's private key file (PEM) for the TLS listener.
+    #[arg(long, requires = "tls_port")]
+    pub tls_key: Option<PathBuf>,
 }
 
 /// Runs `rackwatch node ...`.
@@ -159,6 +168,14 @@ pub fn broker_acl_main(options: BrokerAclOptions) -> ExitCode {
         out: options.out,
         gateway_user: options.gateway_user,
         gateway_password_env: options.gateway_password_env,
+        tls: match (options.tls_port, options.tls_cert, options.tls_key) {
+            (Some(port), Some(cert_file), Some(key_file)) => Some(broker_acl::TlsListener {
+                port,
+                cert_file,
+                key_file,
+            }),
+            _ => None,
+        },
     };
     match broker_acl::write(&request) {
         Ok(files) => {
@@ -167,6 +184,12 @@ pub fn broker_acl_main(options: BrokerAclOptions) -> ExitCode {
                 files.password_file.display(),
                 files.acl_file.display()
             );
+            if let Some(file) = &files.tls_listener {
+                eprintln!(
+                    "wrote {} (mosquitto.conf: `include_dir` its folder)",
+                    file.display()
+                );
+            }
             for file in files.generated {
                 eprintln!("generated a secret in {} (mode 0600)", file.display());
             }

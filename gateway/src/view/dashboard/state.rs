@@ -1,6 +1,7 @@
 //! What the facilities view shows, kept current from the gateway's observations: the latest value of
-//! every probe of every inventory rack, a minute-by-minute window of each rack's conditions for the
-//! charts, and the node registry (online, last seen, firmware, gaps).
+//! every probe of every inventory rack, the rack measures `derive.rs` computed (mean outlet, ΔT,
+//! power), a minute-by-minute window of each rack's conditions for the charts, and the node
+//! registry (online, last seen, firmware, gaps).
 //!
 //! Memory is bounded by the inventory: only racks listed in the configuration get a window (a load of
 //! thousands of unassigned nodes keeps only their registry entries).
@@ -11,22 +12,15 @@ use rackwatch_protocols::{NodeState, Status};
 use serde::Serialize;
 
 use crate::inventory::Inventory;
-use crate::model::{AirSide, Placement, Position};
-use crate::model::{Observation, Sample};
+use crate::model::{AirSide, Measure, Placement, Position};
+use crate::model::{Observation, Sample, SeriesScope};
 
 /// Values older than this no longer count as the rack's current condition.
 const STALE_MS: i64 = 5 * 60 * 1000;
 
 /// One rack's identity, as the API names it: `{room}.{row}.{rack}` with `-` for an unknown part.
 pub fn rack_id(position: &Position) -> String {
-    let part =
-        |p: &Option<rackwatch_protocols::Label>| p.as_ref().map_or("-".to_owned(), ToString::to_string);
-    format!(
-        "{}.{}.{}",
-        part(&position.room),
-        part(&position.row),
-        position.rack_tag()
-    )
+    position.rack_id()
 }
 
 /// A probe's latest value.
@@ -72,7 +66,34 @@ pub struct Minute {
 struct Rack {
     position: Option<Position>,
     probes: BTreeMap<(String, String, &'static str), ProbeValue>,
+    /// The latest derived measures of the rack: (value, timestamp).
+    measures: BTreeMap<Measure, (f64, i64)>,
     history: VecDeque<Minute>,
+}
+
+impl Rack {
+    fn conditions(&self, now_ms: i64) -> RackConditions {
+        conditions(self.probes.values(), &self.measures, now_ms)
+    }
+
+    /// Keeps the rack's conditions at `now` as its minute's point in the window.
+    fn record(&mut self, now: i64, window_minutes: usize) {
+        let conditions = self.conditions(now);
+        let minute_ms = now - now.rem_euclid(60_000);
+        match self.history.back_mut() {
+            Some(last) if last.minute_ms == minute_ms => last.conditions = conditions,
+            Some(last) if last.minute_ms > minute_ms => {}
+            _ => {
+                self.history.push_back(Minute {
+                    minute_ms,
+                    conditions,
+                });
+                while self.history.len() > window_minutes {
+                    self.history.pop_front();
+                }
+            }
+        }
+    }
 }
 
 /// A node as the registry knows it.
@@ -179,6 +200,12 @@ impl RoomState {
 
     fn sample(&mut self, sample: &Sample) {
         let series = &sample.series;
+        match series.scope {
+            SeriesScope::Probe => {}
+            SeriesScope::Rack(measure) => return self.measure(sample, measure),
+            // The floor plan draws racks; rows are the database's and the alert engine's.
+            SeriesScope::Row(_) => return,
+        }
         let entry = self.node_entry(&series.node);
         entry.readings += 1;
         if sample.value.is_none() {
@@ -211,22 +238,19 @@ impl RoomState {
         };
         rack.probes
             .insert((probe.node.clone(), probe.channel.clone(), probe.quantity), probe);
-        let now = sample.timestamp_ms;
-        let conditions = conditions(rack.probes.values(), now);
-        let minute_ms = now - now.rem_euclid(60_000);
-        match rack.history.back_mut() {
-            Some(last) if last.minute_ms == minute_ms => last.conditions = conditions,
-            Some(last) if last.minute_ms > minute_ms => {}
-            _ => {
-                rack.history.push_back(Minute {
-                    minute_ms,
-                    conditions,
-                });
-                while rack.history.len() > self.window_minutes {
-                    rack.history.pop_front();
-                }
-            }
-        }
+        rack.record(sample.timestamp_ms, self.window_minutes);
+    }
+
+    /// One of a rack's derived measures.
+    fn measure(&mut self, sample: &Sample, measure: Measure) {
+        let Some(rack) = self.racks.get_mut(&rack_id(&sample.series.position)) else {
+            return;
+        };
+        match sample.value {
+            Some(value) => rack.measures.insert(measure, (value, sample.timestamp_ms)),
+            None => rack.measures.remove(&measure),
+        };
+        rack.record(sample.timestamp_ms, self.window_minutes);
     }
 
     /// Every inventory rack with its conditions now.
@@ -292,7 +316,7 @@ impl RackView {
             room: position.room.as_ref().map(ToString::to_string),
             row: position.row.as_ref().map(ToString::to_string),
             rack: position.rack_tag().to_owned(),
-            conditions: conditions(rack.probes.values(), now_ms),
+            conditions: rack.conditions(now_ms),
             last_update_ms: rack.probes.values().map(|p| p.timestamp_ms).max(),
         }
     }
@@ -311,18 +335,15 @@ fn mean(values: &[f64]) -> Option<f64> {
     (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
 }
 
-/// Folds a rack's fresh probe values into its conditions.
-fn conditions<'a>(probes: impl Iterator<Item = &'a ProbeValue>, now_ms: i64) -> RackConditions {
+/// Folds a rack's fresh probe values and derived measures into its conditions.
+fn conditions<'a>(
+    probes: impl Iterator<Item = &'a ProbeValue>,
+    measures: &BTreeMap<Measure, (f64, i64)>,
+    now_ms: i64,
+) -> RackConditions {
     let mut inlet = Vec::new();
     let (mut top, mut middle, mut bottom) = (Vec::new(), Vec::new(), Vec::new());
-    let (mut outlet, mut humidity, mut dew, mut power, mut duty, mut speed) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
+    let (mut humidity, mut dew, mut duty, mut speed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for probe in probes.filter(|p| now_ms - p.timestamp_ms <= STALE_MS) {
         let Some(value) = probe.value else { continue };
         let placement = probe.placement.and_then(Placement::from_channel);
@@ -336,27 +357,29 @@ fn conditions<'a>(probes: impl Iterator<Item = &'a ProbeValue>, now_ms: i64) -> 
                     _ => {}
                 }
             }
-            ("temperature", Some(p)) if p.air_side() == Some(AirSide::Outlet) => outlet.push(value),
             ("relative_humidity", _) => humidity.push(value),
             ("dew_point", _) => dew.push(value),
-            ("power", _) => power.push(value),
             ("fan_duty", _) => duty.push(value),
             ("fan_speed", _) => speed.push(value),
             _ => {}
         }
     }
-    let inlet_mean = mean(&inlet);
-    let outlet = mean(&outlet);
+    let measure = |m: Measure| {
+        measures
+            .get(&m)
+            .filter(|(_, t)| now_ms - t <= STALE_MS)
+            .map(|(v, _)| *v)
+    };
     RackConditions {
         inlet_max: inlet.iter().copied().reduce(f64::max),
         inlet_top: mean(&top),
         inlet_middle: mean(&middle),
         inlet_bottom: mean(&bottom),
-        delta_t: inlet_mean.zip(outlet).map(|(i, o)| o - i),
-        outlet,
+        outlet: measure(Measure::Outlet),
+        delta_t: measure(Measure::DeltaT),
         humidity: mean(&humidity),
         dew_point: mean(&dew),
-        power: (!power.is_empty()).then(|| power.iter().sum()),
+        power: measure(Measure::Power),
         fan_duty: mean(&duty),
         fan_speed: mean(&speed),
     }
@@ -370,7 +393,7 @@ mod tests {
 
     use super::*;
     use crate::config::Config;
-    use crate::model::Series;
+    use crate::model::{Series, SeriesScope};
 
     const CONFIG: &str = r#"
         site = "fra1"
@@ -393,6 +416,7 @@ mod tests {
         let inventory = Inventory::from_config(&config);
         Sample {
             series: Arc::new(Series {
+                scope: SeriesScope::Probe,
                 node: NodeId::new(node).unwrap(),
                 channel: ChannelName::new(channel).unwrap(),
                 quantity,
@@ -426,14 +450,17 @@ mod tests {
     #[test]
     fn rack_conditions_fold_probes_by_placement() {
         let mut state = state();
-        let samples: Arc<[Sample]> = Arc::from(vec![
+        let mut samples = vec![
             sample("n1", "inlet_top", Quantity::Temperature, Some(24.0), 1_000),
             sample("n1", "inlet_bottom", Quantity::Temperature, Some(20.0), 1_000),
             sample("n1", "outlet", Quantity::Temperature, Some(34.0), 1_000),
             sample("n1", "psu", Quantity::Power, Some(4000.0), 1_000),
             sample("n1", "inlet_middle", Quantity::Temperature, None, 1_000),
-        ]);
-        state.observe(&Observation::Samples(samples));
+        ];
+        // The rack measures come from the stage before, as in the gateway.
+        let site = Config::parse(CONFIG).unwrap().site;
+        crate::derive::Derive::new(site).derive(&mut samples, &mut Vec::new());
+        state.observe(&Observation::Samples(Arc::from(samples)));
         let rack = state.rack("hall-a.r01.a01", 2_000).unwrap();
         assert_eq!(rack.rack.conditions.inlet_max, Some(24.0));
         assert_eq!(rack.rack.conditions.inlet_middle, None);

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use rackwatch_protocols::{Quantity, Severity};
 
-use super::config::{GroupBy, RuleConfig, RuleKind, SideConfig};
+use super::rules::{GroupBy, RuleConfig, RuleKind, SideConfig};
 use crate::model::Placement;
 
 /// One allowable class's limits (Table 2-1, "Allowable envelope").
@@ -288,7 +288,7 @@ mod tests {
     #[test]
     fn every_preset_rule_passes_validation() {
         for name in Preset::NAMES {
-            let config: super::super::config::AlertsConfig = toml::from_str(&format!(
+            let config: super::super::AlertsConfig = toml::from_str(&format!(
                 "presets = [\"{name}\"]\n[cooling]\nrules = [\"ashrae_inlet_high\"]"
             ))
             .unwrap();
