@@ -15,6 +15,7 @@ use crate::ingest::{Ingest, Observers};
 use crate::inventory::Inventory;
 use crate::normalise::Normaliser;
 use crate::shutdown::{Shutdown, ShutdownTrigger};
+use crate::sink::history::{self, drain::HistoryStatus};
 use crate::sink::influx;
 use crate::spool::deadletter::DeadLetters;
 use crate::view::command::{self, NodeCommander};
@@ -306,20 +307,49 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     drop(incoming_tx);
 
     let sink_status = Arc::new(influx::SinkStatus::default());
+    let history_status = HistoryStatus::default();
     let sink = match (writer, &config.influxdb) {
-        (Some(writer), Some(influx_config)) => Some(tokio::spawn(influx::drain(influx::Drain {
-            reader: spool_reader,
-            writer,
-            config: influx_config.clone(),
-            committed: Arc::clone(&committed),
-            dead_letters: Arc::clone(&dead_letters),
-            metrics: Arc::clone(&metrics),
-            status: Arc::clone(&sink_status),
-            shutdown: trigger.subscribe(),
-            grace: SHUTDOWN_GRACE,
-        }))),
+        (Some(writer), Some(influx_config)) => {
+            history_status
+                .off("the gateway's own history runs only without [influxdb]: charts read the database");
+            Some(tokio::spawn(influx::drain(influx::Drain {
+                reader: spool_reader,
+                writer,
+                config: influx_config.clone(),
+                committed: Arc::clone(&committed),
+                dead_letters: Arc::clone(&dead_letters),
+                metrics: Arc::clone(&metrics),
+                status: Arc::clone(&sink_status),
+                shutdown: trigger.subscribe(),
+                grace: SHUTDOWN_GRACE,
+            })))
+        }
+        _ if config.history.enabled => {
+            let dir = config.history.dir(&config.spool.dir);
+            tracing::info!(
+                "no [influxdb] configured: the spool drains into the gateway's own history in {}",
+                dir.display()
+            );
+            let task = history::drain::HistoryDrain {
+                reader: spool_reader,
+                dir,
+                limits: config.history.limits(),
+                committed: Arc::clone(&committed),
+                metrics: Arc::clone(&metrics),
+                status: history_status.clone(),
+                shutdown: trigger.subscribe(),
+            };
+            // Its writes block on fsync: a thread of the blocking pool, not a runtime worker.
+            let runtime = tokio::runtime::Handle::current();
+            Some(tokio::task::spawn_blocking(move || {
+                runtime.block_on(history::drain::drain(task))
+            }))
+        }
         _ => {
-            tracing::warn!("no [influxdb] configured: readings are kept in the spool until one is");
+            history_status.off("[history] enabled = false");
+            tracing::warn!(
+                "no [influxdb] configured and [history] off: readings are kept in the spool until a database is configured"
+            );
             None
         }
     };
@@ -336,6 +366,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     };
     let routes = alert_routes
         .merge(dashboard.routes())
+        .merge(crate::view::history::routes(history_status))
         .merge(command::routes(commander, &config)?);
     let http_task = match (&config.http.tls_cert_file, &config.http.tls_key_file) {
         (Some(cert), Some(key)) => {

@@ -175,6 +175,26 @@ async fn every_route_answers_as_the_openapi_document_says() {
         .call("get", "/api/racks/nowhere", "/api/racks/{id}", None, None)
         .await;
     assert_eq!(status, 404);
+    let (status, history) = api
+        .call(
+            "get",
+            "/api/racks/hall-a.r01.a02/history?range=1h&metric=inlet",
+            "/api/racks/{id}/history",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!((status, &history["metric"]), (200, &json!("inlet")));
+    let (status, _) = api
+        .call(
+            "get",
+            "/api/racks/hall-a.r01.a02/history?range=2w",
+            "/api/racks/{id}/history",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(status, 400);
     let (status, nodes) = api.call("get", "/api/nodes", "/api/nodes", None, None).await;
     assert_eq!((status, nodes.as_array().unwrap().len()), (200, 2));
     let (status, firmware) = api

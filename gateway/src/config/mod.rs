@@ -20,6 +20,7 @@ pub mod ashrae;
 pub mod cluster;
 pub mod duration;
 pub mod error;
+pub mod history;
 pub mod http;
 pub mod influxdb;
 pub mod mqtt;
@@ -42,6 +43,7 @@ pub use alerts::{AlertsConfig, CoolingConfig, WebhookConfig, WebhookFormat};
 pub use cluster::ClusterConfig;
 pub use duration::parse_duration;
 pub use error::{ConfigError, check_http_url, invalid};
+pub use history::{HistoryConfig, HistoryLimits};
 pub use http::HttpConfig;
 pub use influxdb::{InfluxApi, InfluxConfig};
 pub use mqtt::{ALERTS_CLIENT_SUFFIX, COMMANDS_CLIENT_SUFFIX, CONNECTION_SUFFIXES, MqttConfig, SerialConfig};
@@ -68,6 +70,9 @@ pub struct Config {
     pub spool: SpoolConfig,
     #[serde(default)]
     pub http: HttpConfig,
+    /// The gateway's own history: the spool's sink when no `[influxdb]` is configured.
+    #[serde(default)]
+    pub history: HistoryConfig,
     #[serde(default)]
     pub normalise: NormaliseConfig,
     /// Node id -> where it is mounted and what its channels are. Nodes not listed are written with
@@ -132,6 +137,7 @@ impl Config {
     /// Checks every section; the error names the first key that is wrong.
     fn validate(&self) -> Result<(), ConfigError> {
         self.http.validate()?;
+        self.history.validate()?;
         if let Some(alerts) = &self.alerts {
             alerts.validate()?;
         }

@@ -44,6 +44,11 @@ impl HistoryStatus {
         *self.unavailable.lock().unwrap_or_else(PoisonError::into_inner) = problem;
     }
 
+    /// The history is not in use here, and why: what the API answers.
+    pub fn off(&self, why: &str) {
+        self.set(Some(why.to_owned()));
+    }
+
     /// Why the history takes no samples, or `None` when it does.
     pub fn problem(&self) -> Option<String> {
         self.unavailable

@@ -42,11 +42,10 @@ use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
     TableHandle,
 };
-use serde::Deserialize;
 
 use bucket::StoredBucket;
 
-use crate::config::duration::duration;
+pub use crate::config::HistoryLimits;
 
 /// The history file's name inside `[history] dir`.
 pub const FILE_NAME: &str = "history.redb";
@@ -54,8 +53,7 @@ pub const FILE_NAME: &str = "history.redb";
 /// Longest series key accepted: keys are compact (`r07/inlet`, `n12/ch3`), not free text.
 pub const MAX_KEY_LEN: usize = 96;
 
-/// The smallest bound accepted: below it redb's own page and region overhead would not fit.
-pub const MIN_MAX_MB: u64 = 1;
+pub use crate::config::history::MIN_MAX_MB;
 
 /// The share of `max_mb` the data is brought back to once the bound is exceeded, so the next
 /// batches do not trigger another round straight away.
@@ -64,56 +62,6 @@ const REFILL_HEADROOM: f64 = 0.8;
 /// At most this many drop rounds per enforcement: each drops an eighth of the kept span, so
 /// 32 rounds bring any history down to a few hours.
 const MAX_DROP_ROUNDS: usize = 32;
-
-/// `[history]` limits: how long each resolution is kept and how large the file may grow.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct HistoryLimits {
-    /// How long 1-minute buckets are kept (`"30d"`).
-    #[serde(default = "default_minute_retention", deserialize_with = "duration")]
-    pub minute_retention: Duration,
-    /// How long 1-hour buckets are kept (`"395d"`, 13 months).
-    #[serde(default = "default_hour_retention", deserialize_with = "duration")]
-    pub hour_retention: Duration,
-    /// The bound on the file, in MiB (at least 1).
-    #[serde(default = "default_max_mb")]
-    pub max_mb: u64,
-}
-
-fn default_minute_retention() -> Duration {
-    Duration::from_secs(30 * 86_400)
-}
-
-fn default_hour_retention() -> Duration {
-    Duration::from_secs(395 * 86_400)
-}
-
-fn default_max_mb() -> u64 {
-    512
-}
-
-impl Default for HistoryLimits {
-    fn default() -> Self {
-        Self {
-            minute_retention: default_minute_retention(),
-            hour_retention: default_hour_retention(),
-            max_mb: default_max_mb(),
-        }
-    }
-}
-
-impl HistoryLimits {
-    fn max_bytes(&self) -> u64 {
-        self.max_mb.saturating_mul(1024 * 1024)
-    }
-
-    fn retention(&self, resolution: Resolution) -> Duration {
-        match resolution {
-            Resolution::Minute => self.minute_retention,
-            Resolution::Hour => self.hour_retention,
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum HistoryError {
@@ -309,7 +257,7 @@ impl History {
 
     fn prune_unguarded(&mut self, now_ms: i64) -> Result<(), HistoryError> {
         for resolution in [Resolution::Minute, Resolution::Hour] {
-            let kept_ms = i64::try_from(self.limits.retention(resolution).as_millis()).unwrap_or(i64::MAX);
+            let kept_ms = i64::try_from(retention(&self.limits, resolution).as_millis()).unwrap_or(i64::MAX);
             self.drop_before(resolution, now_ms.saturating_sub(kept_ms))?;
         }
         self.enforce_bound()
@@ -425,6 +373,14 @@ fn table_name(resolution: Resolution, key: &str) -> String {
 
 fn definition(name: &str) -> TableDefinition<'_, i64, StoredBucket> {
     TableDefinition::new(name)
+}
+
+/// How long `resolution`'s buckets are kept.
+fn retention(limits: &HistoryLimits, resolution: Resolution) -> Duration {
+    match resolution {
+        Resolution::Minute => limits.minute_retention,
+        Resolution::Hour => limits.hour_retention,
+    }
 }
 
 fn valid_key(key: &str) -> bool {
