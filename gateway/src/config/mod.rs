@@ -64,7 +64,8 @@ pub struct Config {
     /// Serial-attached nodes (COBS frames, see protocols/README.md).
     #[serde(default)]
     pub serial: Vec<SerialConfig>,
-    /// Where readings are written; without it they are spooled and kept until one is configured.
+    /// Where readings are written; without it the spool drains into the gateway's own history
+    /// (`[history]`), or, with that off, keeps them until a database is configured.
     #[serde(default)]
     pub influxdb: Option<InfluxConfig>,
     pub spool: SpoolConfig,
