@@ -98,7 +98,7 @@ impl Partition {
                     .map(|node| format!("{shared}/{PREFIX}/{site}/{node}/telemetry")),
             );
         }
-        for kind in [NodeTopic::Status, NodeTopic::Ack] {
+        for kind in [NodeTopic::Status, NodeTopic::Ack, NodeTopic::OtaAck] {
             filters.push(topic::node_filter(Some(site), kind).to_string());
         }
         filters
@@ -164,6 +164,7 @@ mod tests {
                 "$share/rackwatch-p1/rackwatch/v1/fra1/c1/telemetry",
                 "rackwatch/v1/fra1/+/status",
                 "rackwatch/v1/fra1/+/cmd/ack",
+                "rackwatch/v1/fra1/+/ota/ack",
             ]
         );
         let zero = ClusterConfig {

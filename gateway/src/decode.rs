@@ -2,7 +2,7 @@
 
 use rackwatch_protocols::frame::FrameKind;
 use rackwatch_protocols::topic::{self, NodeTopic};
-use rackwatch_protocols::{Ack, DecodeError, MAX_MESSAGE_LEN, Status, Telemetry};
+use rackwatch_protocols::{Ack, DecodeError, MAX_MESSAGE_LEN, OtaAck, Status, Telemetry};
 
 use crate::model::Route;
 
@@ -16,6 +16,8 @@ pub enum Decoded {
     Telemetry(Telemetry),
     Status(Status),
     Ack(Ack),
+    /// A node's answer to a firmware update frame (counted when it refuses).
+    OtaAck(OtaAck),
 }
 
 /// Why a whole message was rejected. The names are the `reason` label of
@@ -111,7 +113,8 @@ pub fn decode_mqtt(site: &str, topic: &str, payload: &[u8]) -> Result<Decoded, R
         NodeTopic::Telemetry => Telemetry::decode(payload).map(Decoded::Telemetry),
         NodeTopic::Status => Status::decode(payload).map(Decoded::Status),
         NodeTopic::Ack => Ack::decode(payload).map(Decoded::Ack),
-        NodeTopic::Command | NodeTopic::Ota | NodeTopic::OtaAck => {
+        NodeTopic::OtaAck => OtaAck::decode(payload).map(Decoded::OtaAck),
+        NodeTopic::Command | NodeTopic::Ota => {
             return Err(reject(
                 RejectReason::WrongTopic,
                 node,
@@ -124,6 +127,7 @@ pub fn decode_mqtt(site: &str, topic: &str, payload: &[u8]) -> Result<Decoded, R
         Decoded::Telemetry(t) => t.node.as_str(),
         Decoded::Status(s) => s.node.as_str(),
         Decoded::Ack(a) => a.node.as_str(),
+        Decoded::OtaAck(a) => a.node.as_str(),
     };
     if payload_node != parsed.node {
         return Err(reject(

@@ -4,14 +4,15 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use rackwatch_protocols::Alert;
+use rackwatch_protocols::{Alert, OtaResult};
 use tokio::sync::{Notify, mpsc};
 
 use crate::cluster::Partition;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
 use crate::derive::Derive;
 use crate::events::{
-    MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
+    FirmwareUpdateFailed, MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed,
+    SpoolFull, failure_reason,
 };
 use crate::health::{Component, Health};
 use crate::model::{Acknowledgement, Incoming, Observation, Sample};
@@ -305,6 +306,17 @@ impl Ingest {
                         ack,
                         received_ms: message.received_ms,
                     });
+                }
+            }
+            // Whoever drives the update (`rackwatch firmware update`) acts on the answers; the
+            // gateway counts the refusals, so they show on its /metrics for the whole fleet.
+            Decoded::OtaAck(ack) => {
+                if ack.result == OtaResult::Refused {
+                    FirmwareUpdateFailed {
+                        node: &ack.node,
+                        reason: failure_reason(ack.reason.as_deref().unwrap_or_default()),
+                    }
+                    .emit(&self.metrics);
                 }
             }
         }

@@ -22,6 +22,7 @@ use rackwatch_firmware::host_update::HostUpdates;
 use rackwatch_firmware::ota::OtaConfig;
 use rackwatch_hardware::sim::{DataHall, HallConfig};
 use rackwatch_protocols::{NodeState, OtaResult, Slot, Status};
+use rackwatch_tests::room::within;
 use rackwatch_tests::{Gateway, GatewaySettings, Mosquitto};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
@@ -192,6 +193,16 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
         shown.contains("batch 1: n1: waiting"),
         "the batches never started: {shown}"
     );
+    // The running gateway saw the refusal on `ota/ack` too: it is on its /metrics for the fleet.
+    let counted = within(Duration::from_secs(5), || async {
+        gateway.metric("rackwatch_firmware_update_failures_total{reason=\"signature\"}") == 1.0
+    })
+    .await;
+    assert!(
+        counted.is_some(),
+        "the gateway did not count the refusal:\n{}",
+        gateway.metrics()
+    );
     let again = update(&good).await.unwrap();
     assert!(
         !again.status.success() && text(&again).contains("unfinished"),
@@ -265,7 +276,7 @@ async fn a_fleet_updates_in_stages_pauses_on_a_bad_signature_and_completes_after
         );
     }
     // The gateway's API shows the same, from the births it ingested.
-    let listed = rackwatch_tests::room::within(Duration::from_secs(10), || async {
+    let listed = within(Duration::from_secs(10), || async {
         let Some(body) = rackwatch_tests::http_get(gateway.http_port(), "/api/firmware") else {
             return false;
         };

@@ -10,7 +10,7 @@ mod metrics;
 mod sink;
 
 pub use alert::{AlertPublishFailed, FanCommandOutcome, FanCommandResult, NotificationFailed};
-pub use firmware::FirmwareUpdateFailed;
+pub use firmware::{FirmwareUpdateFailed, failure_reason};
 pub use ingest::{
     MessageRejected, MqttConnectionFailed, ReadingRejected, SequenceGap, SpoolFailed, SpoolFull,
 };

@@ -38,18 +38,23 @@ const MAX_OUTGOING_PACKET: usize = 64 * 1024;
 
 /// The subscriptions of one gateway of `site`, shared when the config names a group.
 pub fn subscriptions(site: &SiteId, share_group: Option<&str>) -> Vec<String> {
-    [NodeTopic::Telemetry, NodeTopic::Status, NodeTopic::Ack]
-        .into_iter()
-        .map(|kind| {
-            let filter = topic::node_filter(Some(site), kind);
-            match share_group {
-                // Status and acks are small and every instance wants them all (node registry,
-                // command tracking); telemetry is what is shared out.
-                Some(group) if kind == NodeTopic::Telemetry => format!("$share/{group}/{filter}"),
-                _ => filter.to_string(),
-            }
-        })
-        .collect()
+    [
+        NodeTopic::Telemetry,
+        NodeTopic::Status,
+        NodeTopic::Ack,
+        NodeTopic::OtaAck,
+    ]
+    .into_iter()
+    .map(|kind| {
+        let filter = topic::node_filter(Some(site), kind);
+        match share_group {
+            // Status and acks are small and every instance wants them all (node registry,
+            // command tracking); telemetry is what is shared out.
+            Some(group) if kind == NodeTopic::Telemetry => format!("$share/{group}/{filter}"),
+            _ => filter.to_string(),
+        }
+    })
+    .collect()
 }
 
 /// Builds the client options: credentials and TLS read now, so a missing secret fails at start.
@@ -276,7 +281,8 @@ mod tests {
             vec![
                 "$share/gw/rackwatch/v1/fra1/+/telemetry",
                 "rackwatch/v1/fra1/+/status",
-                "rackwatch/v1/fra1/+/cmd/ack"
+                "rackwatch/v1/fra1/+/cmd/ack",
+                "rackwatch/v1/fra1/+/ota/ack"
             ]
         );
     }

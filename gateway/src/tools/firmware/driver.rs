@@ -120,26 +120,7 @@ fn publish_len(topic_len: usize, payload_len: usize) -> u64 {
     (1 + length_bytes + remaining) as u64
 }
 
-/// The counter label of a refusal: a short, fixed set, whatever the node wrote.
-pub fn failure_reason(reason: &str) -> &'static str {
-    let reason = reason.to_ascii_lowercase();
-    [
-        ("signature", "signature"),
-        ("board", "wrong_board"),
-        ("newer", "downgrade"),
-        ("hash", "hash_mismatch"),
-        ("out of order", "out_of_order"),
-        ("past the image", "out_of_order"),
-        ("in progress", "update_in_progress"),
-        ("no such update", "unknown_update"),
-        ("larger than", "too_large"),
-        ("did not confirm", "rolled_back"),
-        ("no answer", "timeout"),
-    ]
-    .into_iter()
-    .find(|(words, _)| reason.contains(words))
-    .map_or("other", |(_, label)| label)
-}
+pub use crate::events::failure_reason;
 
 impl Driver {
     pub fn new(rollout: Rollout, file: UpdateFile, site: &str, timing: Timing) -> Self {
