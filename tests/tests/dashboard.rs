@@ -1,6 +1,7 @@
 //! The facilities view as a person sees it, in headless Chromium: every rack of the inventory is on
 //! the floor plan; a rack made to run hot turns to the alert colour within seconds without a reload;
-//! acknowledging its alert from the page is refused without the token and works with it.
+//! acknowledging its alert from the page is refused without the token and works with it; a rack's
+//! chart, drawn from the gateway's own history, still shows its last hour after a restart.
 
 #![allow(
     clippy::unwrap_used,
@@ -153,4 +154,113 @@ async fn floor_plan_shows_a_hot_rack_live_and_acknowledges_only_with_the_token()
     let path = browser.screenshot("dashboard.png").await;
     println!("screenshot: {}", path.display());
     publisher.abort();
+}
+
+/// The point count and the mean line's vertex count of the rack chart, with its range and metric,
+/// read in one script run (the page redraws the chart when a range or metric is chosen).
+async fn drawn_chart(browser: &Browser) -> Option<(u64, usize, String, String)> {
+    let script = "const svg = document.getElementById('history-svg'); if (!svg) return null; \
+                  const line = svg.querySelector('polyline.mean'); \
+                  return [Number(svg.dataset.points), line ? line.points.numberOfItems : 0, \
+                          svg.dataset.range, svg.dataset.metric];";
+    let value = browser.client.execute(script, Vec::new()).await.unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+async fn history_points(gateway: &Gateway, rack: &str, range: &str, metric: &str) -> usize {
+    let url = format!(
+        "http://127.0.0.1:{}/api/racks/{rack}/history?range={range}&metric={metric}",
+        gateway.http_port()
+    );
+    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    body["points"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rack_chart_still_draws_the_last_hour_after_a_gateway_restart() {
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("lab");
+    settings.mqtt_url = Some(broker.url());
+    let room = Room::new("lab", &RACKS[..3]);
+    settings.extra = room.inventory();
+    let mut gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+    let rack = "hall-a.r01.a02";
+
+    // Readings flow into the history until the rack has its inlet, outlet and ΔT (the simulated
+    // room has no power feeds).
+    let recorded = within(Duration::from_secs(30), || async {
+        let mut all = true;
+        for metric in ["inlet", "outlet", "delta_t"] {
+            all &= history_points(&gateway, rack, "1h", metric).await > 0;
+        }
+        all
+    })
+    .await;
+    assert!(recorded.is_some(), "no history within 30 s:\n{}", gateway.log());
+    // The rack runs hot for a while, so its minute has a band (22 to 36 °C) around the mean.
+    room.set_hot("a02", true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    publisher.abort();
+    let drained = within(Duration::from_secs(10), || async {
+        gateway.metric("rackwatch_spool_pending_bytes") == 0.0
+    })
+    .await;
+    assert!(drained.is_some(), "the spool did not drain into the history");
+    gateway.stop();
+    gateway.restart();
+    // Nothing new arrives after the restart: whatever the chart draws was kept across it.
+    let kept = history_points(&gateway, rack, "1h", "inlet").await;
+    assert!(kept > 0, "the history API lost the last hour");
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{}/?rack={rack}", gateway.http_port()))
+        .await
+        .unwrap();
+    let drawn = within(Duration::from_secs(10), || async {
+        drawn_chart(&browser)
+            .await
+            .is_some_and(|(points, vertices, _, _)| points > 0 && vertices > 0)
+    })
+    .await;
+    let chart = drawn_chart(&browser).await;
+    assert!(
+        drawn.is_some(),
+        "the rack chart is empty after the restart: {chart:?}"
+    );
+    let (points, _, range, metric) = chart.unwrap();
+    assert_eq!((range.as_str(), metric.as_str()), ("1h", "inlet"));
+    assert_eq!(points, kept as u64, "the chart draws every bucket the API has");
+    let path = browser.screenshot("rack-history-after-restart.png").await;
+    println!(
+        "chart of {points} points after a restart; screenshot: {}",
+        path.display()
+    );
+
+    // The other ranges and metrics are one click away and drawn from the same history.
+    browser.click("#history-ranges button[data-range='24h']").await;
+    browser
+        .client
+        .execute(
+            "const s = document.getElementById('history-metric'); s.value = 'delta_t'; \
+             s.dispatchEvent(new Event('change'));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let switched = within(Duration::from_secs(10), || async {
+        drawn_chart(&browser)
+            .await
+            .is_some_and(|(points, vertices, range, metric)| {
+                range == "24h" && metric == "delta_t" && points > 0 && vertices > 0
+            })
+    })
+    .await;
+    assert!(
+        switched.is_some(),
+        "the 24 h ΔT chart is not drawn: {:?}",
+        drawn_chart(&browser).await
+    );
 }
