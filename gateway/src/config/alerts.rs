@@ -182,6 +182,15 @@ fn default_retries() -> u32 {
 }
 
 impl AlertsConfig {
+    /// The active ASHRAE allowable inlet limit: the tightest of the class presets configured, with
+    /// the preset's name; `None` without a class preset.
+    pub fn allowable_inlet_max(&self) -> Option<(f64, &str)> {
+        self.presets
+            .iter()
+            .filter_map(|name| Some((Preset::parse(name)?.allowable_inlet_max()?, name.as_str())))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
     /// Checks every key; the error names the first one that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (i, preset) in self.presets.iter().enumerate() {
@@ -289,6 +298,23 @@ mod tests {
         let config: AlertsConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
+    }
+
+    #[test]
+    fn the_active_inlet_limit_is_the_tightest_class_preset() {
+        let limit = |presets: &str| {
+            parse(&format!("presets = {presets}"))
+                .unwrap()
+                .allowable_inlet_max()
+                .map(|(c, name)| (c, name.to_owned()))
+        };
+        assert_eq!(
+            limit(r#"["ashrae-recommended", "ashrae-a3", "ashrae-a2"]"#),
+            Some((35.0, "ashrae-a2".to_owned()))
+        );
+        assert_eq!(limit(r#"["ashrae-a1"]"#), Some((32.0, "ashrae-a1".to_owned())));
+        assert_eq!(limit(r#"["ashrae-recommended"]"#), None);
+        assert_eq!(limit("[]"), None);
     }
 
     #[test]
