@@ -4,22 +4,17 @@
 //! The trend itself is `forecast.rs` (Theil–Sen, robust to a glitching probe); this module keeps
 //! the readings it needs, bounded, and says which limit it aims at.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::config::ashrae;
-use crate::forecast::{Crossing, Reading, Trend};
+use crate::forecast::{Crossing, Recent};
 
 /// How far back the trend looks: long enough that one probe's noise does not make a trend, short
 /// enough to follow a cooling failure, which moves inlets by about a degree a minute.
 pub const WINDOW: Duration = Duration::from_secs(600);
-
-/// One reading is kept per step (the latest of it): 61 over the window, about what
-/// `forecast::MAX_POINTS` would subsample a denser series to anyway.
-const STEP_MS: i64 = 10_000;
 
 /// A crossing further away than this is not shown: ten minutes of trend say little about the
 /// hours after, and a staff member reads "in ~40 h" as a promise.
@@ -81,37 +76,18 @@ pub struct TimeToLimit {
 /// A rack's hottest inlet over the last [`WINDOW`], one reading per 10 s.
 #[derive(Debug, Default)]
 pub struct InletTrend {
-    readings: VecDeque<Reading>,
+    readings: Recent,
 }
 
 impl InletTrend {
-    /// Keeps the hottest inlet at `ts_ms`; a reading older than the last kept one is dropped
-    /// (the trend needs the present, not a late replay).
+    /// Keeps the hottest inlet at `ts_ms`.
     pub fn observe(&mut self, ts_ms: i64, celsius: f64) {
-        if !celsius.is_finite() {
-            return;
-        }
-        let reading = Reading {
-            ts_ms,
-            value: celsius,
-        };
-        match self.readings.back_mut() {
-            Some(last) if last.ts_ms > ts_ms => return,
-            Some(last) if last.ts_ms.div_euclid(STEP_MS) == ts_ms.div_euclid(STEP_MS) => {
-                *last = reading;
-            }
-            _ => self.readings.push_back(reading),
-        }
-        let from_ms = ts_ms.saturating_sub(WINDOW.as_millis() as i64);
-        while self.readings.front().is_some_and(|r| r.ts_ms < from_ms) {
-            self.readings.pop_front();
-        }
+        self.readings.observe(ts_ms, celsius, WINDOW);
     }
 
     /// When the trend reaches `limit`, within [`HORIZON`].
     pub fn time_to_limit(&self, now_ms: i64, limit: &InletLimit) -> Option<TimeToLimit> {
-        let readings: Vec<Reading> = self.readings.iter().copied().collect();
-        let trend = Trend::over_window(&readings, WINDOW, now_ms)?;
+        let trend = self.readings.trend(WINDOW, now_ms)?;
         let seconds = match trend.crossing(limit.celsius)? {
             Crossing::Now => 0,
             Crossing::In(eta) if eta <= HORIZON => eta.as_secs(),
@@ -124,11 +100,6 @@ impl InletTrend {
             slope_c_per_min: trend.slope_per_min,
             inlet_c: trend.level_now,
         })
-    }
-
-    #[cfg(test)]
-    fn len(&self) -> usize {
-        self.readings.len()
     }
 }
 
@@ -176,20 +147,6 @@ mod tests {
         assert_eq!(past.map(|t| t.seconds), Some(0));
         // 0.01 °C/min from 24 °C: 800 minutes away, beyond the 2 h horizon.
         assert_eq!(trend(|ago| 24.0 - 0.01 * ago).time_to_limit(NOW, &limit), None);
-    }
-
-    #[test]
-    fn readings_are_thinned_to_one_per_10_s_over_the_window() {
-        let mut trend = trend(|_| 22.0);
-        assert_eq!(trend.len(), 61);
-        // An hour more at one reading a second keeps the window, not the hour.
-        for s in 1..=3600 {
-            trend.observe(NOW + s * 1000, 22.0);
-        }
-        assert_eq!(trend.len(), 61);
-        // A late reading is dropped.
-        trend.observe(NOW, 90.0);
-        assert!(trend.readings.iter().all(|r| r.value == 22.0));
     }
 
     #[test]
