@@ -1,7 +1,8 @@
 //! The facilities view as a person sees it, in headless Chromium: every rack of the inventory is on
 //! the floor plan; a rack made to run hot turns to the alert colour within seconds without a reload;
 //! acknowledging its alert from the page is refused without the token and works with it; a rack's
-//! chart, drawn from the gateway's own history, still shows its last hour after a restart.
+//! chart, drawn from the gateway's own history, still shows its last hour after a restart; a rack
+//! whose hottest inlet climbs shows on its tile how long until the allowable limit.
 
 #![allow(
     clippy::unwrap_used,
@@ -263,4 +264,112 @@ async fn rack_chart_still_draws_the_last_hour_after_a_gateway_restart() {
         "the 24 h ΔT chart is not drawn: {:?}",
         drawn_chart(&browser).await
     );
+}
+
+/// Rack a01's last ten minutes, published at once with the node's own timestamps: a reading every
+/// 10 s, the top inlet climbing 0.5 °C a minute to 27 °C now (cooling failing).
+async fn publish_a_climbing_inlet(broker_port: u16, site: &str) {
+    use rackwatch_protocols::{ChannelName, NodeId, Quantity, Reading, Telemetry, Unit};
+    let options = rumqttc::MqttOptions::new("climbing-inlet", "127.0.0.1", broker_port);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    let events = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let now = rackwatch_tests::now_ms();
+    for i in 0..=60u32 {
+        let inlet = 27.0 - 0.5 * f64::from(60 - i) / 6.0;
+        let mut readings = heapless::Vec::new();
+        for (channel, value) in [
+            ("inlet_top", inlet),
+            ("inlet_middle", inlet - 1.0),
+            ("outlet", inlet + 12.0),
+        ] {
+            let channel = ChannelName::new(channel).unwrap();
+            readings
+                .push(Reading::ok(channel, Quantity::Temperature, value, Unit::Celsius))
+                .unwrap();
+        }
+        let telemetry = Telemetry {
+            version: 1,
+            node: NodeId::new("n-a01").unwrap(),
+            boot: 1,
+            seq: i,
+            timestamp_ms: Some((now - i64::from(60 - i) * 10_000) as u64),
+            uptime_ms: u64::from(i) * 10_000,
+            dropped: 0,
+            readings,
+        };
+        let mut buf = [0u8; 1024];
+        let n = telemetry.encode(&mut buf).unwrap();
+        client
+            .publish(
+                format!("rackwatch/v1/{site}/n-a01/telemetry"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                buf[..n].to_vec(),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.disconnect().await.ok();
+    events.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_climbing_inlet_shows_the_time_to_the_limit_on_its_tile() {
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("lab");
+    settings.mqtt_url = Some(broker.url());
+    settings.extra = Room::new("lab", &RACKS[..2]).inventory();
+    let gateway = Gateway::start(GATEWAY, &settings);
+    publish_a_climbing_inlet(broker.port(), "lab").await;
+
+    // 5 °C to go at 0.5 °C a minute: 32 °C (class A1's allowable maximum, no preset configured)
+    // in about ten minutes; the flat rack has none.
+    let room_url = format!("http://127.0.0.1:{}/api/room", gateway.http_port());
+    let forecast = within(Duration::from_secs(15), || async {
+        let room: serde_json::Value = reqwest::get(&room_url).await.unwrap().json().await.unwrap();
+        !room["racks"][0]["time_to_limit"].is_null()
+    })
+    .await;
+    let room: serde_json::Value = reqwest::get(&room_url).await.unwrap().json().await.unwrap();
+    assert!(
+        forecast.is_some(),
+        "no time to the limit: {room}\n{}",
+        gateway.log()
+    );
+    let eta = &room["racks"][0]["time_to_limit"];
+    assert_eq!(room["racks"][0]["id"], "hall-a.r01.a01");
+    assert_eq!(eta["limit_c"], 32.0);
+    assert_eq!(eta["limit_source"], "ashrae-a1 (default)");
+    let seconds = eta["seconds"].as_u64().unwrap();
+    assert!((540..=600).contains(&seconds), "{eta}");
+    assert!(room["racks"][1]["time_to_limit"].is_null(), "{room}");
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!(
+            "http://127.0.0.1:{}/?rack=hall-a.r01.a01",
+            gateway.http_port()
+        ))
+        .await
+        .unwrap();
+    let shown = within(Duration::from_secs(10), || async {
+        browser
+            .texts(".rack[data-rack='a01'] .eta")
+            .await
+            .iter()
+            .any(|t| t == "32 °C in ~10 min" || t == "32 °C in ~9 min")
+    })
+    .await;
+    assert!(
+        shown.is_some(),
+        "the tile does not say the time to the limit: {:?}",
+        browser.texts(".rack .eta").await
+    );
+    assert!(browser.texts(".rack[data-rack='a02'] .eta").await.is_empty());
+    let detail = browser.texts("#detail-eta").await;
+    assert!(detail.iter().any(|t| t.contains("32 °C in ~")), "{detail:?}");
+    let path = browser.screenshot("tile-time-to-limit.png").await;
+    println!("time to the limit {seconds} s; screenshot: {}", path.display());
 }
