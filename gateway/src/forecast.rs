@@ -10,8 +10,10 @@
 //! Cost: Theil–Sen is O(n²) in the points it looks at, so a window is evenly subsampled to at
 //! most [`MAX_POINTS`] (60: one point a minute over an hour, one every 10 s over 10 minutes),
 //! which bounds one forecast to 1 770 slopes and a sort of them, whatever the sample rate.
-//! The module is sans-IO: the caller hands in the window's samples and the clock.
+//! The module is sans-IO: the caller hands in the window's samples (or keeps them in a
+//! [`Recent`]) and the clock.
 
+use std::collections::VecDeque;
 use std::time::Duration;
 
 /// At most this many points enter the pairwise slopes (see the module doc).
@@ -102,6 +104,55 @@ impl Trend {
 /// The time until the series in `readings` crosses `limit`, from its trend over `window`.
 pub fn time_to_limit(readings: &[Reading], window: Duration, now_ms: i64, limit: f64) -> Option<Crossing> {
     Trend::over_window(readings, window, now_ms)?.crossing(limit)
+}
+
+/// One reading is kept per step of this many milliseconds (the latest of it): 61 over ten
+/// minutes, about what [`MAX_POINTS`] would subsample a denser series to anyway.
+pub const STEP_MS: i64 = 10_000;
+
+/// The recent readings of one series, bounded: the latest reading of each [`STEP_MS`] step over
+/// the window it is kept for, whatever the sample rate.
+#[derive(Debug, Clone, Default)]
+pub struct Recent {
+    readings: VecDeque<Reading>,
+}
+
+impl Recent {
+    /// Keeps `value` at `ts_ms` and forgets what is older than `window`. A reading older than the
+    /// last kept one is dropped: a trend is about the present, not a late replay.
+    pub fn observe(&mut self, ts_ms: i64, value: f64, window: Duration) {
+        if !value.is_finite() {
+            return;
+        }
+        let reading = Reading { ts_ms, value };
+        match self.readings.back_mut() {
+            Some(last) if last.ts_ms > ts_ms => return,
+            Some(last) if last.ts_ms.div_euclid(STEP_MS) == ts_ms.div_euclid(STEP_MS) => {
+                *last = reading;
+            }
+            _ => self.readings.push_back(reading),
+        }
+        let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+        let from_ms = ts_ms.saturating_sub(window_ms);
+        while self.readings.front().is_some_and(|r| r.ts_ms < from_ms) {
+            self.readings.pop_front();
+        }
+    }
+
+    /// The trend of the readings kept, over `window` up to `now_ms` (see [`Trend::over_window`]).
+    pub fn trend(&self, window: Duration, now_ms: i64) -> Option<Trend> {
+        let readings: Vec<Reading> = self.readings.iter().copied().collect();
+        Trend::over_window(&readings, window, now_ms)
+    }
+
+    /// How many readings are kept.
+    pub fn len(&self) -> usize {
+        self.readings.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.readings.is_empty()
+    }
 }
 
 /// At most `max` points evenly spread over `points`, keeping the first and the last.
@@ -254,6 +305,28 @@ mod tests {
         assert_eq!(sampled.last(), readings.last());
         let trend = Trend::over_window(&readings, TEN_MIN, NOW).unwrap();
         assert!(close(trend.slope_per_min, 0.25), "{trend:?}");
+    }
+
+    #[test]
+    fn recent_keeps_one_reading_per_step_over_its_window() {
+        let mut recent = Recent::default();
+        // One reading every 2 s for ten minutes: one kept per 10 s.
+        for i in 0..=300 {
+            recent.observe(NOW - 600_000 + i * 2_000, 22.0 + i as f64 * 0.01, TEN_MIN);
+        }
+        assert_eq!(recent.len(), 61);
+        let trend = recent.trend(TEN_MIN, NOW).unwrap();
+        assert!((trend.slope_per_min - 0.3).abs() < 1e-9, "{trend:?}");
+        // An hour more at one reading a second keeps the window, not the hour.
+        for s in 1..=3600 {
+            recent.observe(NOW + s * 1000, 22.0, TEN_MIN);
+        }
+        assert_eq!(recent.len(), 61);
+        // A late reading and a NaN are dropped.
+        recent.observe(NOW, 90.0, TEN_MIN);
+        recent.observe(NOW + 3_601_000, f64::NAN, TEN_MIN);
+        let flat = recent.trend(TEN_MIN, NOW + 3_600_000).unwrap();
+        assert_eq!((flat.slope_per_min, flat.level_now), (0.0, 22.0));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use crate::sink::history::{self, drain::HistoryStatus};
 use crate::sink::influx;
 use crate::spool::deadletter::DeadLetters;
 use crate::view::command::{self, NodeCommander};
-use crate::view::dashboard::Dashboard;
+use crate::view::dashboard::{Dashboard, InletLimit};
 use crate::view::http;
 use crate::{source, spool};
 
@@ -184,6 +184,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
         &config.site,
         Inventory::from_config(&config),
         config.http.window_minutes(),
+        InletLimit::from_config(&config),
     );
     let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
     let dashboard_task = tokio::spawn(dashboard.clone().follow(dashboard_rx, trigger.subscribe()));

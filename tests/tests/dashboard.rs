@@ -1,6 +1,8 @@
 //! The facilities view as a person sees it, in headless Chromium: every rack of the inventory is on
 //! the floor plan; a rack made to run hot turns to the alert colour within seconds without a reload;
-//! acknowledging its alert from the page is refused without the token and works with it.
+//! acknowledging its alert from the page is refused without the token and works with it; a rack's
+//! chart, drawn from the gateway's own history, still shows its last hour after a restart; a rack
+//! whose hottest inlet climbs shows on its tile how long until the allowable limit.
 
 #![allow(
     clippy::unwrap_used,
@@ -153,4 +155,221 @@ async fn floor_plan_shows_a_hot_rack_live_and_acknowledges_only_with_the_token()
     let path = browser.screenshot("dashboard.png").await;
     println!("screenshot: {}", path.display());
     publisher.abort();
+}
+
+/// The point count and the mean line's vertex count of the rack chart, with its range and metric,
+/// read in one script run (the page redraws the chart when a range or metric is chosen).
+async fn drawn_chart(browser: &Browser) -> Option<(u64, usize, String, String)> {
+    let script = "const svg = document.getElementById('history-svg'); if (!svg) return null; \
+                  const line = svg.querySelector('polyline.mean'); \
+                  return [Number(svg.dataset.points), line ? line.points.numberOfItems : 0, \
+                          svg.dataset.range, svg.dataset.metric];";
+    let value = browser.client.execute(script, Vec::new()).await.unwrap();
+    serde_json::from_value(value).unwrap()
+}
+
+async fn history_points(gateway: &Gateway, rack: &str, range: &str, metric: &str) -> usize {
+    let url = format!(
+        "http://127.0.0.1:{}/api/racks/{rack}/history?range={range}&metric={metric}",
+        gateway.http_port()
+    );
+    let body: serde_json::Value = reqwest::get(url).await.unwrap().json().await.unwrap();
+    body["points"].as_array().map_or(0, Vec::len)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rack_chart_still_draws_the_last_hour_after_a_gateway_restart() {
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("lab");
+    settings.mqtt_url = Some(broker.url());
+    let room = Room::new("lab", &RACKS[..3]);
+    settings.extra = room.inventory();
+    let mut gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+    let rack = "hall-a.r01.a02";
+
+    // Readings flow into the history until the rack has its inlet, outlet and ΔT (the simulated
+    // room has no power feeds).
+    let recorded = within(Duration::from_secs(30), || async {
+        let mut all = true;
+        for metric in ["inlet", "outlet", "delta_t"] {
+            all &= history_points(&gateway, rack, "1h", metric).await > 0;
+        }
+        all
+    })
+    .await;
+    assert!(recorded.is_some(), "no history within 30 s:\n{}", gateway.log());
+    // The rack runs hot for a while, so its minute has a band (22 to 36 °C) around the mean.
+    room.set_hot("a02", true);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    publisher.abort();
+    let drained = within(Duration::from_secs(10), || async {
+        gateway.metric("rackwatch_spool_pending_bytes") == 0.0
+    })
+    .await;
+    assert!(drained.is_some(), "the spool did not drain into the history");
+    gateway.stop();
+    gateway.restart();
+    // Nothing new arrives after the restart: whatever the chart draws was kept across it.
+    let kept = history_points(&gateway, rack, "1h", "inlet").await;
+    assert!(kept > 0, "the history API lost the last hour");
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{}/?rack={rack}", gateway.http_port()))
+        .await
+        .unwrap();
+    let drawn = within(Duration::from_secs(10), || async {
+        drawn_chart(&browser)
+            .await
+            .is_some_and(|(points, vertices, _, _)| points > 0 && vertices > 0)
+    })
+    .await;
+    let chart = drawn_chart(&browser).await;
+    assert!(
+        drawn.is_some(),
+        "the rack chart is empty after the restart: {chart:?}"
+    );
+    let (points, _, range, metric) = chart.unwrap();
+    assert_eq!((range.as_str(), metric.as_str()), ("1h", "inlet"));
+    assert_eq!(points, kept as u64, "the chart draws every bucket the API has");
+    let path = browser.screenshot("rack-history-after-restart.png").await;
+    println!(
+        "chart of {points} points after a restart; screenshot: {}",
+        path.display()
+    );
+
+    // The other ranges and metrics are one click away and drawn from the same history.
+    browser.click("#history-ranges button[data-range='24h']").await;
+    browser
+        .client
+        .execute(
+            "const s = document.getElementById('history-metric'); s.value = 'delta_t'; \
+             s.dispatchEvent(new Event('change'));",
+            Vec::new(),
+        )
+        .await
+        .unwrap();
+    let switched = within(Duration::from_secs(10), || async {
+        drawn_chart(&browser)
+            .await
+            .is_some_and(|(points, vertices, range, metric)| {
+                range == "24h" && metric == "delta_t" && points > 0 && vertices > 0
+            })
+    })
+    .await;
+    assert!(
+        switched.is_some(),
+        "the 24 h ΔT chart is not drawn: {:?}",
+        drawn_chart(&browser).await
+    );
+}
+
+/// Rack a01's last ten minutes, published at once with the node's own timestamps: a reading every
+/// 10 s, the top inlet climbing 0.5 °C a minute to 27 °C now (cooling failing).
+async fn publish_a_climbing_inlet(broker_port: u16, site: &str) {
+    use rackwatch_protocols::{ChannelName, NodeId, Quantity, Reading, Telemetry, Unit};
+    let options = rumqttc::MqttOptions::new("climbing-inlet", "127.0.0.1", broker_port);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 100);
+    let events = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let now = rackwatch_tests::now_ms();
+    for i in 0..=60u32 {
+        let inlet = 27.0 - 0.5 * f64::from(60 - i) / 6.0;
+        let mut readings = heapless::Vec::new();
+        for (channel, value) in [
+            ("inlet_top", inlet),
+            ("inlet_middle", inlet - 1.0),
+            ("outlet", inlet + 12.0),
+        ] {
+            let channel = ChannelName::new(channel).unwrap();
+            readings
+                .push(Reading::ok(channel, Quantity::Temperature, value, Unit::Celsius))
+                .unwrap();
+        }
+        let telemetry = Telemetry {
+            version: 1,
+            node: NodeId::new("n-a01").unwrap(),
+            boot: 1,
+            seq: i,
+            timestamp_ms: Some((now - i64::from(60 - i) * 10_000) as u64),
+            uptime_ms: u64::from(i) * 10_000,
+            dropped: 0,
+            readings,
+        };
+        let mut buf = [0u8; 1024];
+        let n = telemetry.encode(&mut buf).unwrap();
+        client
+            .publish(
+                format!("rackwatch/v1/{site}/n-a01/telemetry"),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                buf[..n].to_vec(),
+            )
+            .await
+            .unwrap();
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    client.disconnect().await.ok();
+    events.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_climbing_inlet_shows_the_time_to_the_limit_on_its_tile() {
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("lab");
+    settings.mqtt_url = Some(broker.url());
+    settings.extra = Room::new("lab", &RACKS[..2]).inventory();
+    let gateway = Gateway::start(GATEWAY, &settings);
+    publish_a_climbing_inlet(broker.port(), "lab").await;
+
+    // 5 °C to go at 0.5 °C a minute: 32 °C (class A1's allowable maximum, no preset configured)
+    // in about ten minutes; the flat rack has none.
+    let room_url = format!("http://127.0.0.1:{}/api/room", gateway.http_port());
+    let forecast = within(Duration::from_secs(15), || async {
+        let room: serde_json::Value = reqwest::get(&room_url).await.unwrap().json().await.unwrap();
+        !room["racks"][0]["time_to_limit"].is_null()
+    })
+    .await;
+    let room: serde_json::Value = reqwest::get(&room_url).await.unwrap().json().await.unwrap();
+    assert!(
+        forecast.is_some(),
+        "no time to the limit: {room}\n{}",
+        gateway.log()
+    );
+    let eta = &room["racks"][0]["time_to_limit"];
+    assert_eq!(room["racks"][0]["id"], "hall-a.r01.a01");
+    assert_eq!(eta["limit_c"], 32.0);
+    assert_eq!(eta["limit_source"], "ashrae-a1 (default)");
+    let seconds = eta["seconds"].as_u64().unwrap();
+    assert!((540..=600).contains(&seconds), "{eta}");
+    assert!(room["racks"][1]["time_to_limit"].is_null(), "{room}");
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!(
+            "http://127.0.0.1:{}/?rack=hall-a.r01.a01",
+            gateway.http_port()
+        ))
+        .await
+        .unwrap();
+    let shown = within(Duration::from_secs(10), || async {
+        browser
+            .texts(".rack[data-rack='a01'] .eta")
+            .await
+            .iter()
+            .any(|t| t == "32 °C in ~10 min" || t == "32 °C in ~9 min")
+    })
+    .await;
+    assert!(
+        shown.is_some(),
+        "the tile does not say the time to the limit: {:?}",
+        browser.texts(".rack .eta").await
+    );
+    assert!(browser.texts(".rack[data-rack='a02'] .eta").await.is_empty());
+    let detail = browser.texts("#detail-eta").await;
+    assert!(detail.iter().any(|t| t.contains("32 °C in ~")), "{detail:?}");
+    let path = browser.screenshot("tile-time-to-limit.png").await;
+    println!("time to the limit {seconds} s; screenshot: {}", path.display());
 }

@@ -373,6 +373,63 @@ fn rate_of_change_fires_on_a_fast_climb_within_the_window() {
     assert_eq!(h.take_events(), [ev(key, AlertState::Resolved)]);
 }
 
+fn inlet_forecast(within_min: u64) -> RuleConfig {
+    let mut rule = RuleConfig::new("inlet_forecast", RuleKind::Forecast).unwrap();
+    rule.above = Some(32.0);
+    rule.within = Some(std::time::Duration::from_secs(within_min * 60));
+    rule
+}
+
+#[test]
+fn forecast_warns_of_a_rising_inlet_before_the_threshold_fires() {
+    let inlet = series("n1", "inlet_top", Quantity::Temperature, "a01");
+    // Outlets run hot by design: a forecast rule without a side does not watch them.
+    let outlet = series("n1", "outlet", Quantity::Temperature, "a01");
+    let mut h = Harness::new(&[inlet_high(32.0, 31.0, 0), inlet_forecast(15)]);
+    let (forecast, threshold) = ("inlet_forecast.hall-a.r01.a01", "inlet_high.hall-a.r01.a01");
+    // Ten minutes flat at 22 °C, outlet at 34 °C: no trend, no warning.
+    for step in 0..=60 {
+        h.at(step * 10 * S)
+            .temperature(&inlet, 22.0)
+            .temperature(&outlet, 34.0);
+    }
+    assert!(h.take_events().is_empty());
+    // Cooling fails: the inlet climbs 0.5 °C a minute, a reading every 10 s.
+    let start = 10 * MIN;
+    let mut fired = Vec::new();
+    for step in 1..=300 {
+        let now = start + step * 10 * S;
+        let value = 22.0 + 0.5 * (now - start) as f64 / MIN as f64;
+        h.at(now).temperature(&inlet, value);
+        for (key, state) in h.take_events() {
+            fired.push((key, state, now, value));
+        }
+    }
+    let when = |key: &str| {
+        fired
+            .iter()
+            .find(|(k, state, _, _)| k == key && *state == AlertState::Firing)
+            .map(|(_, _, now, value)| (*now, *value))
+    };
+    let (warned_at, warned_value) = when(forecast).expect("no forecast warning");
+    let (hot_at, hot_value) = when(threshold).expect("no threshold alert");
+    // 32 °C is 15 minutes away once the climb passes 24.5 °C (5 min into it); the 10-minute window
+    // still holds flat readings then, so the median slope lags by a minute or two (measured: the
+    // warning at 25.4 °C, 13 min 20 s before the threshold rule, which waits for 32 °C).
+    assert!(warned_value < 26.0 && hot_value > 32.0, "{fired:?}");
+    assert!(hot_at - warned_at >= 12 * MIN, "{fired:?}");
+    // Cooling back: the inlet drops to 23 °C and stays; once the trend no longer rises toward
+    // 32 °C, the warning resolves.
+    let end = start + 300 * 10 * S;
+    for step in 1..=90 {
+        h.at(end + step * 10 * S).temperature(&inlet, 23.0);
+    }
+    assert!(
+        h.take_events().contains(&ev(forecast, AlertState::Resolved)),
+        "the warning stays after the trend turned"
+    );
+}
+
 #[test]
 fn stale_sensor_fires_when_a_series_goes_quiet_and_resolves_on_its_next_reading() {
     let inlet = series("n1", "inlet_top", Quantity::Temperature, "a01");

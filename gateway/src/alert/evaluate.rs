@@ -13,7 +13,7 @@ use rackwatch_protocols::{NodeId, NodeState, Quantity, ReadingStatus, Status};
 
 use super::index::{RuleIndex, Watched};
 use super::rule::{Level, Scope, alert_key};
-use super::track::RateWindow;
+use super::track::{Memory, RateWindow, minutes_to_limit};
 use crate::config::RuleKind;
 use crate::model::{Measure, Position, Sample, Series, SeriesScope};
 
@@ -46,7 +46,7 @@ struct SeriesEntry {
     /// Held also so the address that keys this entry is never reused.
     series: Arc<Series>,
     last_seen_ms: i64,
-    watches: Vec<(Arc<Watch>, Option<RateWindow>)>,
+    watches: Vec<(Arc<Watch>, Option<Memory>)>,
 }
 
 #[derive(Debug)]
@@ -153,22 +153,39 @@ impl Evaluator {
                 .watching(Watched::Series)
                 .filter(|(_, r)| r.selector.matches_series(series))
                 .filter_map(|(i, r)| {
-                    let rate = (r.kind == RuleKind::Rate).then(RateWindow::default);
-                    Some((Watch::new(rules, i, Scope::of_series(series))?, rate))
+                    let memory = match r.kind {
+                        RuleKind::Rate => Some(Memory::Rate(RateWindow::default())),
+                        RuleKind::Forecast => Some(Memory::Trend(Default::default())),
+                        _ => None,
+                    };
+                    Some((Watch::new(rules, i, Scope::of_series(series))?, memory))
                 })
                 .collect(),
         });
         entry.last_seen_ms = now_ms;
-        for (watch, rate) in &mut entry.watches {
+        for (watch, memory) in &mut entry.watches {
             let Some(rule) = rules.get(watch.rule) else {
                 continue;
             };
             let evaluation = match rule.kind {
                 RuleKind::Threshold => sample.value.map(|v| (rule.condition.level(v), Some(v))),
-                RuleKind::Rate => match (sample.value, rate.as_mut()) {
-                    (Some(v), Some(window)) => {
+                RuleKind::Rate => match (sample.value, memory.as_mut()) {
+                    (Some(v), Some(Memory::Rate(window))) => {
                         let change = window.push(rule.window_ms, sample.timestamp_ms, v);
                         Some((rule.condition.level(change), Some(change)))
+                    }
+                    _ => None,
+                },
+                // Too few readings yet say nothing; a flat or falling trend clears.
+                RuleKind::Forecast => match (sample.value, memory.as_mut()) {
+                    (Some(v), Some(Memory::Trend(recent))) => {
+                        let limit = rule.forecast_limit;
+                        minutes_to_limit(recent, rule.window_ms, sample.timestamp_ms, v, limit).map(
+                            |minutes| match minutes {
+                                Some(m) => (rule.condition.level(m), Some(m)),
+                                None => (Level::Clear, None),
+                            },
+                        )
                     }
                     _ => None,
                 },

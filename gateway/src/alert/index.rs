@@ -39,7 +39,8 @@ impl Watched {
                 | RuleKind::Rate
                 | RuleKind::Stale
                 | RuleKind::SensorFault
-                | RuleKind::DewPoint,
+                | RuleKind::DewPoint
+                | RuleKind::Forecast,
                 _,
             ) => Watched::Series,
         }

@@ -240,8 +240,10 @@ pub struct Rule {
     pub for_ms: i64,
     pub clear_for_ms: i64,
     pub group_by: GroupBy,
-    /// `rate`: the window; `stale`, `silent_node`: the silence allowed.
+    /// `rate`, `forecast`: the window; `stale`, `silent_node`: the silence allowed.
     pub window_ms: i64,
+    /// `forecast`: the limit the trend is projected to (its condition is on the minutes left).
+    pub forecast_limit: f64,
     pub power_scope: Option<PowerScope>,
     /// The unit of the measured value, for summaries.
     pub unit: &'static str,
@@ -256,6 +258,9 @@ fn unit(unit: Unit) -> &'static str {
         other => other.symbol(),
     }
 }
+
+/// A `forecast` rule's trend window when the rule gives none: as the dashboard's time to the limit.
+const FORECAST_WINDOW: std::time::Duration = std::time::Duration::from_secs(600);
 
 fn millis(duration: std::time::Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
@@ -277,7 +282,10 @@ impl Rule {
                 }
             }
         };
-        let window_ms = millis(config.window.or(config.after).unwrap_or_default());
+        let window_ms = match config.kind {
+            RuleKind::Forecast => millis(config.window.unwrap_or(FORECAST_WINDOW)),
+            _ => millis(config.window.or(config.after).unwrap_or_default()),
+        };
         let (quantity, condition, unit) = match config.kind {
             RuleKind::Threshold => {
                 let quantity = config.quantity.unwrap_or(Quantity::Temperature);
@@ -329,8 +337,24 @@ impl Rule {
                 };
                 (Some(Quantity::Power), condition, "kW")
             }
+            RuleKind::Forecast => {
+                // The measured value is the minutes left before the trend reaches the limit.
+                let within = config.within.unwrap_or_default().as_secs_f64() / 60.0;
+                let condition = Condition::Below {
+                    trigger: within,
+                    clear: within,
+                };
+                let quantity = config.quantity.unwrap_or(Quantity::Temperature);
+                (Some(quantity), condition, "min")
+            }
         };
-        let side = config.side.map(|s| match s {
+        // A forecast rule left without a side watches inlets: outlets run well above any inlet
+        // limit by design.
+        let side = match config.kind {
+            RuleKind::Forecast if config.placement.is_empty() => config.side.or(Some(SideConfig::Inlet)),
+            _ => config.side,
+        };
+        let side = side.map(|s| match s {
             SideConfig::Inlet => AirSide::Inlet,
             SideConfig::Outlet => AirSide::Outlet,
         });
@@ -353,6 +377,7 @@ impl Rule {
             clear_for_ms: millis(config.clear_for),
             group_by: config.group_by,
             window_ms,
+            forecast_limit: config.above.unwrap_or(f64::INFINITY),
             power_scope: config.scope,
             unit,
         }

@@ -1,7 +1,37 @@
 //! What the engine remembers between readings of a series: its swing within a window (rate of
-//! change). Rack and row measures are not the engine's: `derive.rs` hands them on as samples.
+//! change), its recent readings for a trend (forecast). Rack and row measures are not the engine's:
+//! `derive.rs` hands them on as samples.
 
 use std::collections::VecDeque;
+use std::time::Duration;
+
+use crate::forecast::{Crossing, Recent};
+
+/// A series' memory for one rule that needs one.
+#[derive(Debug, Clone)]
+pub enum Memory {
+    Rate(RateWindow),
+    Trend(Recent),
+}
+
+/// Keeps a reading in `recent` and returns the minutes until the trend over `window_ms` reaches
+/// `limit`: `Some(Some(0.0))` when it is there, `Some(None)` when the trend is flat or falling,
+/// `None` with too few readings to tell.
+pub fn minutes_to_limit(
+    recent: &mut Recent,
+    window_ms: i64,
+    timestamp_ms: i64,
+    value: f64,
+    limit: f64,
+) -> Option<Option<f64>> {
+    let window = Duration::from_millis(u64::try_from(window_ms).unwrap_or(0));
+    recent.observe(timestamp_ms, value, window);
+    let trend = recent.trend(window, timestamp_ms)?;
+    Some(trend.crossing(limit).map(|crossing| match crossing {
+        Crossing::Now => 0.0,
+        Crossing::In(eta) => eta.as_secs_f64() / 60.0,
+    }))
+}
 
 /// The largest change of a series within a sliding window, in O(1) amortised per reading: two
 /// monotonic queues keep the window's minimum and maximum.

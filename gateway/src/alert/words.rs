@@ -64,6 +64,7 @@ fn condition(rule: &Rule, state: AlertState, value: Option<f64>) -> String {
                 None => "held back while the node is offline (see its node_offline alert)".to_owned(),
             };
         }
+        (RuleKind::Forecast, _) => return forecast(rule, resolved, value),
         _ => {}
     }
     let Some(value) = value.filter(|v| v.is_finite()) else {
@@ -96,6 +97,25 @@ fn condition(rule: &Rule, state: AlertState, value: Option<f64>) -> String {
         // the value is not past the limit right now, and the sentence must not say it is.
         (AlertState::Firing, _) => format!("{what} now (went {})", limit(rule)),
         _ => format!("{what} (limit: {})", limit(rule)),
+    }
+}
+
+/// A `forecast` rule's condition: its value is the minutes left before the trend reaches the
+/// limit, `None` once the trend no longer rises.
+fn forecast(rule: &Rule, resolved: bool, minutes: Option<f64>) -> String {
+    let limit = format!("{} °C", rule.forecast_limit);
+    let within = span((rule.condition.trigger() * 60_000.0) as i64);
+    match (minutes.filter(|m| m.is_finite()), resolved) {
+        (Some(m), _) if m <= 0.0 => format!("at {limit} now (trend of the last {})", span(rule.window_ms)),
+        (Some(m), false) => format!(
+            "rising, {limit} predicted in ~{} (warns within {within})",
+            span((m * 60_000.0).round() as i64)
+        ),
+        (Some(m), true) => format!(
+            "{limit} now predicted in ~{}, no longer within {within}",
+            span((m * 60_000.0).round() as i64)
+        ),
+        (None, _) => format!("no longer rising toward {limit}"),
     }
 }
 
@@ -225,6 +245,21 @@ mod tests {
         );
         assert!(summary(&silent, AlertState::Resolved, &scope, 1, None).contains("node is offline"));
         assert!(summary(&silent, AlertState::Resolved, &scope, 1, Some(1.0)).contains("arriving again"));
+    }
+
+    #[test]
+    fn forecasts_say_the_limit_and_the_time_left() {
+        let forecast = rule("name = \"inlet_eta\"\nkind = \"forecast\"\nabove = 32.0\nwithin = \"15m\"");
+        let scope = rack("a03");
+        assert_eq!(
+            summary(&forecast, AlertState::Firing, &scope, 1, Some(7.0)),
+            "inlet_eta firing: rack a03, row r01: rising, 32 °C predicted in ~7 min (warns within 15 min)"
+        );
+        assert_eq!(
+            summary(&forecast, AlertState::Resolved, &scope, 1, None),
+            "inlet_eta resolved: rack a03, row r01: no longer rising toward 32 °C"
+        );
+        assert!(summary(&forecast, AlertState::Firing, &scope, 1, Some(0.0)).contains("at 32 °C now"));
     }
 
     #[test]

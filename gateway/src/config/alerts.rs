@@ -39,7 +39,7 @@ use serde::Deserialize;
 use super::ashrae::Preset;
 use super::duration::duration;
 use super::error::{ConfigError, check_http_url, invalid};
-use super::rules::{GroupBy, RuleConfig};
+use super::rules::{GroupBy, RuleConfig, RuleKind};
 use super::secret::SecretSource;
 
 /// `[alerts]`: present means the alert engine runs.
@@ -182,6 +182,15 @@ fn default_retries() -> u32 {
 }
 
 impl AlertsConfig {
+    /// The active ASHRAE allowable inlet limit: the tightest of the class presets configured, with
+    /// the preset's name; `None` without a class preset.
+    pub fn allowable_inlet_max(&self) -> Option<(f64, &str)> {
+        self.presets
+            .iter()
+            .filter_map(|name| Some((Preset::parse(name)?.allowable_inlet_max()?, name.as_str())))
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+    }
+
     /// Checks every key; the error names the first one that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         for (i, preset) in self.presets.iter().enumerate() {
@@ -267,9 +276,16 @@ impl AlertsConfig {
             .collect()
     }
 
-    /// The configured rules followed by the presets' rules.
+    /// The configured rules followed by the presets' rules. A `forecast` rule without `above`
+    /// aims at the active allowable inlet limit, else class A1's (32 °C), as the dashboard does.
     pub fn all_rules(&self) -> Vec<RuleConfig> {
         let mut rules = self.rules.clone();
+        let limit = self
+            .allowable_inlet_max()
+            .map_or(super::ashrae::A1.temperature.1, |(celsius, _)| celsius);
+        for rule in rules.iter_mut().filter(|r| r.kind == RuleKind::Forecast) {
+            rule.above.get_or_insert(limit);
+        }
         for preset in self.presets.iter().filter_map(|p| Preset::parse(p)) {
             for rule in preset.rules(self.preset_group_by) {
                 if !rules.iter().any(|r| r.name == rule.name) {
@@ -289,6 +305,48 @@ mod tests {
         let config: AlertsConfig = toml::from_str(text).map_err(|e| e.to_string())?;
         config.validate().map_err(|e| e.to_string())?;
         Ok(config)
+    }
+
+    #[test]
+    fn the_active_inlet_limit_is_the_tightest_class_preset() {
+        let limit = |presets: &str| {
+            parse(&format!("presets = {presets}"))
+                .unwrap()
+                .allowable_inlet_max()
+                .map(|(c, name)| (c, name.to_owned()))
+        };
+        assert_eq!(
+            limit(r#"["ashrae-recommended", "ashrae-a3", "ashrae-a2"]"#),
+            Some((35.0, "ashrae-a2".to_owned()))
+        );
+        assert_eq!(limit(r#"["ashrae-a1"]"#), Some((32.0, "ashrae-a1".to_owned())));
+        assert_eq!(limit(r#"["ashrae-recommended"]"#), None);
+        assert_eq!(limit("[]"), None);
+    }
+
+    #[test]
+    fn a_forecast_rule_aims_at_the_active_limit_unless_it_names_one() {
+        let config = parse(
+            r#"
+            presets = ["ashrae-a2"]
+            [[rules]]
+            name = "inlet_eta"
+            kind = "forecast"
+            within = "15m"
+            [[rules]]
+            name = "inlet_eta_30"
+            kind = "forecast"
+            within = "15m"
+            above = 30.0
+            "#,
+        )
+        .unwrap();
+        let rules = config.all_rules();
+        assert_eq!((rules[0].above, rules[1].above), (Some(35.0), Some(30.0)));
+        let error = parse("[[rules]]\nname = \"eta\"\nkind = \"forecast\"").unwrap_err();
+        assert!(error.contains("rules[0].within"), "{error}");
+        let defaulted = parse("[[rules]]\nname = \"eta\"\nkind = \"forecast\"\nwithin = \"5m\"");
+        assert_eq!(defaulted.unwrap().all_rules()[0].above, Some(32.0));
     }
 
     #[test]

@@ -130,6 +130,15 @@ impl Preset {
         })
     }
 
+    /// The allowable maximum inlet temperature, °C, of a class preset; `None` for the recommended
+    /// preset, which warns at 27 °C but sets no allowable limit.
+    pub const fn allowable_inlet_max(self) -> Option<f64> {
+        match self {
+            Preset::Recommended => None,
+            Preset::Class(class) => Some(class.envelope().temperature.1),
+        }
+    }
+
     /// The rules this preset adds, grouped by `group_by`.
     pub fn rules(self, group_by: GroupBy) -> Vec<RuleConfig> {
         let mut rules = Vec::new();

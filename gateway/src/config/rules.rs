@@ -31,7 +31,7 @@ pub struct RuleConfig {
     pub kind: RuleKind,
     #[serde(default = "default_severity")]
     pub severity: Severity,
-    /// The quantity watched (`threshold`, `rate`, `stale`, `sensor_fault`).
+    /// The quantity watched (`threshold`, `rate`, `stale`, `sensor_fault`, `forecast`).
     #[serde(default)]
     pub quantity: Option<Quantity>,
     // Which series, racks, rows or nodes the rule watches. Each selector is one value or a list
@@ -52,7 +52,8 @@ pub struct RuleConfig {
     /// Every inlet (or outlet) placement at once.
     #[serde(default)]
     pub side: Option<SideConfig>,
-    /// `threshold`, `delta_t`: fire when the value is above this ...
+    /// `threshold`, `delta_t`: fire when the value is above this ... (`forecast`: the limit the
+    /// trend is projected to, default the active ASHRAE allowable inlet limit)
     #[serde(default)]
     pub above: Option<f64>,
     /// ... or below this.
@@ -64,12 +65,15 @@ pub struct RuleConfig {
     /// `rate`: the largest change allowed within `window`, in the quantity's unit.
     #[serde(default)]
     pub max_change: Option<f64>,
-    /// `rate`: the window (e.g. `15m`, `1h`).
+    /// `rate`: the window (e.g. `15m`, `1h`); `forecast`: the trend's window (default `10m`).
     #[serde(default, deserialize_with = "optional_duration")]
     pub window: Option<Duration>,
     /// `stale`, `silent_node`: no reading for this long.
     #[serde(default, deserialize_with = "optional_duration")]
     pub after: Option<Duration>,
+    /// `forecast`: warn when the trend is predicted to reach `above` within this (e.g. `15m`).
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub within: Option<Duration>,
     /// `dew_point`: fire when the air is within this many °C of its dew point.
     #[serde(default)]
     pub margin: Option<f64>,
@@ -117,6 +121,9 @@ pub enum RuleKind {
     Power,
     /// A node reports a sensor fault (status other than `ok`).
     SensorFault,
+    /// A reading whose rising trend (Theil–Sen over `window`) is predicted to reach `above` within
+    /// `within`: the time to the limit, before the threshold rule fires.
+    Forecast,
 }
 
 impl RuleKind {
@@ -131,6 +138,7 @@ impl RuleKind {
             RuleKind::DeltaT => "delta_t",
             RuleKind::Power => "power",
             RuleKind::SensorFault => "sensor_fault",
+            RuleKind::Forecast => "forecast",
         }
     }
 }
@@ -195,6 +203,7 @@ impl RuleConfig {
             max_change: None,
             window: None,
             after: None,
+            within: None,
             margin: None,
             budget_kw: None,
             above_percent: None,
@@ -271,6 +280,18 @@ impl RuleConfig {
                     return Err(invalid(
                         format!("{key}.clear_percent"),
                         "must be finite and not above `above_percent`",
+                    ));
+                }
+            }
+            RuleKind::Forecast => {
+                needs("within", self.within.is_some_and(|w| !w.is_zero()))?;
+                if self.window.is_some_and(|w| w.is_zero()) {
+                    return Err(invalid(format!("{key}.window"), "must be more than 0s"));
+                }
+                if self.below.is_some() {
+                    return Err(invalid(
+                        format!("{key}.below"),
+                        "a `forecast` rule projects a rising trend to `above`",
                     ));
                 }
             }

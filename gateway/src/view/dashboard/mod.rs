@@ -5,6 +5,7 @@
 //! The page is one static file compiled into the binary: nothing to build or fetch at run time.
 
 mod state;
+mod time_to_limit;
 
 use std::convert::Infallible;
 use std::sync::{Arc, RwLock};
@@ -21,6 +22,7 @@ use serde::Serialize;
 use tokio::sync::mpsc;
 
 pub use state::{NodeEntry, RackDetail, RackView, RoomState, rack_id};
+pub use time_to_limit::{InletLimit, TimeToLimit};
 
 use crate::inventory::Inventory;
 use crate::model::{Observation, now_ms};
@@ -37,10 +39,14 @@ pub struct Dashboard {
 }
 
 impl Dashboard {
-    pub fn new(site: &str, inventory: Inventory, window_minutes: usize) -> Self {
+    pub fn new(site: &str, inventory: Inventory, window_minutes: usize, inlet_limit: InletLimit) -> Self {
         Dashboard {
             site: site.to_owned(),
-            state: Arc::new(RwLock::new(RoomState::new(inventory, window_minutes))),
+            state: Arc::new(RwLock::new(RoomState::new(
+                inventory,
+                window_minutes,
+                inlet_limit,
+            ))),
         }
     }
 

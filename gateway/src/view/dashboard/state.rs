@@ -1,7 +1,8 @@
 //! What the facilities view shows, kept current from the gateway's observations: the latest value of
 //! every probe of every inventory rack, the rack measures `derive.rs` computed (mean outlet, ΔT,
-//! power), a minute-by-minute window of each rack's conditions for the charts, and the node
-//! registry (online, last seen, firmware, gaps).
+//! power), a minute-by-minute window of each rack's conditions for the charts, the trend of each
+//! rack's hottest inlet toward the allowable limit, and the node registry (online, last seen,
+//! firmware, gaps).
 //!
 //! Memory is bounded by the inventory: only racks listed in the configuration get a window (a load of
 //! thousands of unassigned nodes keeps only their registry entries).
@@ -11,6 +12,7 @@ use std::collections::{BTreeMap, VecDeque};
 use rackwatch_protocols::{NodeState, Status};
 use serde::Serialize;
 
+use super::time_to_limit::{InletLimit, InletTrend, TimeToLimit};
 use crate::inventory::Inventory;
 use crate::model::{AirSide, Measure, Placement, Position};
 use crate::model::{Observation, Sample, SeriesScope};
@@ -69,6 +71,7 @@ struct Rack {
     /// The latest derived measures of the rack: (value, timestamp).
     measures: BTreeMap<Measure, (f64, i64)>,
     history: VecDeque<Minute>,
+    inlet_trend: InletTrend,
 }
 
 impl Rack {
@@ -79,6 +82,9 @@ impl Rack {
     /// Keeps the rack's conditions at `now` as its minute's point in the window.
     fn record(&mut self, now: i64, window_minutes: usize) {
         let conditions = self.conditions(now);
+        if let Some(inlet) = conditions.inlet_max {
+            self.inlet_trend.observe(now, inlet);
+        }
         let minute_ms = now - now.rem_euclid(60_000);
         match self.history.back_mut() {
             Some(last) if last.minute_ms == minute_ms => last.conditions = conditions,
@@ -121,12 +127,13 @@ pub struct RoomState {
     racks: BTreeMap<String, Rack>,
     nodes: BTreeMap<String, NodeEntry>,
     window_minutes: usize,
+    inlet_limit: InletLimit,
     /// Bumped on every change, so live clients can skip unchanged snapshots.
     pub version: u64,
 }
 
 impl RoomState {
-    pub fn new(inventory: Inventory, window_minutes: usize) -> Self {
+    pub fn new(inventory: Inventory, window_minutes: usize, inlet_limit: InletLimit) -> Self {
         let mut racks = BTreeMap::new();
         for position in inventory.racks() {
             racks.insert(
@@ -142,6 +149,7 @@ impl RoomState {
             racks,
             nodes: BTreeMap::new(),
             window_minutes,
+            inlet_limit,
             version: 0,
         }
     }
@@ -257,14 +265,14 @@ impl RoomState {
     pub fn racks(&self, now_ms: i64) -> Vec<RackView> {
         self.racks
             .iter()
-            .map(|(id, rack)| RackView::of(id, rack, now_ms))
+            .map(|(id, rack)| RackView::of(id, rack, now_ms, &self.inlet_limit))
             .collect()
     }
 
     pub fn rack(&self, id: &str, now_ms: i64) -> Option<RackDetail> {
         let rack = self.racks.get(id)?;
         Some(RackDetail {
-            rack: RackView::of(id, rack, now_ms),
+            rack: RackView::of(id, rack, now_ms, &self.inlet_limit),
             probes: rack.probes.values().cloned().collect(),
             history: rack.history.iter().cloned().collect(),
         })
@@ -302,10 +310,12 @@ pub struct RackView {
     #[serde(flatten)]
     pub conditions: RackConditions,
     pub last_update_ms: Option<i64>,
+    /// When the hottest inlet, rising, reaches the allowable limit; `null` when it is not rising.
+    pub time_to_limit: Option<TimeToLimit>,
 }
 
 impl RackView {
-    fn of(id: &str, rack: &Rack, now_ms: i64) -> Self {
+    fn of(id: &str, rack: &Rack, now_ms: i64, inlet_limit: &InletLimit) -> Self {
         let position = rack.position.clone().unwrap_or(Position {
             room: None,
             row: None,
@@ -318,6 +328,7 @@ impl RackView {
             rack: position.rack_tag().to_owned(),
             conditions: rack.conditions(now_ms),
             last_update_ms: rack.probes.values().map(|p| p.timestamp_ms).max(),
+            time_to_limit: rack.inlet_trend.time_to_limit(now_ms, inlet_limit),
         }
     }
 }
@@ -436,7 +447,11 @@ mod tests {
     }
 
     fn state() -> RoomState {
-        RoomState::new(Inventory::from_config(&Config::parse(CONFIG).unwrap()), 60)
+        RoomState::new(
+            Inventory::from_config(&Config::parse(CONFIG).unwrap()),
+            60,
+            InletLimit::default(),
+        )
     }
 
     #[test]
@@ -470,9 +485,52 @@ mod tests {
         assert_eq!(state.nodes()[0].faults, 1);
     }
 
+    /// Rack a01's top inlet every 10 s for ten minutes, `value_at(minutes ago)`, ending at `now`.
+    fn inlet_for_ten_minutes(now: i64, value_at: impl Fn(f64) -> f64) -> RoomState {
+        let mut state = state();
+        for i in 0..=60 {
+            let ts = now - 600_000 + i * 10_000;
+            let value = value_at((now - ts) as f64 / 60_000.0);
+            let s = sample("n1", "inlet_top", Quantity::Temperature, Some(value), ts);
+            state.observe(&Observation::Samples(Arc::from(vec![s])));
+        }
+        state
+    }
+
+    fn time_to_limit(state: &RoomState, now: i64) -> Option<TimeToLimit> {
+        state.racks(now)[0].time_to_limit.clone()
+    }
+
+    #[test]
+    fn a_rising_hottest_inlet_shows_the_time_to_the_limit_on_its_rack() {
+        let now = 1_767_225_600_000;
+        // 0.5 °C/min, 28.5 °C now: 32 °C in 7 minutes.
+        let rising = inlet_for_ten_minutes(now, |ago| 28.5 - 0.5 * ago);
+        let eta = time_to_limit(&rising, now).unwrap();
+        assert_eq!((eta.seconds, eta.limit_c), (420, 32.0), "{eta:?}");
+        // The other rack has no readings, so no trend.
+        assert_eq!(rising.racks(now)[1].time_to_limit, None);
+        let json = serde_json::to_value(&rising.racks(now)[0]).unwrap();
+        assert_eq!(json["time_to_limit"]["seconds"], 420);
+    }
+
+    #[test]
+    fn a_flat_or_falling_hottest_inlet_shows_no_time_to_the_limit() {
+        let now = 1_767_225_600_000;
+        assert_eq!(time_to_limit(&inlet_for_ten_minutes(now, |_| 25.0), now), None);
+        let falling = inlet_for_ten_minutes(now, |ago| 25.0 + 0.3 * ago);
+        assert_eq!(time_to_limit(&falling, now), None);
+        let json = serde_json::to_value(&falling.racks(now)[0]).unwrap();
+        assert!(json["time_to_limit"].is_null(), "{json}");
+    }
+
     #[test]
     fn window_keeps_one_point_per_minute_and_is_bounded() {
-        let mut state = RoomState::new(Inventory::from_config(&Config::parse(CONFIG).unwrap()), 3);
+        let mut state = RoomState::new(
+            Inventory::from_config(&Config::parse(CONFIG).unwrap()),
+            3,
+            InletLimit::default(),
+        );
         for minute in 0..10 {
             for second in [0, 30] {
                 let ts = minute * 60_000 + second * 1000;
