@@ -118,7 +118,13 @@ impl PicoOta {
         let journal_flash = BlockingPartition::new(flash, JOURNAL_OFFSET, JOURNAL_LEN);
         let journal = BootJournal::open(journal_flash, 0, EmbassyLoader(state), loaded)
             .map_err(|_: JournalError<_, _>| NoUpdates::Flash)?;
-        let mut dfu = config.dfu;
+        // DFU is one page larger than ACTIVE, for the swap; an image must fit ACTIVE, so the agent
+        // sees (and `Updater` checks the image's length against) ACTIVE's size.
+        let active_len = config
+            .dfu
+            .size()
+            .saturating_sub(embassy_rp::flash::ERASE_SIZE as u32);
+        let mut dfu = BlockingPartition::new(flash, config.dfu.offset(), active_len);
         let identity = Identity {
             board: BOARD,
             running,
