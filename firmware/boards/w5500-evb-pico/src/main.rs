@@ -305,7 +305,7 @@ async fn main(spawner: Spawner) {
                 }
             ));
         }
-        // An update frame: written into DFU and answered, and the node polled again at once.
+        // An update frame: written into DFU and answered, and the node polled again soon.
         let served = match &mut updates {
             Ok(agent) => agent.serve(node),
             Err(why) => match node.ota_frame() {
@@ -332,7 +332,10 @@ async fn main(spawner: Spawner) {
             watchdog.trigger_reset();
         }
         watchdog.feed(WATCHDOG_TIMEOUT);
-        if !served {
+        if served {
+            // The next frame follows the answer: give the network tasks their turn, then poll again.
+            embassy_futures::yield_now().await;
+        } else {
             Timer::after(POLL_PERIOD).await;
         }
     }
