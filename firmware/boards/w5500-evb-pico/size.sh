@@ -41,16 +41,24 @@ host=$(rustc -vV | sed -n 's/host: //p')
 nm=$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-nm
 [[ -x $nm ]] || nm=$(command -v llvm-nm || true)
 [[ -n $nm && -x $nm ]] || { echo "size.sh: llvm-nm missing: rustup component add llvm-tools" >&2; exit 2; }
-symbol() { "$nm" "$1" | awk -v name="$2" '$3 == name { print $1 }'; }
+symbol() {
+    local value
+    value=$("$nm" "$1" | awk -v name="$2" '$3 == name { print $1 }')
+    [[ -n $value ]] || { echo "size.sh: $1 has no symbol $2 (memory.x)" >&2; exit 1; }
+    echo "$value"
+}
 active_start=$((16#$(symbol "$loader" __bootloader_active_start)))
 active_end=$((16#$(symbol "$loader" __bootloader_active_end)))
+vector_table=$((16#$(symbol "$app" __vector_table)))
 for name in __bootloader_state_start __bootloader_state_end __bootloader_dfu_start __bootloader_dfu_end; do
-    if [[ $(symbol "$app" $name) != "$(symbol "$loader" $name)" ]]; then
+    in_app=$(symbol "$app" $name)
+    in_loader=$(symbol "$loader" $name)
+    if [[ $in_app != "$in_loader" ]]; then
         echo "size.sh: $name differs between memory.x and ../w5500-evb-pico-bootloader/memory.x" >&2
         exit 1
     fi
 done
-if (($((16#$(symbol "$app" __vector_table))) != 0x10000000 + active_start)); then
+if ((vector_table != 0x10000000 + active_start)); then
     echo "size.sh: the application does not start at the bootloader's ACTIVE partition" >&2
     exit 1
 fi
