@@ -25,14 +25,15 @@ use rackwatch_protocols::update::{
 use sha2::{Digest, Sha256};
 
 const PAGE: usize = 4096;
-/// ACTIVE: 16 pages; DFU one more, as embassy-boot's swap needs.
-const ACTIVE_PAGES: usize = 16;
+/// As the board's memory.x: ACTIVE 1000 KiB; DFU one page more, as embassy-boot's swap needs.
+const ACTIVE_PAGES: usize = 250;
 const BOARD: &str = "w5500-evb-pico";
 const OLD: FirmwareVersion = FirmwareVersion::new(1, 3, 0);
 const NEW: FirmwareVersion = FirmwareVersion::new(1, 4, 0);
 const CONFIRM_WITHIN_MS: u32 = 30_000;
 
-/// NOR flash in memory: 4 KiB erase sectors, 4-byte writes that only clear bits.
+/// NOR flash in memory, with the RP2040's granules as embassy-rp gives them: 4 KiB erase sectors,
+/// writes of any length that only clear bits.
 #[derive(Debug, Clone)]
 struct SimFlash(Vec<u8>);
 
@@ -77,7 +78,7 @@ impl ReadNorFlash for SimFlash {
 }
 
 impl NorFlash for SimFlash {
-    const WRITE_SIZE: usize = 4;
+    const WRITE_SIZE: usize = 1;
     const ERASE_SIZE: usize = PAGE;
 
     fn erase(&mut self, from: u32, to: u32) -> Result<(), SimError> {
@@ -90,9 +91,6 @@ impl NorFlash for SimFlash {
     }
 
     fn write(&mut self, offset: u32, bytes: &[u8]) -> Result<(), SimError> {
-        if !(offset as usize).is_multiple_of(4) || !bytes.len().is_multiple_of(4) {
-            return Err(SimError(NorFlashErrorKind::NotAligned));
-        }
         let range = self.range(offset, bytes.len())?;
         for (cell, byte) in self.0[range].iter_mut().zip(bytes) {
             *cell &= *byte;
@@ -124,7 +122,7 @@ struct Board {
     dfu: SimFlash,
     state: SimFlash,
     journal: SimFlash,
-    aligned: [u8; 4],
+    aligned: [u8; 1],
 }
 
 impl Board {
@@ -137,7 +135,7 @@ impl Board {
             dfu: SimFlash::erased(ACTIVE_PAGES + 1),
             state: SimFlash::erased(1),
             journal: SimFlash::erased(1),
-            aligned: [0; 4],
+            aligned: [0; 1],
         }
     }
 
@@ -245,7 +243,7 @@ fn send(
 
 #[test]
 fn an_update_is_swapped_in_on_trial_and_kept_once_it_confirms() {
-    let (old, new) = (image(30_000, 0), image(41_000, 5));
+    let (old, new) = (image(165_000, 0), image(232_000, 5));
     let header = signed(&new);
     let mut board = Board::flashed(&old);
     board.reset();
@@ -292,7 +290,7 @@ fn an_update_is_swapped_in_on_trial_and_kept_once_it_confirms() {
 
 #[test]
 fn an_update_that_does_not_confirm_is_reverted_at_the_next_reset() {
-    let (old, new) = (image(30_000, 0), image(41_000, 5));
+    let (old, new) = (image(165_000, 0), image(232_000, 5));
     let header = signed(&new);
     let mut board = Board::flashed(&old);
     board.reset();
