@@ -21,8 +21,9 @@ use crate::node::Node;
 use crate::ota::{FirmwareReport, Ota, OtaConfig};
 use crate::update::Identity;
 
-/// The capacity of a host slot: as the W5500-EVB-Pico's application slot.
-pub const HOST_SLOT_LEN: usize = 1024 * 1024;
+/// The capacity of a host slot: as the W5500-EVB-Pico's application slot (ACTIVE, 1000 KiB: its
+/// memory.x).
+pub const HOST_SLOT_LEN: usize = 1000 * 1024;
 
 /// A slot of flash kept in a file; reads beyond the file's end are erased flash.
 /// Write and erase granules are the RP2040's (256-byte pages, 4 KiB sectors).

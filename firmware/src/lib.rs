@@ -23,6 +23,7 @@
 extern crate std;
 
 pub mod boot;
+pub mod boot_journal;
 pub mod config_store;
 #[cfg(feature = "host")]
 pub mod host;

@@ -6,7 +6,8 @@
 //! `ethernet_w5500_tcp_client.rs`, `flash.rs` and `usb_serial.rs` do): the W5500 driver and the IP
 //! stack (DHCP) run as tasks, the USB device and its CDC-ACM pipes as two more, and the main task
 //! polls the core (`rackwatch_firmware::Node`) every few milliseconds, feeds it the bytes the host
-//! sent, feeds the watchdog and drives the LED.
+//! sent, feeds the watchdog and drives the LED. Firmware updates (src/ota.rs) go into the DFU
+//! partition of embassy-boot's two-slot layout; the bootloader is ../w5500-evb-pico-bootloader.
 //!
 //! | what | RP2040 pins | |
 //! | --- | --- | --- |
@@ -18,20 +19,21 @@
 #![no_main]
 
 mod broker_link;
+mod ota;
 mod sensors;
 mod usb_console;
 
 use core::cell::RefCell;
 use core::fmt::Write as _;
 
+use embassy_embedded_hal::flash::partition::BlockingPartition;
 use embassy_executor::Spawner;
 use embassy_net::tcp::TcpSocket;
 use embassy_net::{IpEndpoint, StackResources};
 use embassy_net_wiznet::chip::W5500;
-use embassy_rp::flash::{Blocking, Flash};
 use embassy_rp::gpio::{Input, Level, Output, Pull};
 use embassy_rp::i2c::{self, I2c};
-use embassy_rp::peripherals::{DMA_CH0, DMA_CH1, FLASH, I2C0, SPI0, USB};
+use embassy_rp::peripherals::{DMA_CH0, DMA_CH1, I2C0, SPI0, USB};
 use embassy_rp::spi::{self, Async, Spi};
 use embassy_rp::watchdog::{ResetReason, Watchdog};
 use embassy_rp::{bind_interrupts, dma, usb};
@@ -42,6 +44,7 @@ use rackwatch_firmware::config_store::ConfigStore;
 use rackwatch_firmware::provisioning::{self, Provisioner};
 use rackwatch_firmware::{Event, Node, NodeConfig};
 use rackwatch_hardware::device::Device;
+use rackwatch_protocols::update::FirmwareVersion;
 use rackwatch_protocols::{BrokerConfig, ConfigOrigin, NodeId, SiteId};
 use static_cell::StaticCell;
 
@@ -52,12 +55,10 @@ bind_interrupts!(struct Irqs {
     DMA_IRQ_0 => dma::InterruptHandler<DMA_CH0>, dma::InterruptHandler<DMA_CH1>;
 });
 
-/// The W25Q16JV on the board.
-const FLASH_SIZE: usize = 2 * 1024 * 1024;
 /// A slot of the configuration store: one 4 KiB erase sector of the QSPI flash.
 const CONFIG_SLOT: usize = 4096;
-/// The store: the last two sectors, which memory.x keeps out of the program's FLASH region.
-const STORE_OFFSET: u32 = (FLASH_SIZE - 2 * CONFIG_SLOT) as u32;
+/// The store: the last two sectors, after the partitions of memory.x.
+const STORE_OFFSET: u32 = (ota::FLASH_SIZE - 2 * CONFIG_SLOT) as u32;
 /// Longer than any loop turn, including a whole I2C sampling round and a sector erase (up to 400 ms,
 /// W25Q16JV datasheet 9.6, tSE); the RP2040 allows up to 8.3 s.
 const WATCHDOG_TIMEOUT: Duration = Duration::from_secs(3);
@@ -69,7 +70,8 @@ const RING: usize = rackwatch_firmware::DEFAULT_RING_CAPACITY;
 /// Where a node that was never provisioned reports: site `lab`, node `pico-` and its MAC address.
 const DEFAULT_SITE: &str = "lab";
 
-type ConfigFlash = Flash<'static, FLASH, Blocking, FLASH_SIZE>;
+/// The configuration store's two sectors, of the flash the update agent shares.
+type ConfigFlash = ota::Partition;
 type Bus<'a> = RefCellDevice<'a, I2c<'static, I2C0, i2c::Blocking>>;
 type EthernetSpi = ExclusiveDevice<Spi<'static, SPI0, Async>, Output<'static>, Delay>;
 type EthernetRunner =
@@ -85,7 +87,7 @@ async fn main(spawner: Spawner) {
     let mut led = Led(Output::new(p.PIN_25, Level::High));
 
     // Identity from the flash chip's unique ID: the serial number, the MAC address and the default id.
-    let mut flash = ConfigFlash::new_blocking(p.FLASH);
+    let mut flash = ota::BoardFlash::new_blocking(p.FLASH);
     let mut unique = [0u8; 8];
     let _ = flash.blocking_unique_id(&mut unique);
     let [_, _, _, a, b, c, d, e] = unique;
@@ -109,8 +111,15 @@ async fn main(spawner: Spawner) {
         }
     ));
 
+    // One flash, shared by the configuration store and the update agent (src/ota.rs), each with its
+    // partitions.
+    static FLASH: StaticCell<ota::SharedFlash> = StaticCell::new();
+    let flash: &'static ota::SharedFlash =
+        FLASH.init(embassy_sync::blocking_mutex::Mutex::new(RefCell::new(flash)));
+
     // The configuration: the stored one, else the defaults (and why).
-    let Ok(store) = ConfigStore::new(flash, STORE_OFFSET) else {
+    let config_flash = BlockingPartition::new(flash, STORE_OFFSET, 2 * CONFIG_SLOT as u32);
+    let Ok(store) = ConfigStore::new(config_flash, 0) else {
         reset()
     };
     static PROVISIONER: StaticCell<Provisioner<ConfigFlash, CONFIG_SLOT>> = StaticCell::new();
@@ -141,11 +150,30 @@ async fn main(spawner: Spawner) {
     config.interval_ms = in_force.interval_ms;
     config.serial = Some(serial.clone());
     config.config_origin = Some(origin);
+    // The version update files are compared with and the birth message reports.
+    let running = FirmwareVersion::parse(config.firmware.as_str()).unwrap_or(FirmwareVersion::new(0, 0, 0));
     static NODE: StaticCell<Node<RING>> = StaticCell::new();
     let Ok(node) = Node::new(config, &found.channels) else {
         reset()
     };
     let node = NODE.init(node);
+    // Updates: the bootloader's state, the journal, a download a reset cut (src/ota.rs).
+    let mut updates = ota::PicoOta::boot(flash, running, Instant::now().as_millis());
+    match &updates {
+        Ok(agent) => {
+            node.accept_updates(agent.report());
+            console.log(format_args!("firmware {running} ({})", agent.describe()));
+        }
+        Err(why) => {
+            // Subscribed all the same, to answer `unsupported` (and why) rather than let a rollout
+            // time out on this node.
+            node.accept_updates(rackwatch_firmware::ota::FirmwareReport {
+                slot: None,
+                last: None,
+            });
+            console.log(format_args!("firmware {running}, no updates: {}", why.reason()));
+        }
+    }
     if origin == ConfigOrigin::Provisioned
         && let Err(reason) = node.adopt_provisioned(provisioner.in_force(), 0)
     {
@@ -259,6 +287,9 @@ async fn main(spawner: Spawner) {
         }
         while let Some(event) = node.next_event() {
             console.log(format_args!("{event}"));
+            if let (Event::Connected { .. }, Ok(agent)) = (&event, &mut updates) {
+                agent.connected(node);
+            }
             if matches!(event, Event::Sampled { .. }) {
                 console.readings(node);
             }
@@ -274,7 +305,26 @@ async fn main(spawner: Spawner) {
                 }
             ));
         }
+        // An update frame: written into DFU and answered, and the node polled again soon.
+        let served = match &mut updates {
+            Ok(agent) => agent.serve(node),
+            Err(why) => match node.ota_frame() {
+                Some(frame) => {
+                    let answer = rackwatch_firmware::ota::unsupported(frame, why.reason());
+                    node.answer_ota(answer);
+                    true
+                }
+                None => false,
+            },
+        };
         led.show(now, node.identifying(now), node.is_online());
+        if updates.as_ref().is_ok_and(|agent| agent.must_reset(now)) {
+            console.log(format_args!(
+                "the new image did not confirm in time: resetting to go back"
+            ));
+            Timer::after_millis(50).await;
+            watchdog.trigger_reset();
+        }
         if poll.reboot {
             console.log(format_args!("reboot requested, resetting"));
             // Let the USB task send the line, then reset through the watchdog (reason: forced).
@@ -282,7 +332,12 @@ async fn main(spawner: Spawner) {
             watchdog.trigger_reset();
         }
         watchdog.feed(WATCHDOG_TIMEOUT);
-        Timer::after(POLL_PERIOD).await;
+        if served {
+            // The next frame follows the answer: give the network tasks their turn, then poll again.
+            embassy_futures::yield_now().await;
+        } else {
+            Timer::after(POLL_PERIOD).await;
+        }
     }
 }
 

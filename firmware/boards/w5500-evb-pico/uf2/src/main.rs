@@ -1,5 +1,5 @@
-//! `rackwatch-uf2 IN.elf OUT.uf2`: the loadable segments of a 32-bit little-endian ARM ELF as a UF2
-//! file for the RP2040's boot ROM, which shows up as a USB drive (RPI-RP2) while BOOTSEL is held at
+//! `rackwatch-uf2 IN.elf... OUT.uf2`: the loadable segments of 32-bit little-endian ARM ELF files (the
+//! bootloader and the application: one file flashes both) as a UF2 file for the RP2040's boot ROM, which shows up as a USB drive (RPI-RP2) while BOOTSEL is held at
 //! power-up and flashes whatever UF2 file is copied onto it.
 //!
 //! Why our own: the format is small and public (Microsoft's UF2 specification,
@@ -32,6 +32,8 @@ enum Uf2Error {
     Truncated,
     SegmentOutsideFlash(u32),
     NothingToLoad,
+    /// Two segments (of one file or of two) would write the same flash.
+    Overlap(u32),
 }
 
 impl std::fmt::Display for Uf2Error {
@@ -46,19 +48,30 @@ impl std::fmt::Display for Uf2Error {
                 )
             }
             Uf2Error::NothingToLoad => f.write_str("the ELF file has no loadable bytes"),
+            Uf2Error::Overlap(address) => {
+                write!(f, "two loadable segments overlap at {address:#010x}")
+            }
         }
     }
 }
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().collect();
-    let [_, elf, uf2] = args.as_slice() else {
-        eprintln!("usage: rackwatch-uf2 IN.elf OUT.uf2");
-        return ExitCode::from(2);
+    let [_, elves @ .., uf2] = args.as_slice() else {
+        return usage();
     };
-    let converted = std::fs::read(elf)
-        .map_err(|e| format!("cannot read {elf}: {e}"))
-        .and_then(|bytes| to_uf2(&bytes).map_err(|e| format!("{elf}: {e}")))
+    if elves.is_empty() {
+        return usage();
+    }
+    let files: Result<Vec<Vec<u8>>, String> = elves
+        .iter()
+        .map(|elf| std::fs::read(elf).map_err(|e| format!("cannot read {elf}: {e}")))
+        .collect();
+    let converted = files
+        .and_then(|files| {
+            let files: Vec<&[u8]> = files.iter().map(Vec::as_slice).collect();
+            to_uf2(&files).map_err(|e| format!("{}: {e}", elves.join(" + ")))
+        })
         .and_then(|blocks| {
             std::fs::write(uf2, &blocks)
                 .map(|()| blocks.len() / BLOCK)
@@ -76,9 +89,25 @@ fn main() -> ExitCode {
     }
 }
 
-/// The UF2 file of `elf`'s loadable segments, placed at their load (physical) addresses.
-fn to_uf2(elf: &[u8]) -> Result<Vec<u8>, Uf2Error> {
-    let image = flash_image(elf)?;
+fn usage() -> ExitCode {
+    eprintln!("usage: rackwatch-uf2 IN.elf... OUT.uf2");
+    ExitCode::from(2)
+}
+
+/// The UF2 file of the loadable segments of `elves`, placed at their load (physical) addresses.
+fn to_uf2(elves: &[&[u8]]) -> Result<Vec<u8>, Uf2Error> {
+    let mut image = Vec::new();
+    for elf in elves {
+        image.extend(flash_image(elf)?);
+    }
+    image.sort_by_key(|&(address, _)| address);
+    for pair in image.windows(2) {
+        if let [(first, bytes), (second, _)] = pair
+            && first + bytes.len() as u32 > *second
+        {
+            return Err(Uf2Error::Overlap(*second));
+        }
+    }
     let pages: Vec<(u32, [u8; PAYLOAD])> = pages(&image);
     let count = u32::try_from(pages.len()).map_err(|_| Uf2Error::Truncated)?;
     let mut out = Vec::with_capacity(pages.len() * BLOCK);
@@ -207,7 +236,7 @@ mod tests {
     fn a_segment_becomes_aligned_256_byte_blocks_for_the_rp2040() {
         // 300 bytes from 0x1000_0080: pages 0x1000_0000 (bytes 0x80..) and 0x1000_0100.
         let data: Vec<u8> = (0..300u32).map(|i| i as u8).collect();
-        let uf2 = to_uf2(&elf(0x1000_0080, &data)).unwrap();
+        let uf2 = to_uf2(&[&elf(0x1000_0080, &data)]).unwrap();
         assert_eq!(uf2.len(), 2 * BLOCK);
         let (first, second) = uf2.split_at(BLOCK);
         for (block, number, address) in [(first, 0, 0x1000_0000), (second, 1, 0x1000_0100)] {
@@ -229,9 +258,28 @@ mod tests {
     #[test]
     fn a_segment_outside_flash_is_refused() {
         assert_eq!(
-            to_uf2(&elf(0x2000_0000, b"ram")),
+            to_uf2(&[&elf(0x2000_0000, b"ram")]),
             Err(Uf2Error::SegmentOutsideFlash(0x2000_0000))
         );
-        assert_eq!(to_uf2(b"not an elf"), Err(Uf2Error::NotElf32Arm));
+        assert_eq!(to_uf2(&[b"not an elf"]), Err(Uf2Error::NotElf32Arm));
+    }
+
+    #[test]
+    fn a_bootloader_and_an_application_make_one_file_and_may_not_overlap() {
+        // The bootloader at the start of flash, the application at ACTIVE (0x1000_8000).
+        let (loader, app) = (elf(0x1000_0000, &[1; 300]), elf(0x1000_8000, &[2; 10]));
+        let uf2 = to_uf2(&[&loader, &app]).unwrap();
+        let blocks: Vec<&[u8]> = uf2.chunks(BLOCK).collect();
+        assert_eq!(blocks.len(), 3);
+        let addresses: Vec<u32> = blocks.iter().map(|block| word(block, 3)).collect();
+        assert_eq!(addresses, [0x1000_0000, 0x1000_0100, 0x1000_8000]);
+        for (number, block) in blocks.iter().enumerate() {
+            assert_eq!([word(block, 5), word(block, 6)], [number as u32, 3]);
+        }
+        assert_eq!(&blocks[2][32..42], &[2; 10]);
+        assert_eq!(
+            to_uf2(&[&loader, &elf(0x1000_0100, &[3])]),
+            Err(Uf2Error::Overlap(0x1000_0100))
+        );
     }
 }
