@@ -192,6 +192,7 @@ impl Driver {
             OtaResult::Unsupported => {
                 self.transfers.remove(&node);
                 out.push(Out::Line(format!("{node}: not updatable: {reason}")));
+                self.bar(&node, &mut out);
             }
             OtaResult::Confirmed => self.finish(&node, now_ms, &mut out),
         }
@@ -387,6 +388,14 @@ impl Driver {
             stats.bytes_out,
             stats.bytes_in
         )));
+        self.bar(node, out);
+    }
+
+    /// The progress bar of the node's batch, after one of its nodes settled.
+    fn bar(&self, node: &str, out: &mut Vec<Out>) {
+        if let Some(bar) = self.rollout.batch_bar(node) {
+            out.push(Out::Line(bar));
+        }
     }
 
     fn fail(&mut self, node: &str, reason: &str, now_ms: u64, out: &mut Vec<Out>) {
@@ -395,6 +404,7 @@ impl Driver {
             stats.finished_ms = Some(now_ms);
         }
         out.push(Out::Line(format!("{node}: failed: {reason}")));
+        self.bar(node, out);
         out.push(Out::Failure {
             node: node.to_owned(),
             reason: failure_reason(reason),

@@ -320,6 +320,40 @@ impl Rollout {
     }
 
     /// One line per node, for `rackwatch firmware status` and the API.
+    /// The progress bar of the batch `node` is in: `batch 1 [######----] 6/10 settled (5 run 1.4.0,
+    /// 1 failed)`. A node is settled when it runs the new version, failed, or cannot be updated.
+    pub fn batch_bar(&self, node: &str) -> Option<String> {
+        const WIDTH: usize = 20;
+        let index = self
+            .batches
+            .iter()
+            .position(|batch| batch.iter().any(|n| n == node))?;
+        let batch = &self.batches[index];
+        let (mut done, mut failed, mut skipped) = (0, 0, 0);
+        for progress in batch.iter().filter_map(|n| self.nodes.get(n)) {
+            match progress {
+                NodeProgress::Done => done += 1,
+                NodeProgress::Failed { .. } => failed += 1,
+                NodeProgress::NotUpdatable { .. } => skipped += 1,
+                _ => {}
+            }
+        }
+        let settled = done + failed + skipped;
+        let filled = (settled * WIDTH).checked_div(batch.len()).unwrap_or(WIDTH);
+        let name = if index == 0 {
+            "canary".to_owned()
+        } else {
+            format!("batch {index}")
+        };
+        Some(format!(
+            "{name} [{}{}] {settled}/{} settled ({done} run {}, {failed} failed, {skipped} not updatable)",
+            "#".repeat(filled),
+            "-".repeat(WIDTH - filled),
+            batch.len(),
+            self.version
+        ))
+    }
+
     pub fn report(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for (i, batch) in self.batches.iter().enumerate() {
@@ -501,5 +535,36 @@ mod tests {
         assert!(BatchSize::parse("101%").is_err());
         assert_eq!(BatchSize::Percent(10).of(15), 2);
         assert_eq!(BatchSize::Percent(1).of(5), 1);
+    }
+
+    #[test]
+    fn the_batch_bar_counts_what_has_settled_in_the_nodes_batch() {
+        let mut rollout = plan(5, "all", 1, "2", 1);
+        rollout.start();
+        let canary = rollout.batches[0][0].clone();
+        assert_eq!(
+            rollout.batch_bar(&canary).unwrap(),
+            "canary [--------------------] 0/1 settled (0 run 1.4.0, 0 failed, 0 not updatable)"
+        );
+        rollout.nodes.insert(canary.clone(), NodeProgress::Done);
+        assert!(
+            rollout
+                .batch_bar(&canary)
+                .unwrap()
+                .starts_with("canary [####################] 1/1")
+        );
+        let second = rollout.batches[1].clone();
+        rollout
+            .nodes
+            .insert(second[0].clone(), NodeProgress::Failed { reason: "x".into() });
+        assert!(
+            rollout
+                .batch_bar(&second[1])
+                .unwrap()
+                .starts_with("batch 1 [##########----------] 1/2 settled (0 run 1.4.0, 1 failed"),
+            "{}",
+            rollout.batch_bar(&second[1]).unwrap()
+        );
+        assert_eq!(rollout.batch_bar("nobody"), None);
     }
 }
