@@ -319,16 +319,15 @@ impl Rollout {
         }
     }
 
-    /// One line per node, for `rackwatch firmware status` and the API.
     /// The progress bar of the batch `node` is in: `batch 1 [######----] 6/10 settled (5 run 1.4.0,
     /// 1 failed)`. A node is settled when it runs the new version, failed, or cannot be updated.
     pub fn batch_bar(&self, node: &str) -> Option<String> {
         const WIDTH: usize = 20;
-        let index = self
+        let (index, batch) = self
             .batches
             .iter()
-            .position(|batch| batch.iter().any(|n| n == node))?;
-        let batch = &self.batches[index];
+            .enumerate()
+            .find(|(_, batch)| batch.iter().any(|n| n == node))?;
         let (mut done, mut failed, mut skipped) = (0, 0, 0);
         for progress in batch.iter().filter_map(|n| self.nodes.get(n)) {
             match progress {
@@ -354,6 +353,7 @@ impl Rollout {
         ))
     }
 
+    /// One line per node, for `rackwatch firmware status` and the API.
     pub fn report(&self) -> Vec<String> {
         let mut lines = Vec::new();
         for (i, batch) in self.batches.iter().enumerate() {
