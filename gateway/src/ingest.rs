@@ -330,6 +330,13 @@ impl Ingest {
     }
 
     fn reject(&mut self, message: &Incoming, rejection: &Rejection) {
+        // The letter first: whoever sees the count finds the letter on disk.
+        self.dead_letter(
+            message,
+            rejection.reason.as_str(),
+            rejection.node.as_deref(),
+            &rejection.detail,
+        );
         MessageRejected {
             reason: rejection.reason.as_str(),
             node: rejection.node.as_deref(),
@@ -337,12 +344,6 @@ impl Ingest {
             topic: message.route.topic(),
         }
         .emit(&self.metrics);
-        self.dead_letter(
-            message,
-            rejection.reason.as_str(),
-            rejection.node.as_deref(),
-            &rejection.detail,
-        );
     }
 
     fn dead_letter(&mut self, message: &Incoming, reason: &'static str, node: Option<&str>, detail: &str) {

@@ -208,6 +208,27 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
         }
         None => (axum::Router::new(), Vec::new()),
     };
+    // With a database draining the spool, the gateway's own history is fed beside it from the
+    // observations; without one it is the spool's sink (below).
+    let history_status = HistoryStatus::default();
+    if config.influxdb.is_some() && config.history.enabled {
+        let (tx, rx) = mpsc::channel(1024);
+        consumers.push(tx);
+        let feed = history::feed::HistoryFeed {
+            observations: rx,
+            dir: config.history.dir(&config.spool.dir),
+            limits: config.history.limits(),
+            metrics: Arc::clone(&metrics),
+            status: history_status.clone(),
+        };
+        std::thread::Builder::new()
+            .name("rackwatch-history".into())
+            .spawn(move || history::feed::run(feed))
+            .map_err(|e| StartError::Spool {
+                path: "history thread".into(),
+                source: e.into(),
+            })?;
+    }
     let observers = Observers::new(consumers, Arc::clone(&metrics));
 
     let (ack_tx, ack_rx) = mpsc::unbounded_channel();
@@ -308,11 +329,11 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     drop(incoming_tx);
 
     let sink_status = Arc::new(influx::SinkStatus::default());
-    let history_status = HistoryStatus::default();
     let sink = match (writer, &config.influxdb) {
         (Some(writer), Some(influx_config)) => {
-            history_status
-                .off("the gateway's own history runs only without [influxdb]: charts read the database");
+            if !config.history.enabled {
+                history_status.off("[history] enabled = false");
+            }
             Some(tokio::spawn(influx::drain(influx::Drain {
                 reader: spool_reader,
                 writer,

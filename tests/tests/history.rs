@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use rackwatch_tests::room::{Room, within};
-use rackwatch_tests::{Gateway, GatewaySettings, Mosquitto};
+use rackwatch_tests::{Gateway, GatewaySettings, Mosquitto, VictoriaMetrics};
 use serde_json::Value;
 
 const GATEWAY: &str = env!("CARGO_BIN_EXE_rackwatch-e2e");
@@ -121,4 +121,42 @@ async fn without_a_database_the_spool_drains_into_a_history_that_survives_a_rest
     let (status, body) = get(&gateway, "/api/racks/hall-a.r01.a02/history?range=2w").await;
     assert_eq!(status, 400);
     assert!(body.contains("1h, 24h, 7d, 30d"), "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn beside_a_database_the_history_is_fed_from_the_same_readings() {
+    let broker = Mosquitto::start();
+    let database = VictoriaMetrics::start();
+    let room = Room::new("beside", &[("r01", "a01"), ("r01", "a02")]);
+    room.set_hot("a02", true);
+    let mut settings = GatewaySettings::new("beside");
+    settings.mqtt_url = Some(broker.url());
+    settings.influx_url = Some(database.url());
+    settings.extra = room.inventory();
+    let gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+
+    // The database gets the points from the spool, and the history gets the same readings.
+    let recorded = within(Duration::from_secs(20), || async {
+        gateway.metric("rackwatch_points_written_total") > 0.0
+            && history(&gateway, "a02", "inlet").await["points"]
+                .as_array()
+                .is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    assert!(
+        recorded.is_some(),
+        "no history beside the database within 20 s:\n{}",
+        gateway.log()
+    );
+    publisher.abort();
+    for mean in means(&history(&gateway, "a02", "inlet").await) {
+        assert!((mean - 36.0).abs() < 1e-6, "hot inlet mean {mean}");
+    }
+    for point in history(&gateway, "a02", "outlet").await["points"]
+        .as_array()
+        .unwrap()
+    {
+        assert_eq!(point["max"].as_f64().unwrap(), 48.0, "{point}");
+    }
 }

@@ -19,7 +19,7 @@
 //! mean and max over the minute); the rack's inlet and outlet come from the `rack` line.
 
 use super::{RACK, READING, ROW};
-use crate::model::rack_id;
+use crate::model::{Sample, SeriesScope, rack_id};
 
 /// One sample for the history store, its key built by [`history_samples`].
 #[derive(Debug, Clone, PartialEq)]
@@ -75,26 +75,78 @@ pub fn history_samples(line: &[u8], out: &mut Vec<HistoryPoint>) -> Result<(), R
         let Some(quantity) = &tags.quantity else {
             return Err(ReadError::MissingTag);
         };
-        // One channel carries several quantities (an SHT4x: temperature, humidity, and the dew
-        // point derived from both).
-        out.push(point(format!("node/{node}/{channel}/{quantity}"), ts_ms, value));
+        out.push(point(channel_key(node, channel, quantity), ts_ms, value));
         if let Some(rack) = &tags.rack {
             let rack = rack_id(tags.room.as_deref(), tags.row.as_deref(), rack);
-            out.push(point(format!("rack/{rack}/{quantity}"), ts_ms, value));
+            out.push(point(rack_key(&rack, quantity), ts_ms, value));
+        }
+    } else if measurement == RACK.name {
+        let rack = tags.rack.as_deref().ok_or(ReadError::MissingTag)?;
+        let rack = rack_id(tags.room.as_deref(), tags.row.as_deref(), rack);
+        for (key, value) in floats {
+            out.push(point(rack_key(&rack, key), ts_ms, value));
         }
     } else {
-        let (scope, id) = if measurement == RACK.name {
-            let rack = tags.rack.as_deref().ok_or(ReadError::MissingTag)?;
-            ("rack", rack_id(tags.room.as_deref(), tags.row.as_deref(), rack))
-        } else {
-            let row = tags.row.as_deref().ok_or(ReadError::MissingTag)?;
-            ("row", format!("{}.{row}", tags.room.as_deref().unwrap_or("-")))
-        };
+        let row = tags.row.as_deref().ok_or(ReadError::MissingTag)?;
         for (key, value) in floats {
-            out.push(point(format!("{scope}/{id}/{key}"), ts_ms, value));
+            out.push(point(row_key(tags.room.as_deref(), row, key), ts_ms, value));
         }
     }
     Ok(())
+}
+
+/// The history samples of one normalised or derived sample: the same series keys as the line it
+/// was written as (for the history beside a database, fed from ingest's observations). A sample
+/// without a value (a fault, an aggregate that lost its last member) feeds nothing.
+pub fn sample_history(sample: &Sample, out: &mut Vec<HistoryPoint>) {
+    let Some(value) = sample.value.filter(|v| v.is_finite()) else {
+        return;
+    };
+    let series = &sample.series;
+    let position = &series.position;
+    let ts_ms = sample.timestamp_ms;
+    match series.scope {
+        SeriesScope::Probe => {
+            let quantity = series.quantity.as_str();
+            out.push(point(
+                channel_key(&series.node, &series.channel, quantity),
+                ts_ms,
+                value,
+            ));
+            out.push(point(rack_key(&position.rack_id(), quantity), ts_ms, value));
+        }
+        SeriesScope::Rack(measure) => {
+            out.push(point(
+                rack_key(&position.rack_id(), measure.as_str()),
+                ts_ms,
+                value,
+            ));
+        }
+        SeriesScope::Row(measure) => {
+            if let Some(row) = &position.row {
+                out.push(point(
+                    row_key(position.room.as_deref(), row, measure.as_str()),
+                    ts_ms,
+                    value,
+                ));
+            }
+        }
+    }
+}
+
+/// One channel's quantity: one channel carries several (an SHT4x: temperature, humidity, and the
+/// dew point derived from both).
+fn channel_key(node: &str, channel: &str, quantity: &str) -> String {
+    format!("node/{node}/{channel}/{quantity}")
+}
+
+/// A rack's measure (`inlet`, `delta_t`, ...) or the pool of one quantity over its probes.
+pub fn rack_key(rack_id: &str, name: &str) -> String {
+    format!("rack/{rack_id}/{name}")
+}
+
+fn row_key(room: Option<&str>, row: &str, name: &str) -> String {
+    format!("row/{}.{row}/{name}", room.unwrap_or("-"))
 }
 
 fn point(key: String, ts_ms: i64, value: f64) -> HistoryPoint {
@@ -303,5 +355,75 @@ mod tests {
         assert_eq!(history_samples(b"rack", &mut out), Err(ReadError::NoFields));
         assert_eq!(history_samples(b"\xff\xfe", &mut out), Err(ReadError::NotUtf8));
         assert!(out.is_empty());
+    }
+
+    fn sample(scope: SeriesScope, quantity: Quantity, value: f64) -> Sample {
+        use rackwatch_protocols::{ChannelName, NodeId};
+        let node = if scope == SeriesScope::Probe {
+            "r01-n1"
+        } else {
+            crate::model::DERIVED_NODE
+        };
+        Sample {
+            series: std::sync::Arc::new(crate::model::Series {
+                scope,
+                node: NodeId::new(node).unwrap(),
+                channel: ChannelName::new("t0").unwrap(),
+                quantity,
+                placement: None,
+                position: std::sync::Arc::new(position()),
+                line_prefix: Vec::new(),
+            }),
+            value: Some(value),
+            status: ReadingStatus::Ok,
+            timestamp_ms: 9_000,
+            received_ms: 9_000,
+        }
+    }
+
+    #[test]
+    fn a_sample_feeds_the_same_series_as_the_line_it_is_written_as() {
+        use crate::model::Measure;
+        // A probe reading: its channel and its rack's pool of the quantity.
+        let prefix = schema::reading_prefix(
+            "dc1",
+            "r01-n1",
+            "t0",
+            None,
+            Quantity::RelativeHumidity,
+            &position(),
+        );
+        let mut line = Vec::new();
+        schema::reading(&mut line, &prefix, 41.5, 9_000);
+        let mut from_sample = Vec::new();
+        sample_history(
+            &sample(SeriesScope::Probe, Quantity::RelativeHumidity, 41.5),
+            &mut from_sample,
+        );
+        assert_eq!(from_sample, read(&line));
+        // A rack measure and a row measure, as derive writes them.
+        let mut line = Vec::new();
+        let measures = RackMeasures {
+            delta_t: Some(11.5),
+            ..RackMeasures::default()
+        };
+        schema::rack(&mut line, "dc1", &position(), &measures, 9_000);
+        schema::row(&mut line, "dc1", &position(), 8_000.0, 9_000);
+        let mut from_samples = Vec::new();
+        sample_history(
+            &sample(SeriesScope::Rack(Measure::DeltaT), Quantity::Temperature, 11.5),
+            &mut from_samples,
+        );
+        sample_history(
+            &sample(SeriesScope::Row(Measure::Power), Quantity::Power, 8_000.0),
+            &mut from_samples,
+        );
+        assert_eq!(from_samples, read(&line));
+        // A sample without a value feeds nothing.
+        let mut none = Vec::new();
+        let mut faulted = sample(SeriesScope::Probe, Quantity::Temperature, 1.0);
+        faulted.value = None;
+        sample_history(&faulted, &mut none);
+        assert!(none.is_empty());
     }
 }

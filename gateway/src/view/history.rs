@@ -15,6 +15,7 @@ use axum::routing::get;
 use serde::{Deserialize, Serialize};
 
 use crate::model::now_ms;
+use crate::schema::read::rack_key;
 use crate::sink::history::drain::HistoryStatus;
 use crate::sink::history::{Bucket, Resolution};
 
@@ -141,7 +142,7 @@ fn buckets(
     resolution: Resolution,
 ) -> Result<Vec<Bucket>, Refusal> {
     let now = now_ms();
-    let key = format!("rack/{rack}/{series}");
+    let key = rack_key(rack, series);
     if key.len() > crate::sink::history::MAX_KEY_LEN {
         return Err(Refusal::BadQuery(format!("rack id {rack:?} is too long")));
     }

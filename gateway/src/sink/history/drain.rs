@@ -107,13 +107,7 @@ pub async fn drain(task: HistoryDrain) {
         status,
         mut shutdown,
     } = task;
-    let mut store = Store {
-        dir,
-        limits,
-        status,
-        metrics,
-        last_prune: None,
-    };
+    let mut store = Store::new(dir, limits, status, metrics);
     let mut batch = Batch::default();
     let mut points = Vec::new();
     loop {
@@ -154,7 +148,7 @@ pub async fn drain(task: HistoryDrain) {
 }
 
 /// The history store, opened when first needed and again after it failed.
-struct Store {
+pub(super) struct Store {
     dir: PathBuf,
     limits: HistoryLimits,
     status: HistoryStatus,
@@ -163,6 +157,21 @@ struct Store {
 }
 
 impl Store {
+    pub(super) fn new(
+        dir: PathBuf,
+        limits: HistoryLimits,
+        status: HistoryStatus,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Store {
+            dir,
+            limits,
+            status,
+            metrics,
+            last_prune: None,
+        }
+    }
+
     /// The history samples of every line of `body`; a line that does not read back is counted.
     fn read_back(&self, body: &[u8], points: &mut Vec<HistoryPoint>) {
         for line in body.split(|&b| b == b'\n').filter(|line| !line.is_empty()) {
@@ -199,7 +208,7 @@ impl Store {
         }
     }
 
-    fn record(&mut self, points: &[HistoryPoint]) {
+    pub(super) fn record(&mut self, points: &[HistoryPoint]) {
         if points.is_empty() {
             return;
         }
@@ -223,7 +232,7 @@ impl Store {
         }
     }
 
-    fn prune_when_due(&mut self) {
+    pub(super) fn prune_when_due(&mut self) {
         if self.last_prune.is_some_and(|at| at.elapsed() < PRUNE_EVERY) {
             return;
         }

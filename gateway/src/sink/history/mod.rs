@@ -32,6 +32,7 @@
 
 mod bucket;
 pub mod drain;
+pub mod feed;
 
 pub use bucket::{Bucket, Resolution};
 
