@@ -6,6 +6,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Message, message_codec, version};
+use crate::trust::{CaCertificate, CaPin};
 use crate::{ChannelName, Label, NodeId, SiteId};
 
 /// The most channels a node's configuration may calibrate.
@@ -50,6 +51,16 @@ pub struct BrokerConfig {
     pub port: u16,
     #[serde(default)]
     pub tls: bool,
+    /// With `tls`: the name the broker's certificate must carry, sent as SNI; `host` when absent
+    /// (e.g. when `host` is an IP address and the certificate names `broker.example`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<heapless::String<64>>,
+    /// With `tls`: the CA the broker's certificate must chain to (`crate::trust`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaCertificate>,
+    /// With `tls`, instead of `ca` where the store is too small: the SHA-256 of the CA's DER.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pin: Option<CaPin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<heapless::String<32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +116,13 @@ fn one() -> f32 {
     1.0
 }
 
+impl BrokerConfig {
+    /// The name the broker's certificate must carry: `server_name`, else `host`.
+    pub fn tls_name(&self) -> &str {
+        self.server_name.as_deref().unwrap_or(&self.host)
+    }
+}
+
 impl NodeConfig {
     pub(crate) fn is_finite(&self) -> bool {
         self.channels
@@ -134,6 +152,9 @@ mod tests {
             host: "10.0.2.2".try_into().unwrap(),
             port: 1883,
             tls: false,
+            server_name: None,
+            ca: None,
+            ca_pin: None,
             username: Some("r01-n1".try_into().unwrap()),
             password: Secret::new("hunter2"),
         };
