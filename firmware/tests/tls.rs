@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rackwatch_firmware::node::SessionError;
-use rackwatch_firmware::tls::{self, TlsClient, TlsSettings, TlsState};
+use rackwatch_firmware::tls::{self, TlsClient, TlsSettings, TlsState, Trust};
 use rackwatch_firmware::{Event, LinkError, LinkState, Node, NodeConfig, Transport};
 use rackwatch_hardware::{FanControl, Fault, Measurement, Sample, SensorSet};
 use rackwatch_protocols::{FanTarget, LinkFailure, NodeId, SiteId};
@@ -321,7 +321,7 @@ const CONNACK: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 /// A node over TLS to `port`; runs until `done` says so about an event (or panics after 20 s), and
 /// returns every event and the time from the first `Connecting` to the first `Connected`.
 fn run_node(
-    ca_der: &[u8],
+    trust: Trust<'_>,
     port: Rc<Cell<u16>>,
     mut step: impl FnMut(&Event) -> bool,
 ) -> (Vec<Event>, Option<Duration>) {
@@ -333,7 +333,7 @@ fn run_node(
     let (pipe, buffers) = state.parts();
     let settings = TlsSettings {
         server_name: BROKER,
-        ca_der,
+        trust,
     };
     let mut engine = Box::pin(tls::engine(pipe, buffers, settings, rand_core::OsRng));
     let mut client = TlsClient::new(pipe, engine.as_mut());
@@ -369,7 +369,7 @@ fn run_node(
 
 /// Runs a node against `port` until its first disconnect, and returns why.
 fn first_disconnect(certs: &Certs, port: u16) -> SessionError {
-    let (events, _) = run_node(&certs.ca_der(), Rc::new(Cell::new(port)), |e| {
+    let (events, _) = run_node(Trust::Ca(&certs.ca_der()), Rc::new(Cell::new(port)), |e| {
         matches!(e, Event::Disconnected { .. })
     });
     match events.last() {
@@ -385,7 +385,7 @@ fn a_certificate_from_another_ca_is_refused_and_its_reason_reaches_the_next_birt
     let good = SServer::start(&certs, "good", "-tls1_3", &CONNACK);
     let port = Rc::new(Cell::new(rogue.port));
     let switch = Rc::clone(&port);
-    let (events, handshake) = run_node(&certs.ca_der(), port, |event| match event {
+    let (events, handshake) = run_node(Trust::Ca(&certs.ca_der()), port, |event| match event {
         Event::Disconnected { .. } => {
             switch.set(good.port);
             false
@@ -458,7 +458,7 @@ fn an_alert_mid_session_ends_the_session_with_its_reason() {
     let server = SServer::start(&certs, "good", "-tls1_3", &CONNACK);
     let inject = Arc::new(AtomicBool::new(false));
     let port = proxy(server.port, Tamper::AlertWhenAsked, Arc::clone(&inject));
-    let (events, _) = run_node(&certs.ca_der(), Rc::new(Cell::new(port)), |event| {
+    let (events, _) = run_node(Trust::Ca(&certs.ca_der()), Rc::new(Cell::new(port)), |event| {
         if let Event::Connected { .. } = event {
             inject.store(true, Ordering::SeqCst);
         }

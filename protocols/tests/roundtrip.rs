@@ -103,6 +103,7 @@ fn config_origin() -> impl Strategy<Value = ConfigOrigin> {
 fn link_failure() -> impl Strategy<Value = LinkFailure> {
     prop_oneof![
         Just(LinkFailure::UnknownCa),
+        Just(LinkFailure::PinMismatch),
         Just(LinkFailure::WrongHostName),
         Just(LinkFailure::BadSignature),
         Just(LinkFailure::ProtocolVersion),
