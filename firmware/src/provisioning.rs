@@ -111,6 +111,7 @@ pub fn check(config: &NodeConfig) -> Result<(), &'static str> {
     if config.broker.port == 0 || config.broker.host.is_empty() {
         return Err("no broker");
     }
+    #[cfg(feature = "tls")]
     if config.broker.tls && config.broker.ca.is_none() && config.broker.ca_pin.is_none() {
         return Err("tls without a CA or CA pin");
     }
@@ -197,6 +198,7 @@ pub fn check_tls_ipv4_broker(config: &NodeConfig) -> Result<(), &'static str> {
     tls_ipv4_broker(&config.broker).map(|_| ())
 }
 
+#[cfg(feature = "tls")]
 /// Whether two broker configurations ask for the same TLS: flag, name and trust. A board whose TLS
 /// engine runs on the boot-time settings restarts when a provisioned configuration changes them.
 pub fn same_tls(a: &BrokerConfig, b: &BrokerConfig) -> bool {

@@ -414,7 +414,10 @@ fn refusals(trust: Trust<'_>, port: u16) -> SessionError {
     assert_eq!(reasons.len(), 2, "{events:?}");
     assert_eq!(reasons[0], reasons[1], "{events:?}");
     let openings = openings.lock().unwrap().clone();
-    assert!(openings.len() >= 2, "the node connected again after the refusal: {openings:?}");
+    assert!(
+        openings.len() >= 2,
+        "the node connected again after the refusal: {openings:?}"
+    );
     for opening in &openings {
         // A handshake record (22) whose first message is a ClientHello (1); MQTT CONNECT starts with 0x10.
         assert!(

@@ -6,6 +6,7 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Message, message_codec, version};
+#[cfg(feature = "tls")]
 use crate::trust::{CaCertificate, CaPin};
 use crate::{ChannelName, Label, NodeId, SiteId};
 
@@ -53,12 +54,15 @@ pub struct BrokerConfig {
     pub tls: bool,
     /// With `tls`: the name the broker's certificate must carry, sent as SNI; `host` when absent
     /// (e.g. when `host` is an IP address and the certificate names `broker.example`).
+    #[cfg(feature = "tls")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub server_name: Option<heapless::String<64>>,
     /// With `tls`: the CA the broker's certificate must chain to (`crate::trust`).
+    #[cfg(feature = "tls")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca: Option<CaCertificate>,
     /// With `tls`, instead of `ca` where the store is too small: the SHA-256 of the CA's DER.
+    #[cfg(feature = "tls")]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ca_pin: Option<CaPin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -117,7 +121,25 @@ fn one() -> f32 {
 }
 
 impl BrokerConfig {
+    /// `host:port` in clear, without credentials.
+    pub fn plain(host: heapless::String<64>, port: u16) -> Self {
+        BrokerConfig {
+            host,
+            port,
+            tls: false,
+            #[cfg(feature = "tls")]
+            server_name: None,
+            #[cfg(feature = "tls")]
+            ca: None,
+            #[cfg(feature = "tls")]
+            ca_pin: None,
+            username: None,
+            password: None,
+        }
+    }
+
     /// The name the broker's certificate must carry: `server_name`, else `host`.
+    #[cfg(feature = "tls")]
     pub fn tls_name(&self) -> &str {
         self.server_name.as_deref().unwrap_or(&self.host)
     }
@@ -149,14 +171,9 @@ mod tests {
     #[test]
     fn secret_never_shows_in_debug() {
         let broker = BrokerConfig {
-            host: "10.0.2.2".try_into().unwrap(),
-            port: 1883,
-            tls: false,
-            server_name: None,
-            ca: None,
-            ca_pin: None,
             username: Some("r01-n1".try_into().unwrap()),
             password: Secret::new("hunter2"),
+            ..BrokerConfig::plain("10.0.2.2".try_into().unwrap(), 1883)
         };
         let mut shown = heapless::String::<256>::new();
         fmt::write(&mut shown, format_args!("{broker:?}")).unwrap();

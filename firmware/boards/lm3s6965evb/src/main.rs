@@ -418,16 +418,7 @@ fn initial_config(settings: &Settings) -> rackwatch_protocols::NodeConfig {
         site: settings.site.clone(),
         location: rackwatch_protocols::Location::default(),
         interval_ms: settings.interval_ms,
-        broker: BrokerConfig {
-            host,
-            port: settings.broker.port,
-            tls: false,
-            server_name: None,
-            ca: None,
-            ca_pin: None,
-            username: None,
-            password: None,
-        },
+        broker: BrokerConfig::plain(host, settings.broker.port),
         channels: heapless::Vec::new(),
     }
 }

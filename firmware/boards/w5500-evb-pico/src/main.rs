@@ -416,15 +416,9 @@ fn defaults(mac: [u8; 6]) -> rackwatch_protocols::NodeConfig {
         location: rackwatch_protocols::Location::default(),
         interval_ms: rackwatch_firmware::DEFAULT_INTERVAL_MS,
         broker: BrokerConfig {
-            host,
-            port,
             // A TLS build speaks only TLS: to the build's broker name and CA until provisioned.
             tls: cfg!(feature = "tls"),
-            server_name: None,
-            ca: None,
-            ca_pin: None,
-            username: None,
-            password: None,
+            ..BrokerConfig::plain(host, port)
         },
         channels: heapless::Vec::new(),
     }

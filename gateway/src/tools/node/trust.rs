@@ -39,7 +39,8 @@ fn ca_der(bytes: &[u8]) -> Result<Vec<u8>, String> {
     if bytes.first() == Some(&0x30) {
         return Ok(bytes.to_vec());
     }
-    let mut certificates = rustls_pemfile::certs(&mut &bytes[..]);
+    let mut reader = bytes;
+    let mut certificates = rustls_pemfile::certs(&mut reader);
     let first = certificates
         .next()
         .ok_or("no certificate in it (PEM \"CERTIFICATE\" or DER expected)")?
