@@ -35,7 +35,7 @@ use std::vec::Vec;
 
 use rackwatch_hardware::sim::{DataHall, probe};
 use rackwatch_hardware::{Channel, FanControl, Fault, Measurement, Sample, SensorSet};
-use rackwatch_protocols::{ChannelName, FanTarget, FirmwareVersion, IdError, NodeId, SiteId};
+use rackwatch_protocols::{ChannelName, FanTarget, FirmwareVersion, IdError, LinkFailure, NodeId, SiteId};
 use tokio::io::ErrorKind;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
@@ -43,7 +43,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::host_update::{HostOta, HostUpdates};
-use crate::node::{Event, Node, NodeConfig};
+use crate::node::{Event, Node, NodeConfig, SessionError};
 use crate::sampling::{ChannelSetup, Filter};
 use crate::store::DEFAULT_RING_CAPACITY;
 use crate::tls::{TlsClient, TlsSettings, TlsState, Trust};
@@ -210,6 +210,8 @@ pub struct NodeStatus {
     dropped: AtomicU64,
     reboots: AtomicU32,
     boot: AtomicU32,
+    /// Why the link last failed (a TLS refusal), if it ever did.
+    link_failure: Mutex<Option<LinkFailure>>,
 }
 
 impl NodeStatus {
@@ -236,6 +238,11 @@ impl NodeStatus {
     /// The current boot id.
     pub fn boot(&self) -> u32 {
         self.boot.load(Ordering::Relaxed)
+    }
+    /// Why the link to the broker last failed (e.g. a refused certificate), the reason the console
+    /// shows and the next birth message's `link` carries.
+    pub fn link_failure(&self) -> Option<LinkFailure> {
+        self.link_failure.lock().ok().and_then(|failure| *failure)
     }
 }
 
@@ -410,7 +417,14 @@ async fn run_node<W: Wire>(
                             agent.connected(&mut node);
                         }
                     }
-                    Event::Disconnected { .. } => status.online.store(false, Ordering::Relaxed),
+                    Event::Disconnected { reason, .. } => {
+                        status.online.store(false, Ordering::Relaxed);
+                        if let (SessionError::Link(failure), Ok(mut last)) =
+                            (reason, status.link_failure.lock())
+                        {
+                            *last = Some(failure);
+                        }
+                    }
                     Event::Delivered { .. } => {
                         status.delivered.fetch_add(1, Ordering::Relaxed);
                     }

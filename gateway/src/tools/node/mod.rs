@@ -380,8 +380,9 @@ async fn provision(
     Ok(())
 }
 
-/// The configuration to write: command-line options over the inventory's entry and defaults.
-fn build_config(
+/// The configuration to write: command-line options over the inventory's entry and defaults. Public
+/// for a node reached another way than a serial port (the host-build node in tests takes it as is).
+pub fn build_config(
     options: &ProvisionOptions,
     inventory: Option<&Inventory>,
     entry: Option<&NodeEntry>,
