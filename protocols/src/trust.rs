@@ -64,11 +64,8 @@ impl Serialize for CaCertificate {
             let group = u32::from_be_bytes([0, a, b, c]);
             for i in 0..4 {
                 let sextet = (group >> (18 - 6 * i)) & 0x3F;
-                let shown = if i > chunk.len() {
-                    '='
-                } else {
-                    char::from(BASE64[sextet as usize])
-                };
+                let symbol = BASE64.get(sextet as usize).copied().unwrap_or(b'=');
+                let shown = if i > chunk.len() { '=' } else { char::from(symbol) };
                 text.push(shown)
                     .map_err(|_| serde::ser::Error::custom("CA too long"))?;
             }
@@ -127,7 +124,8 @@ impl Serialize for CaPin {
         let mut text: heapless::String<64> = heapless::String::new();
         for byte in self.0 {
             for nibble in [byte >> 4, byte & 0x0F] {
-                let _ = text.push(char::from(HEX[usize::from(nibble)]));
+                let digit = HEX.get(usize::from(nibble)).copied().unwrap_or(b'0');
+                let _ = text.push(char::from(digit));
             }
         }
         serializer.serialize_str(&text)

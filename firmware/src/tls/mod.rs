@@ -43,7 +43,7 @@ use crate::transport::{LinkError, LinkFailure, LinkState, Transport};
 use pipe::Phase;
 pub use pipe::Pipe;
 pub use rng::SeededRng;
-pub use verify::MAX_SERVER_CERTIFICATE;
+pub use verify::{MAX_SERVER_CERTIFICATE, Trust};
 
 /// The plaintext a record carries at most, asked of the broker with max_fragment_length (RFC 6066
 /// §4; OpenSSL, hence Mosquitto, honours it). It also bounds the handshake: the broker's certificate
@@ -65,15 +65,6 @@ pub struct TlsSettings<'a> {
     /// The broker's DNS name: sent as SNI (RFC 6066 §3) and matched against its certificate.
     pub server_name: &'a str,
     pub trust: Trust<'a>,
-}
-
-/// The CA the broker's certificate must chain to ([`verify`](self) tells how each is checked).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trust<'a> {
-    /// The CA certificate the node was provisioned with (DER).
-    Ca(&'a [u8]),
-    /// The SHA-256 of the CA certificate's DER: the broker must send that CA last in its chain.
-    Pin([u8; 32]),
 }
 
 impl<'a> TlsSettings<'a> {

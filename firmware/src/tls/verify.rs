@@ -9,7 +9,7 @@
 //!
 //! With a pin ([`Trust::Pin`]) the node carries no certificate: the broker must send its CA as the last
 //! certificate of its chain, the SHA-256 of that certificate's DER must equal the pin, and that
-//! certificate (copied into [`TlsBuffers`]' anchor, [`MAX_CA_DER`] bytes) is then the trust anchor of
+//! certificate (copied into the anchor of `TlsBuffers`, [`MAX_CA_DER`] bytes) is then the trust anchor of
 //! the same `CertVerifier` checks: the chain up to it, which includes the CA's own self-signature,
 //! the host name and the handshake signature.
 //!
@@ -17,20 +17,27 @@
 //! error, so [`NodeVerifier`] names the cause itself: if the server certificate carries the host name,
 //! the chain failed. The classification only chooses the words of the report; the verdict is
 //! `CertVerifier`'s.
-//!
-//! [`TlsBuffers`]: super::TlsBuffers
 
 use embedded_tls::pki::CertVerifier;
 use embedded_tls::{Aes128GcmSha256, Certificate, CertificateEntryRef, NoClock, TlsError, TlsVerifier};
 use rackwatch_protocols::MAX_CA_DER;
 use sha2::{Digest, Sha256};
 
-use super::Trust;
 use crate::transport::LinkFailure;
 
 /// The server certificate kept between the Certificate and CertificateVerify messages: a P-256
 /// certificate with a few names is about 500 bytes; with a pin the chain includes the CA (about 450).
 pub const MAX_SERVER_CERTIFICATE: usize = 1024;
+
+/// The CA the broker's certificate must chain to (this module's documentation tells how each is
+/// checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust<'a> {
+    /// The CA certificate the node was provisioned with (DER).
+    Ca(&'a [u8]),
+    /// The SHA-256 of the CA certificate's DER: the broker must send that CA last in its chain.
+    Pin([u8; 32]),
+}
 
 type Verifier<'a> = CertVerifier<'a, Aes128GcmSha256, NoClock, MAX_SERVER_CERTIFICATE>;
 

@@ -410,7 +410,7 @@ pub fn build_config(
     };
     let (ca, ca_pin) = match (tls, &options.ca) {
         (true, Some(path)) => match trust::read_trust(path, options.ca_pin)? {
-            trust::Trust::Ca(ca) => (Some(ca), None),
+            trust::Trust::Ca(ca) => (Some(*ca), None),
             trust::Trust::Pin(pin) => (None, Some(pin)),
         },
         (true, None) => return Err("--tls needs --ca: the broker's CA certificate".into()),

@@ -8,7 +8,7 @@ use sha2::{Digest, Sha256};
 /// The provisioned trust: the CA certificate, or its pin.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Trust {
-    Ca(CaCertificate),
+    Ca(Box<CaCertificate>),
     Pin(CaPin),
 }
 
@@ -20,13 +20,15 @@ pub fn read_trust(path: &Path, pin: bool) -> Result<Trust, String> {
     if pin {
         return Ok(Trust::Pin(pin_of(&der)));
     }
-    CaCertificate::new(&der).map(Trust::Ca).ok_or_else(|| {
-        format!(
-            "--ca {}: the certificate is {} bytes, a node takes at most {MAX_CA_DER}; use --ca-pin",
-            path.display(),
-            der.len()
-        )
-    })
+    CaCertificate::new(&der)
+        .map(|ca| Trust::Ca(Box::new(ca)))
+        .ok_or_else(|| {
+            format!(
+                "--ca {}: the certificate is {} bytes, a node takes at most {MAX_CA_DER}; use --ca-pin",
+                path.display(),
+                der.len()
+            )
+        })
 }
 
 /// The SHA-256 of a certificate's DER, as the node compares it.
@@ -64,7 +66,7 @@ mod tests {
         std::fs::write(dir.path().join("ca.pem"), pem).unwrap();
         let from_der = read_trust(&dir.path().join("ca.der"), false).unwrap();
         assert_eq!(from_der, read_trust(&dir.path().join("ca.pem"), false).unwrap());
-        assert_eq!(from_der, Trust::Ca(CaCertificate::new(&der).unwrap()));
+        assert_eq!(from_der, Trust::Ca(Box::new(CaCertificate::new(&der).unwrap())));
         let Trust::Pin(pin) = read_trust(&dir.path().join("ca.pem"), true).unwrap() else {
             panic!("a pin was asked for");
         };
