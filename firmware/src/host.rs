@@ -35,7 +35,7 @@ use std::vec::Vec;
 
 use rackwatch_hardware::sim::{DataHall, probe};
 use rackwatch_hardware::{Channel, FanControl, Fault, Measurement, Sample, SensorSet};
-use rackwatch_protocols::{ChannelName, FanTarget, FirmwareVersion, IdError, NodeId, SiteId};
+use rackwatch_protocols::{ChannelName, FanTarget, FirmwareVersion, IdError, LinkFailure, NodeId, SiteId};
 use tokio::io::ErrorKind;
 use tokio::net::TcpStream;
 use tokio::sync::{oneshot, watch};
@@ -43,10 +43,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::host_update::{HostOta, HostUpdates};
-use crate::node::{Event, Node, NodeConfig};
+use crate::node::{Event, Node, NodeConfig, SessionError};
 use crate::sampling::{ChannelSetup, Filter};
 use crate::store::DEFAULT_RING_CAPACITY;
-use crate::tls::{TlsClient, TlsSettings, TlsState};
+use crate::tls::{TlsClient, TlsSettings, TlsState, Trust};
 use crate::transport::{LinkError, LinkState, Transport};
 
 /// One rack of a shared simulated [`DataHall`], as a node's sensors and fan controller. Each call
@@ -125,8 +125,15 @@ pub struct HostNodeConfig {
 pub struct HostTls {
     /// The host name its certificate carries.
     pub server_name: String,
-    /// The CA certificate (DER) it chains to.
-    pub ca_der: Vec<u8>,
+    /// The CA certificate (DER) it chains to, or that CA's SHA-256 pin.
+    pub trust: HostTrust,
+}
+
+/// [`crate::tls::Trust`], owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HostTrust {
+    Ca(Vec<u8>),
+    Pin([u8; 32]),
 }
 
 impl HostNodeConfig {
@@ -161,9 +168,24 @@ impl HostNodeConfig {
     pub fn with_tls(mut self, server_name: &str, ca_der: Vec<u8>) -> Self {
         self.tls = Some(HostTls {
             server_name: server_name.into(),
-            ca_der,
+            trust: HostTrust::Ca(ca_der),
         });
         self
+    }
+
+    /// Takes the TLS settings of a provisioned broker configuration (the one `rackwatch node
+    /// provision --tls --ca` writes): its name, CA or pin, as a board applies them. `None` when it
+    /// asks for no TLS or fails `provisioning::check`.
+    pub fn with_provisioned_tls(mut self, broker: &rackwatch_protocols::BrokerConfig) -> Option<Self> {
+        let settings = TlsSettings::of(broker)?;
+        self.tls = Some(HostTls {
+            server_name: settings.server_name.into(),
+            trust: match settings.trust {
+                Trust::Ca(der) => HostTrust::Ca(der.to_vec()),
+                Trust::Pin(pin) => HostTrust::Pin(pin),
+            },
+        });
+        Some(self)
     }
 }
 
@@ -188,6 +210,8 @@ pub struct NodeStatus {
     dropped: AtomicU64,
     reboots: AtomicU32,
     boot: AtomicU32,
+    /// Why the link last failed (a TLS refusal), if it ever did.
+    link_failure: Mutex<Option<LinkFailure>>,
 }
 
 impl NodeStatus {
@@ -214,6 +238,11 @@ impl NodeStatus {
     /// The current boot id.
     pub fn boot(&self) -> u32 {
         self.boot.load(Ordering::Relaxed)
+    }
+    /// Why the link to the broker last failed (e.g. a refused certificate), the reason the console
+    /// shows and the next birth message's `link` carries.
+    pub fn link_failure(&self) -> Option<LinkFailure> {
+        self.link_failure.lock().ok().and_then(|failure| *failure)
     }
 }
 
@@ -287,7 +316,10 @@ fn spawn_tls_node(
         let (pipe, buffers) = state.parts();
         let settings = TlsSettings {
             server_name: &tls.server_name,
-            ca_der: &tls.ca_der,
+            trust: match &tls.trust {
+                HostTrust::Ca(der) => Trust::Ca(der),
+                HostTrust::Pin(pin) => Trust::Pin(*pin),
+            },
         };
         let engine = std::pin::pin!(crate::tls::engine(pipe, buffers, settings, rand_core::OsRng));
         let mut client = TlsClient::new(pipe, engine);
@@ -385,7 +417,14 @@ async fn run_node<W: Wire>(
                             agent.connected(&mut node);
                         }
                     }
-                    Event::Disconnected { .. } => status.online.store(false, Ordering::Relaxed),
+                    Event::Disconnected { reason, .. } => {
+                        status.online.store(false, Ordering::Relaxed);
+                        if let (SessionError::Link(failure), Ok(mut last)) =
+                            (reason, status.link_failure.lock())
+                        {
+                            *last = Some(failure);
+                        }
+                    }
                     Event::Delivered { .. } => {
                         status.delivered.fetch_add(1, Ordering::Relaxed);
                     }

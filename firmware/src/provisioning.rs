@@ -111,6 +111,10 @@ pub fn check(config: &NodeConfig) -> Result<(), &'static str> {
     if config.broker.port == 0 || config.broker.host.is_empty() {
         return Err("no broker");
     }
+    #[cfg(feature = "tls")]
+    if config.broker.tls && config.broker.ca.is_none() && config.broker.ca_pin.is_none() {
+        return Err("tls without a CA or CA pin");
+    }
     let bad_channel = config.channels.iter().any(|c| {
         !(c.gain.is_finite() && c.offset.is_finite())
             || c.interval_ms.is_some_and(|ms| !(100..=3_600_000).contains(&ms))
@@ -176,6 +180,29 @@ pub fn plain_ipv4_broker(broker: &BrokerConfig) -> Result<(core::net::Ipv4Addr, 
 /// The [`BoardCheck`] of a board with neither a TLS stack nor DNS ([`plain_ipv4_broker`]).
 pub fn check_plain_ipv4_broker(config: &NodeConfig) -> Result<(), &'static str> {
     plain_ipv4_broker(&config.broker).map(|_| ())
+}
+
+/// The broker of a configuration, for a board built to speak only TLS, without DNS: its IPv4
+/// address and port. A configuration without `tls` is refused rather than sent over TLS unasked;
+/// its CA or pin [`check`] already required.
+pub fn tls_ipv4_broker(broker: &BrokerConfig) -> Result<(core::net::Ipv4Addr, u16), &'static str> {
+    if !broker.tls {
+        return Err("this build speaks only TLS (provision with --tls --ca)");
+    }
+    let address = broker.host.parse().map_err(|_| "broker host not IPv4")?;
+    Ok((address, broker.port))
+}
+
+/// The [`BoardCheck`] of a board with a TLS stack and no DNS ([`tls_ipv4_broker`]).
+pub fn check_tls_ipv4_broker(config: &NodeConfig) -> Result<(), &'static str> {
+    tls_ipv4_broker(&config.broker).map(|_| ())
+}
+
+#[cfg(feature = "tls")]
+/// Whether two broker configurations ask for the same TLS: flag, name and trust. A board whose TLS
+/// engine runs on the boot-time settings restarts when a provisioned configuration changes them.
+pub fn same_tls(a: &BrokerConfig, b: &BrokerConfig) -> bool {
+    a.tls == b.tls && a.tls_name() == b.tls_name() && a.ca == b.ca && a.ca_pin == b.ca_pin
 }
 
 /// The node's side of provisioning: reassembles the host's frames, answers them, stores an accepted

@@ -22,7 +22,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use rackwatch_firmware::node::SessionError;
-use rackwatch_firmware::tls::{self, TlsClient, TlsSettings, TlsState};
+use rackwatch_firmware::tls::{self, TlsClient, TlsSettings, TlsState, Trust};
 use rackwatch_firmware::{Event, LinkError, LinkState, Node, NodeConfig, Transport};
 use rackwatch_hardware::{FanControl, Fault, Measurement, Sample, SensorSet};
 use rackwatch_protocols::{FanTarget, LinkFailure, NodeId, SiteId};
@@ -113,6 +113,12 @@ impl Certs {
     fn ca_der(&self) -> Vec<u8> {
         std::fs::read(self.dir.join("ca.der")).unwrap()
     }
+
+    /// The SHA-256 of `name`'s DER, as `rackwatch node provision --ca-pin` writes it.
+    fn pin(&self, name: &str) -> [u8; 32] {
+        let der = std::fs::read(self.dir.join(format!("{name}.der"))).unwrap();
+        sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(der)).into()
+    }
 }
 
 impl Drop for Certs {
@@ -139,10 +145,20 @@ struct SServer {
 
 impl SServer {
     fn start(certs: &Certs, cert: &str, version: &str, reply: &[u8]) -> Self {
+        Self::launch(certs, cert, &[], version, reply)
+    }
+
+    /// Sends `chain` (certificate files) after its own certificate, as a broker with a pinned CA must.
+    fn start_with_chain(certs: &Certs, cert: &str, chain: &str, reply: &[u8]) -> Self {
+        Self::launch(certs, cert, &["-cert_chain", chain], "-tls1_3", reply)
+    }
+
+    fn launch(certs: &Certs, cert: &str, extra: &[&str], version: &str, reply: &[u8]) -> Self {
         let port = free_port();
         let mut child = Command::new("openssl")
             .args(["s_server", "-accept", &format!("127.0.0.1:{port}"), version])
             .args(["-cert", &format!("{cert}.pem"), "-key", &format!("{cert}.key")])
+            .args(extra)
             .current_dir(&certs.dir)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -321,7 +337,7 @@ const CONNACK: [u8; 4] = [0x20, 0x02, 0x00, 0x00];
 /// A node over TLS to `port`; runs until `done` says so about an event (or panics after 20 s), and
 /// returns every event and the time from the first `Connecting` to the first `Connected`.
 fn run_node(
-    ca_der: &[u8],
+    trust: Trust<'_>,
     port: Rc<Cell<u16>>,
     mut step: impl FnMut(&Event) -> bool,
 ) -> (Vec<Event>, Option<Duration>) {
@@ -333,7 +349,7 @@ fn run_node(
     let (pipe, buffers) = state.parts();
     let settings = TlsSettings {
         server_name: BROKER,
-        ca_der,
+        trust,
     };
     let mut engine = Box::pin(tls::engine(pipe, buffers, settings, rand_core::OsRng));
     let mut client = TlsClient::new(pipe, engine.as_mut());
@@ -367,15 +383,86 @@ fn run_node(
     }
 }
 
-/// Runs a node against `port` until its first disconnect, and returns why.
+/// Runs a node trusting `ca.der` against `port` until its first disconnect, and returns why.
 fn first_disconnect(certs: &Certs, port: u16) -> SessionError {
-    let (events, _) = run_node(&certs.ca_der(), Rc::new(Cell::new(port)), |e| {
+    let (events, _) = run_node(Trust::Ca(&certs.ca_der()), Rc::new(Cell::new(port)), |e| {
         matches!(e, Event::Disconnected { .. })
     });
     match events.last() {
         Some(Event::Disconnected { reason, .. }) => *reason,
         other => panic!("{other:?}"),
     }
+}
+
+/// Runs a node trusting `trust` against `port`, through a [`watch`], until it has been refused twice
+/// (so it tried again after a refusal); returns why, after checking both refusals give the same reason
+/// and that every connection the node opened began with a TLS ClientHello: no plain MQTT, no fallback.
+fn refusals(trust: Trust<'_>, port: u16) -> SessionError {
+    let (watched, openings) = watch(port);
+    let mut refused = 0;
+    let (events, _) = run_node(trust, Rc::new(Cell::new(watched)), |e| {
+        refused += usize::from(matches!(e, Event::Disconnected { .. }));
+        refused == 2
+    });
+    let reasons: Vec<SessionError> = events
+        .iter()
+        .filter_map(|e| match e {
+            Event::Disconnected { reason, .. } => Some(*reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{events:?}");
+    assert_eq!(reasons[0], reasons[1], "{events:?}");
+    let openings = openings.lock().unwrap().clone();
+    assert!(
+        openings.len() >= 2,
+        "the node connected again after the refusal: {openings:?}"
+    );
+    for opening in &openings {
+        // A handshake record (22) whose first message is a ClientHello (1); MQTT CONNECT starts with 0x10.
+        assert!(
+            opening.len() == 6 && opening[0] == 0x16 && opening[5] == 0x01,
+            "a connection began without a ClientHello: {openings:?}"
+        );
+    }
+    reasons[0]
+}
+
+/// A forwarding proxy in front of `upstream` that keeps the first 6 bytes the node sent on each
+/// connection (a connection that sends fewer is kept with what it sent).
+fn watch(upstream: u16) -> (u16, Arc<Mutex<Vec<Vec<u8>>>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let openings = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&openings);
+    std::thread::spawn(move || {
+        for node in listener.incoming() {
+            let Ok(mut node) = node else { return };
+            let Ok(mut server) = TcpStream::connect(("127.0.0.1", upstream)) else {
+                return;
+            };
+            let seen = Arc::clone(&seen);
+            std::thread::spawn(move || {
+                let mut first = Vec::new();
+                let mut byte = [0u8; 1];
+                while first.len() < 6 && matches!(node.read(&mut byte), Ok(1)) {
+                    first.push(byte[0]);
+                }
+                seen.lock().unwrap().push(first.clone());
+                if server.write_all(&first).is_err() {
+                    return;
+                }
+                let (mut node_rx, mut server_tx) = (node.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut node_rx, &mut server_tx);
+                    let _ = server_tx.shutdown(Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut server, &mut node);
+                let _ = node.shutdown(Shutdown::Both);
+            });
+        }
+    });
+    (port, openings)
 }
 
 #[test]
@@ -385,7 +472,7 @@ fn a_certificate_from_another_ca_is_refused_and_its_reason_reaches_the_next_birt
     let good = SServer::start(&certs, "good", "-tls1_3", &CONNACK);
     let port = Rc::new(Cell::new(rogue.port));
     let switch = Rc::clone(&port);
-    let (events, handshake) = run_node(&certs.ca_der(), port, |event| match event {
+    let (events, handshake) = run_node(Trust::Ca(&certs.ca_der()), port, |event| match event {
         Event::Disconnected { .. } => {
             switch.set(good.port);
             false
@@ -421,7 +508,7 @@ fn a_certificate_for_another_host_is_refused() {
     let certs = Certs::make("misnamed");
     let server = SServer::start(&certs, "misnamed", "-tls1_3", &[]);
     assert_eq!(
-        first_disconnect(&certs, server.port),
+        refusals(Trust::Ca(&certs.ca_der()), server.port),
         SessionError::Link(LinkFailure::WrongHostName)
     );
 }
@@ -431,7 +518,7 @@ fn a_tls_1_2_only_server_is_refused() {
     let certs = Certs::make("tls12");
     let server = SServer::start(&certs, "good", "-tls1_2", &[]);
     assert_eq!(
-        first_disconnect(&certs, server.port),
+        refusals(Trust::Ca(&certs.ca_der()), server.port),
         SessionError::Link(LinkFailure::ProtocolVersion)
     );
 }
@@ -458,7 +545,7 @@ fn an_alert_mid_session_ends_the_session_with_its_reason() {
     let server = SServer::start(&certs, "good", "-tls1_3", &CONNACK);
     let inject = Arc::new(AtomicBool::new(false));
     let port = proxy(server.port, Tamper::AlertWhenAsked, Arc::clone(&inject));
-    let (events, _) = run_node(&certs.ca_der(), Rc::new(Cell::new(port)), |event| {
+    let (events, _) = run_node(Trust::Ca(&certs.ca_der()), Rc::new(Cell::new(port)), |event| {
         if let Event::Connected { .. } = event {
             inject.store(true, Ordering::SeqCst);
         }
@@ -477,5 +564,56 @@ fn an_alert_mid_session_ends_the_session_with_its_reason() {
             })
         ),
         "{events:?}"
+    );
+}
+
+#[test]
+fn a_pinned_ca_sent_by_the_broker_is_the_trust_anchor() {
+    let certs = Certs::make("pinned");
+    let server = SServer::start_with_chain(&certs, "good", "ca.pem", &CONNACK);
+    let (events, handshake) = run_node(
+        Trust::Pin(certs.pin("ca")),
+        Rc::new(Cell::new(server.port)),
+        |event| matches!(event, Event::Connected { .. } | Event::Disconnected { .. }),
+    );
+    assert!(
+        matches!(events.last(), Some(Event::Connected { .. })),
+        "{events:?}"
+    );
+    eprintln!("handshake with a pinned CA: {handshake:?}");
+}
+
+#[test]
+fn a_wrong_pin_or_a_broker_that_sends_no_ca_is_a_pin_mismatch() {
+    let certs = Certs::make("wrong-pin");
+    let server = SServer::start_with_chain(&certs, "good", "ca.pem", &[]);
+    assert_eq!(
+        refusals(Trust::Pin(certs.pin("rogue-ca")), server.port),
+        SessionError::Link(LinkFailure::PinMismatch)
+    );
+    let alone = SServer::start(&certs, "good", "-tls1_3", &[]);
+    assert_eq!(
+        refusals(Trust::Pin(certs.pin("ca")), alone.port),
+        SessionError::Link(LinkFailure::PinMismatch)
+    );
+    assert_eq!(
+        LinkFailure::PinMismatch.describe(),
+        "tls: broker's CA does not match the provisioned pin"
+    );
+}
+
+#[test]
+fn the_pinned_ca_must_have_signed_the_server_certificate() {
+    let certs = Certs::make("pinned-rogue");
+    // The right CA in the chain, but the server certificate is the rogue CA's.
+    let server = SServer::start_with_chain(&certs, "rogue", "ca.pem", &[]);
+    assert_eq!(
+        refusals(Trust::Pin(certs.pin("ca")), server.port),
+        SessionError::Link(LinkFailure::UnknownCa)
+    );
+    let misnamed = SServer::start_with_chain(&certs, "misnamed", "ca.pem", &[]);
+    assert_eq!(
+        refusals(Trust::Pin(certs.pin("ca")), misnamed.port),
+        SessionError::Link(LinkFailure::WrongHostName)
     );
 }

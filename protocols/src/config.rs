@@ -6,6 +6,8 @@ use core::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::codec::{Message, message_codec, version};
+#[cfg(feature = "tls")]
+use crate::trust::{CaCertificate, CaPin};
 use crate::{ChannelName, Label, NodeId, SiteId};
 
 /// The most channels a node's configuration may calibrate.
@@ -50,6 +52,19 @@ pub struct BrokerConfig {
     pub port: u16,
     #[serde(default)]
     pub tls: bool,
+    /// With `tls`: the name the broker's certificate must carry, sent as SNI; `host` when absent
+    /// (e.g. when `host` is an IP address and the certificate names `broker.example`).
+    #[cfg(feature = "tls")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub server_name: Option<heapless::String<64>>,
+    /// With `tls`: the CA the broker's certificate must chain to (`crate::trust`).
+    #[cfg(feature = "tls")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca: Option<CaCertificate>,
+    /// With `tls`, instead of `ca` where the store is too small: the SHA-256 of the CA's DER.
+    #[cfg(feature = "tls")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_pin: Option<CaPin>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub username: Option<heapless::String<32>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -105,6 +120,31 @@ fn one() -> f32 {
     1.0
 }
 
+impl BrokerConfig {
+    /// `host:port` in clear, without credentials.
+    pub fn plain(host: heapless::String<64>, port: u16) -> Self {
+        BrokerConfig {
+            host,
+            port,
+            tls: false,
+            #[cfg(feature = "tls")]
+            server_name: None,
+            #[cfg(feature = "tls")]
+            ca: None,
+            #[cfg(feature = "tls")]
+            ca_pin: None,
+            username: None,
+            password: None,
+        }
+    }
+
+    /// The name the broker's certificate must carry: `server_name`, else `host`.
+    #[cfg(feature = "tls")]
+    pub fn tls_name(&self) -> &str {
+        self.server_name.as_deref().unwrap_or(&self.host)
+    }
+}
+
 impl NodeConfig {
     pub(crate) fn is_finite(&self) -> bool {
         self.channels
@@ -131,11 +171,9 @@ mod tests {
     #[test]
     fn secret_never_shows_in_debug() {
         let broker = BrokerConfig {
-            host: "10.0.2.2".try_into().unwrap(),
-            port: 1883,
-            tls: false,
             username: Some("r01-n1".try_into().unwrap()),
             password: Secret::new("hunter2"),
+            ..BrokerConfig::plain("10.0.2.2".try_into().unwrap(), 1883)
         };
         let mut shown = heapless::String::<256>::new();
         fmt::write(&mut shown, format_args!("{broker:?}")).unwrap();

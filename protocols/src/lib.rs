@@ -29,6 +29,8 @@ mod quantity;
 mod status;
 mod telemetry;
 pub mod topic;
+#[cfg(feature = "tls")]
+mod trust;
 pub mod update;
 
 pub use ack::{Ack, AckResult};
@@ -40,6 +42,8 @@ pub use ident::{ChannelName, IdError, Label, NodeId, SiteId};
 pub use quantity::{Quantity, ReadingStatus, Unit};
 pub use status::{ConfigOrigin, LinkFailure, NodeState, Status};
 pub use telemetry::{MAX_READINGS, Reading, Telemetry};
+#[cfg(feature = "tls")]
+pub use trust::{CaCertificate, CaPin, MAX_CA_DER};
 pub use update::{FirmwareVersion, OtaAck, OtaFrame, OtaResult, Slot, UpdateError, UpdateHeader};
 
 /// Version of this wire format: the `v1` in every topic and the `"v":1` in every message.

@@ -58,6 +58,9 @@ pub enum LinkFailure {
     UnknownCa,
     /// The certificate chains to the CA but names another host (RFC 6125 §6.4).
     WrongHostName,
+    /// The last certificate the broker sent (its CA) does not have the provisioned SHA-256 pin, or
+    /// the broker sent no CA with its certificate.
+    PinMismatch,
     /// The CertificateVerify signature does not verify with the certificate's key (RFC 8446 §4.4.3).
     BadSignature,
     /// The broker does not speak TLS 1.3 (its `protocol_version` alert, RFC 8446 §4.2.1).
@@ -78,6 +81,7 @@ impl LinkFailure {
         match self {
             LinkFailure::UnknownCa => "tls: broker certificate not signed by the provisioned CA",
             LinkFailure::WrongHostName => "tls: broker certificate names another host",
+            LinkFailure::PinMismatch => "tls: broker's CA does not match the provisioned pin",
             LinkFailure::BadSignature => "tls: handshake signature does not verify",
             LinkFailure::ProtocolVersion => "tls: broker does not offer TLS 1.3",
             LinkFailure::Alert => "tls: alert from the broker",

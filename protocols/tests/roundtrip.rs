@@ -11,9 +11,10 @@ use proptest::collection::vec;
 use proptest::prelude::*;
 use rackwatch_protocols::frame::{self, FrameDecoder, FrameKind, MAX_ENCODED_LEN};
 use rackwatch_protocols::{
-    Ack, AckResult, Alert, AlertState, BrokerConfig, ChannelConfig, ChannelName, Command, CommandKind,
-    ConfigOrigin, FanTarget, Label, LinkFailure, Location, MAX_READINGS, NodeConfig, NodeId, NodeState,
-    Quantity, Reading, ReadingStatus, Secret, Severity, SiteId, Status, Telemetry, Unit,
+    Ack, AckResult, Alert, AlertState, BrokerConfig, CaCertificate, CaPin, ChannelConfig, ChannelName,
+    Command, CommandKind, ConfigOrigin, FanTarget, Label, LinkFailure, Location, MAX_CA_DER, MAX_READINGS,
+    NodeConfig, NodeId, NodeState, Quantity, Reading, ReadingStatus, Secret, Severity, SiteId, Status,
+    Telemetry, Unit,
     update::{OtaResult, Slot},
 };
 
@@ -102,6 +103,7 @@ fn config_origin() -> impl Strategy<Value = ConfigOrigin> {
 fn link_failure() -> impl Strategy<Value = LinkFailure> {
     prop_oneof![
         Just(LinkFailure::UnknownCa),
+        Just(LinkFailure::PinMismatch),
         Just(LinkFailure::WrongHostName),
         Just(LinkFailure::BadSignature),
         Just(LinkFailure::ProtocolVersion),
@@ -144,11 +146,16 @@ prop_compose! {
                      host in text::<64>(), port in any::<u16>(), tls in any::<bool>(),
                      username in proptest::option::of(text::<32>()),
                      password in proptest::option::of(text::<64>()),
+                     server_name in proptest::option::of(text::<64>()),
+                     ca in proptest::option::of(vec(any::<u8>(), 1..=MAX_CA_DER)),
+                     ca_pin in proptest::option::of(any::<[u8; 32]>()),
                      channels in vec(channel_config(), 0..4)) -> NodeConfig {
         NodeConfig {
             version: 1, node, site: SiteId::new(&site).unwrap(),
             location: Location { room, row, rack, unit }, interval_ms,
-            broker: BrokerConfig { host, port, tls, username,
+            broker: BrokerConfig { host, port, tls, server_name, username,
+                                   ca: ca.and_then(|der| CaCertificate::new(&der)),
+                                   ca_pin: ca_pin.map(CaPin),
                                    password: password.and_then(|p| Secret::new(&p)) },
             channels: heapless::Vec::from_slice(&channels).unwrap(),
         }

@@ -206,6 +206,64 @@ async fn provisioned_node_publishes_under_its_new_id() {
         ),
         "{stderr}"
     );
+    // TLS with a CA pin (the certificate itself would not fit its 1 KiB slot with calibrations): this
+    // board refuses it with its reason, and keeps the configuration it has.
+    let ca_dir = tempfile::tempdir().unwrap();
+    let made = Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ])
+        .args([
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=prov-ca",
+        ])
+        .current_dir(ca_dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let output = rackwatch()
+        .args(["node", "provision", "--port"])
+        .arg(&line.path)
+        .args([
+            "--node",
+            "prov-n1",
+            "--site",
+            "fra1",
+            "--broker",
+            "10.0.2.2:8883",
+            "--tls",
+            "--ca",
+        ])
+        .arg(ca_dir.path().join("ca.pem"))
+        .args([
+            "--ca-pin",
+            "--server-name",
+            "broker.fra1.example",
+            "--timeout-ms",
+            "1000",
+        ])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = stdout_and_stderr(&output);
+    assert!(!output.status.success(), "{stdout}");
+    assert!(
+        stderr.contains(
+            "node refused the configuration (Rejected: no TLS on this board: the handshake overruns its stack); it keeps its previous configuration"
+        ),
+        "{stderr}"
+    );
     let output = rackwatch()
         .args(["node", "list", "--port"])
         .arg(&line.path)

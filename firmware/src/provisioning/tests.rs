@@ -154,8 +154,8 @@ mod provisioner {
     }
 
     /// Feeds a `SetConfig` of `body`; returns the answer's ack and what was applied.
-    fn set_config(
-        provisioner: &mut Provisioner<Flash, SLOT>,
+    fn set_config<F: NorFlash, const S: usize>(
+        provisioner: &mut Provisioner<F, S>,
         node: &mut Node<4>,
         body: &[u8],
     ) -> (Ack, Option<NodeConfig>) {
@@ -250,5 +250,142 @@ mod provisioner {
         );
         assert_eq!(applied, None);
         assert_eq!(provisioner.in_force(), &defaults());
+    }
+
+    /// [`CONFIG`] with TLS to `broker.fra1.example`, trusting `ca` or `pin`, encoded.
+    fn tls_config(ca: Option<&[u8]>, pin: Option<[u8; 32]>) -> std::vec::Vec<u8> {
+        let mut config = NodeConfig::decode(CONFIG).unwrap();
+        config.broker.port = 8883;
+        config.broker.tls = true;
+        config.broker.server_name = Some("broker.fra1.example".try_into().unwrap());
+        config.broker.ca = ca.map(|der| rackwatch_protocols::CaCertificate::new(der).unwrap());
+        config.broker.ca_pin = pin.map(rackwatch_protocols::CaPin);
+        let mut json = [0u8; MAX_FRAME_LEN];
+        let n = config.encode(&mut json).unwrap();
+        json[..n].to_vec()
+    }
+
+    /// A CA-sized DER of `len` bytes (the node stores it without parsing; the handshake checks it).
+    /// A P-256 CA from `openssl req` is about 450 bytes.
+    fn fake_ca(len: usize) -> std::vec::Vec<u8> {
+        (0..len).map(|i| (i * 31 + 7) as u8).collect()
+    }
+
+    const TLS_SLOT: usize = 4096;
+    type TlsFlash = RamFlash<{ 2 * TLS_SLOT }>;
+
+    #[test]
+    fn a_provisioned_ca_and_server_name_are_stored_read_back_and_loaded_at_the_next_boot() {
+        let mut node = node();
+        let store = ConfigStore::<_, TLS_SLOT>::new(TlsFlash::new(), 0).unwrap();
+        let mut first = Provisioner::new(store, defaults(), check_tls_ipv4_broker);
+        let json = tls_config(Some(&fake_ca(450)), None);
+        let (ack, applied) = set_config(&mut first, &mut node, &json);
+        assert_eq!((ack.result, ack.detail.as_deref()), (AckResult::Ok, None));
+        let applied = applied.unwrap();
+        assert_eq!(
+            applied.broker.ca.as_ref().map(|ca| ca.der()),
+            Some(&fake_ca(450)[..])
+        );
+        assert_eq!(applied.broker.tls_name(), "broker.fra1.example");
+
+        // `GetConfig` shows the CA (it is public) but not the password.
+        let mut body = [0u8; MAX_FRAME_LEN];
+        let mut out = [0u8; MAX_ENCODED_LEN + 1];
+        let frame = config_frame(3, first.in_force(), &mut body, &mut out).unwrap();
+        let mut decoder = FrameDecoder::<MAX_ENCODED_LEN>::new();
+        let shown = decoder.feed(&frame[1..]).1.unwrap().unwrap();
+        let shown = NodeConfig::decode(shown.body).unwrap();
+        assert_eq!(
+            (shown.broker.ca, shown.broker.password),
+            (applied.broker.ca.clone(), None)
+        );
+
+        let rebooted = Provisioner::<_, TLS_SLOT>::new(
+            ConfigStore::new(first.store.destroy(), 0).unwrap(),
+            defaults(),
+            check_tls_ipv4_broker,
+        );
+        assert_eq!(rebooted.origin(), ConfigOrigin::Provisioned);
+        assert_eq!(rebooted.in_force(), &applied);
+        #[cfg(feature = "tls")]
+        {
+            let settings = crate::tls::TlsSettings::of(&rebooted.in_force().broker).unwrap();
+            assert_eq!(settings.server_name, "broker.fra1.example");
+            assert_eq!(settings.trust, crate::tls::Trust::Ca(&fake_ca(450)));
+        }
+    }
+
+    #[test]
+    fn a_1_kib_slot_takes_a_pin_but_not_a_certificate() {
+        let mut node = node();
+        let mut provisioner = Provisioner::<_, SLOT>::new(
+            ConfigStore::new(Flash::new(), 0).unwrap(),
+            defaults(),
+            check_tls_ipv4_broker,
+        );
+        // The largest CA a node takes: its base64 and the configuration exceed the slot.
+        let with_ca = tls_config(Some(&fake_ca(rackwatch_protocols::MAX_CA_DER)), None);
+        let (ack, applied) = set_config(&mut provisioner, &mut node, &with_ca);
+        assert_eq!(
+            (ack.result, ack.detail.as_deref()),
+            (
+                AckResult::Rejected,
+                Some("configuration not stored (flash write failed or too large)")
+            )
+        );
+        assert_eq!(applied, None);
+
+        let pinned = rackwatch_protocols::CaPin::from_hex(&"ab".repeat(32)).unwrap();
+        let with_pin = tls_config(None, Some(pinned.0));
+        let (ack, applied) = set_config(&mut provisioner, &mut node, &with_pin);
+        assert_eq!((ack.result, ack.detail.as_deref()), (AckResult::Ok, None));
+        assert_eq!(applied.unwrap().broker.ca_pin, Some(pinned));
+        let rebooted = Provisioner::<_, SLOT>::new(
+            ConfigStore::new(provisioner.store.destroy(), 0).unwrap(),
+            defaults(),
+            check_tls_ipv4_broker,
+        );
+        assert_eq!(rebooted.in_force().broker.ca_pin, Some(pinned));
+        #[cfg(feature = "tls")]
+        assert_eq!(
+            crate::tls::TlsSettings::of(&rebooted.in_force().broker).map(|s| s.trust),
+            Some(crate::tls::Trust::Pin(pinned.0))
+        );
+    }
+
+    #[test]
+    fn tls_without_trust_and_tls_on_a_board_without_it_are_refused() {
+        let mut node = node();
+        let mut tls_board = Provisioner::<_, SLOT>::new(
+            ConfigStore::new(Flash::new(), 0).unwrap(),
+            defaults(),
+            check_tls_ipv4_broker,
+        );
+        let (ack, _) = set_config(&mut tls_board, &mut node, &tls_config(None, None));
+        assert_eq!(ack.detail.as_deref(), Some("tls without a CA or CA pin"));
+        let (ack, _) = set_config(&mut tls_board, &mut node, CONFIG);
+        assert_eq!(
+            ack.detail.as_deref(),
+            Some("this build speaks only TLS (provision with --tls --ca)")
+        );
+
+        let mut plain_board = provisioner(Flash::new());
+        let pinned = tls_config(None, Some([0; 32]));
+        let (ack, applied) = set_config(&mut plain_board, &mut node, &pinned);
+        assert_eq!(
+            (ack.result, ack.detail.as_deref()),
+            (AckResult::Rejected, Some("no TLS on this board"))
+        );
+        assert_eq!(applied, None);
+    }
+
+    #[test]
+    fn a_changed_trust_is_a_tls_change() {
+        let with = |pin| NodeConfig::decode(&tls_config(None, Some(pin))).unwrap().broker;
+        let (pin_a, pin_b) = (with([0; 32]), with([1; 32]));
+        assert!(same_tls(&pin_a, &pin_a.clone()));
+        assert!(!same_tls(&pin_a, &pin_b));
+        assert!(!same_tls(&pin_a, &NodeConfig::decode(CONFIG).unwrap().broker));
     }
 }

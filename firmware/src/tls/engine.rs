@@ -52,15 +52,15 @@ async fn connection<R: RngCore + CryptoRng>(
     settings: &TlsSettings<'_>,
     rng: &mut R,
 ) -> Result<(), Option<LinkFailure>> {
+    let TlsBuffers { read, write, anchor } = buffers;
     let config = TlsConfig::new()
         .with_server_name(settings.server_name)
         .with_max_fragment_length(super::MAX_FRAGMENT_LENGTH);
     let mut provider = NodeProvider {
         rng,
-        verifier: NodeVerifier::new(settings.ca_der, settings.server_name),
+        verifier: NodeVerifier::new(settings.trust, settings.server_name, anchor),
     };
     let socket = PipeSocket { pipe, generation };
-    let TlsBuffers { read, write } = buffers;
     let mut tls: TlsConnection<'_, _, Aes128GcmSha256> = TlsConnection::new(socket, read, write);
     if let Err(error) = tls.open(TlsContext::new(&config, &mut provider)).await {
         return Err(provider.verifier.refused.or_else(|| classify(error, pipe)));

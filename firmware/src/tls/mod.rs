@@ -36,13 +36,14 @@ use core::pin::Pin;
 use core::task::{Context, Waker};
 
 use embedded_tls::MaxFragmentLength;
+use rackwatch_protocols::MAX_CA_DER;
 use rand_core::{CryptoRng, RngCore};
 
 use crate::transport::{LinkError, LinkFailure, LinkState, Transport};
 use pipe::Phase;
 pub use pipe::Pipe;
 pub use rng::SeededRng;
-pub use verify::MAX_SERVER_CERTIFICATE;
+pub use verify::{MAX_SERVER_CERTIFICATE, Trust};
 
 /// The plaintext a record carries at most, asked of the broker with max_fragment_length (RFC 6066
 /// §4; OpenSSL, hence Mosquitto, honours it). It also bounds the handshake: the broker's certificate
@@ -58,20 +59,40 @@ pub const WRITE_RECORD: usize = 512 + embedded_tls::TLS_RECORD_OVERHEAD;
 /// Rounds of moving bytes per call, so one poll stays bounded even if the broker floods.
 const MAX_ROUNDS: usize = 32;
 
-/// What the broker must prove: its certificate chains to `ca_der` and names `server_name`.
+/// What the broker must prove: its certificate chains to the trusted CA and names `server_name`.
 #[derive(Debug, Clone, Copy)]
 pub struct TlsSettings<'a> {
     /// The broker's DNS name: sent as SNI (RFC 6066 §3) and matched against its certificate.
     pub server_name: &'a str,
-    /// The CA certificate the node was provisioned with (DER).
-    pub ca_der: &'a [u8],
+    pub trust: Trust<'a>,
 }
 
-/// The record buffers the engine encrypts and decrypts in.
+impl<'a> TlsSettings<'a> {
+    /// The settings a provisioned configuration asks for: `None` without `tls`, or with `tls` but
+    /// neither a CA nor a pin (`provisioning::check` refuses such a configuration).
+    pub fn of(broker: &'a rackwatch_protocols::BrokerConfig) -> Option<Self> {
+        if !broker.tls {
+            return None;
+        }
+        let trust = match (&broker.ca, &broker.ca_pin) {
+            (Some(ca), _) => Trust::Ca(ca.der()),
+            (None, Some(pin)) => Trust::Pin(pin.0),
+            (None, None) => return None,
+        };
+        Some(TlsSettings {
+            server_name: broker.tls_name(),
+            trust,
+        })
+    }
+}
+
+/// The record buffers the engine encrypts and decrypts in, and where a pinned CA is kept.
 #[derive(Debug)]
 pub struct TlsBuffers {
     read: [u8; READ_RECORD],
     write: [u8; WRITE_RECORD],
+    /// With [`Trust::Pin`]: the broker's CA, once it matched the pin, for the handshake's length.
+    anchor: [u8; MAX_CA_DER],
 }
 
 /// The memory of one TLS link but the engine future: record buffers and the pipe.
@@ -94,6 +115,7 @@ impl TlsState {
             buffers: TlsBuffers {
                 read: [0; READ_RECORD],
                 write: [0; WRITE_RECORD],
+                anchor: [0; MAX_CA_DER],
             },
         }
     }

@@ -8,7 +8,7 @@ fn tls_state_fits_its_budget() {
     let (pipe, buffers) = state.parts();
     let settings = TlsSettings {
         server_name: "broker.lab",
-        ca_der: &[],
+        trust: Trust::Ca(&[]),
     };
     let engine = engine(pipe, buffers, settings, rand_core::OsRng);
     let state_bytes = size_of::<TlsState>();

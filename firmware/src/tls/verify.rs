@@ -1,4 +1,5 @@
-//! The broker's certificate, checked against the CA the node was provisioned with.
+//! The broker's certificate, checked against the CA the node was provisioned with, or against the
+//! SHA-256 pin of that CA.
 //!
 //! `embedded-tls`'s `pki::CertVerifier` does the work: each certificate of the chain signed by the
 //! one above it, up to the provisioned CA (ECDSA P-256, SHA-256); the server certificate's DNS names
@@ -6,40 +7,97 @@
 //! the CertificateVerify signature over the handshake (RFC 8446 §4.4.3). Validity dates are not checked:
 //! the node has no calendar clock ([`NoClock`], firmware/README.md).
 //!
-//! It answers a chain that does not verify and a name that does not match with the same error, so
-//! [`NodeVerifier`] names the cause itself: if the server certificate carries the host name, the
-//! chain failed. The classification only chooses the words of the report; the verdict is
+//! With a pin ([`Trust::Pin`]) the node carries no certificate: the broker must send its CA as the last
+//! certificate of its chain, the SHA-256 of that certificate's DER must equal the pin, and that
+//! certificate (copied into the anchor of `TlsBuffers`, [`MAX_CA_DER`] bytes) is then the trust anchor of
+//! the same `CertVerifier` checks: the chain up to it, which includes the CA's own self-signature,
+//! the host name and the handshake signature.
+//!
+//! `CertVerifier` answers a chain that does not verify and a name that does not match with the same
+//! error, so [`NodeVerifier`] names the cause itself: if the server certificate carries the host name,
+//! the chain failed. The classification only chooses the words of the report; the verdict is
 //! `CertVerifier`'s.
 
 use embedded_tls::pki::CertVerifier;
-use embedded_tls::{Aes128GcmSha256, Certificate, NoClock, TlsError, TlsVerifier};
+use embedded_tls::{Aes128GcmSha256, Certificate, CertificateEntryRef, NoClock, TlsError, TlsVerifier};
+use rackwatch_protocols::MAX_CA_DER;
+use sha2::{Digest, Sha256};
 
 use crate::transport::LinkFailure;
 
 /// The server certificate kept between the Certificate and CertificateVerify messages: a P-256
-/// certificate with a few names is about 500 bytes.
+/// certificate with a few names is about 500 bytes; with a pin the chain includes the CA (about 450).
 pub const MAX_SERVER_CERTIFICATE: usize = 1024;
+
+/// The CA the broker's certificate must chain to (this module's documentation tells how each is
+/// checked).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Trust<'a> {
+    /// The CA certificate the node was provisioned with (DER).
+    Ca(&'a [u8]),
+    /// The SHA-256 of the CA certificate's DER: the broker must send that CA last in its chain.
+    Pin([u8; 32]),
+}
+
+type Verifier<'a> = CertVerifier<'a, Aes128GcmSha256, NoClock, MAX_SERVER_CERTIFICATE>;
 
 /// `CertVerifier`, and why it refused.
 pub(super) struct NodeVerifier<'a> {
-    inner: CertVerifier<'a, Aes128GcmSha256, NoClock, MAX_SERVER_CERTIFICATE>,
+    /// The verifier; with a pin, made once the broker's CA has matched it.
+    inner: Option<Verifier<'a>>,
+    /// With a pin: the pin, and where the broker's CA is copied to serve as the anchor.
+    pinned: Option<([u8; 32], &'a mut [u8; MAX_CA_DER])>,
     host: &'a str,
     pub(super) refused: Option<LinkFailure>,
 }
 
 impl<'a> NodeVerifier<'a> {
-    pub(super) fn new(ca_der: &'a [u8], host: &'a str) -> Self {
+    /// `anchor` is only written with a pin.
+    pub(super) fn new(trust: Trust<'a>, host: &'a str, anchor: &'a mut [u8; MAX_CA_DER]) -> Self {
+        let (inner, pinned) = match trust {
+            Trust::Ca(ca_der) => (Some(CertVerifier::new(Certificate::X509(ca_der))), None),
+            Trust::Pin(pin) => (None, Some((pin, anchor))),
+        };
         NodeVerifier {
-            inner: CertVerifier::new(Certificate::X509(ca_der)),
+            inner,
+            pinned,
             host,
             refused: None,
+        }
+    }
+
+    /// The verifier whose anchor is the CA the broker sent, if its SHA-256 is the pin.
+    fn anchored_by_pin(&mut self, chain: &embedded_tls::CertificateRef) -> Result<Verifier<'a>, TlsError> {
+        let (pin, anchor) = self.pinned.take().ok_or(TlsError::InvalidCertificate)?;
+        let ca = match chain.entries.last() {
+            // With the server certificate alone there is no CA to compare.
+            Some(CertificateEntryRef::X509(der)) if chain.entries.len() > 1 => *der,
+            _ => &[],
+        };
+        let copy = anchor.get_mut(..ca.len());
+        match copy {
+            Some(copy) if !ca.is_empty() && Sha256::digest(ca).as_slice() == pin => {
+                copy.copy_from_slice(ca);
+                let copy: &'a [u8] = copy;
+                let mut inner = CertVerifier::new(Certificate::X509(copy));
+                inner.set_hostname_verification(self.host)?;
+                Ok(inner)
+            }
+            _ => {
+                self.refused = Some(LinkFailure::PinMismatch);
+                Err(TlsError::InvalidCertificate)
+            }
         }
     }
 }
 
 impl TlsVerifier<Aes128GcmSha256> for NodeVerifier<'_> {
     fn set_hostname_verification(&mut self, hostname: &str) -> Result<(), TlsError> {
-        self.inner.set_hostname_verification(hostname)
+        match &mut self.inner {
+            Some(inner) => inner.set_hostname_verification(hostname),
+            // Set when the pinned CA arrives; the engine passes the same name as `host`.
+            None => Ok(()),
+        }
     }
 
     fn verify_certificate(
@@ -47,24 +105,33 @@ impl TlsVerifier<Aes128GcmSha256> for NodeVerifier<'_> {
         transcript: &<Aes128GcmSha256 as embedded_tls::TlsCipherSuite>::Hash,
         cert: embedded_tls::CertificateRef,
     ) -> Result<(), TlsError> {
+        if self.inner.is_none() {
+            self.inner = Some(self.anchored_by_pin(&cert)?);
+        }
         let leaf = match cert.entries.first() {
-            Some(embedded_tls::CertificateEntryRef::X509(der)) => *der,
+            Some(CertificateEntryRef::X509(der)) => *der,
             _ => &[],
         };
         let names_host = names_host(leaf, self.host);
-        self.inner.verify_certificate(transcript, cert).inspect_err(|_| {
+        let inner = self.inner.as_mut().ok_or(TlsError::InvalidCertificate)?;
+        let verdict = inner.verify_certificate(transcript, cert);
+        if verdict.is_err() {
             self.refused = Some(if names_host {
                 LinkFailure::UnknownCa
             } else {
                 LinkFailure::WrongHostName
             });
-        })
+        }
+        verdict
     }
 
     fn verify_signature(&mut self, verify: embedded_tls::CertificateVerifyRef) -> Result<(), TlsError> {
-        self.inner
-            .verify_signature(verify)
-            .inspect_err(|_| self.refused = Some(LinkFailure::BadSignature))
+        let inner = self.inner.as_mut().ok_or(TlsError::InvalidSignature)?;
+        let verdict = inner.verify_signature(verify);
+        if verdict.is_err() {
+            self.refused = Some(LinkFailure::BadSignature);
+        }
+        verdict
     }
 }
 

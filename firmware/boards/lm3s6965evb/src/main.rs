@@ -117,7 +117,7 @@ fn main() -> ! {
         board::reset()
     };
     let Some(provisioner) = cortex_m::singleton!(: Provisioner<Flash, CONFIG_SLOT> =
-        Provisioner::new(store, initial_config(&settings), provisioning::check_plain_ipv4_broker))
+        Provisioner::new(store, initial_config(&settings), check_broker))
     else {
         board::reset()
     };
@@ -275,7 +275,7 @@ fn main() -> ! {
 #[cfg(feature = "tls")]
 mod tls {
     use rackwatch_board_lm3s6965evb::board::{self, Clock};
-    use rackwatch_firmware::tls::{SeededRng, TlsSettings};
+    use rackwatch_firmware::tls::{SeededRng, TlsSettings, Trust};
 
     /// The broker's host name its certificate must carry.
     pub const BROKER_NAME: &str = env!("RACKWATCH_BROKER_NAME");
@@ -285,7 +285,7 @@ mod tls {
     pub fn settings() -> TlsSettings<'static> {
         TlsSettings {
             server_name: BROKER_NAME,
-            ca_der: BROKER_CA,
+            trust: Trust::Ca(BROKER_CA),
         }
     }
 
@@ -391,6 +391,16 @@ impl Console {
     }
 }
 
+/// The [`provisioning::BoardCheck`] of this board: no DNS, and no provisioned TLS. The TLS build
+/// links and fits the flash, but the handshake (P-256 and the certificate checks) overruns the stack
+/// in QEMU, so a configuration asking for TLS is refused with that reason rather than stored.
+fn check_broker(config: &rackwatch_protocols::NodeConfig) -> Result<(), &'static str> {
+    if config.broker.tls {
+        return Err("no TLS on this board: the handshake overruns its stack");
+    }
+    provisioning::check_plain_ipv4_broker(config)
+}
+
 /// The broker address of a configuration: this board has neither TLS nor DNS (the core's
 /// `plain_ipv4_broker`, which `check_plain_ipv4_broker` applied before the configuration was stored).
 fn broker_endpoint(broker: &BrokerConfig) -> Option<IpEndpoint> {
@@ -408,13 +418,7 @@ fn initial_config(settings: &Settings) -> rackwatch_protocols::NodeConfig {
         site: settings.site.clone(),
         location: rackwatch_protocols::Location::default(),
         interval_ms: settings.interval_ms,
-        broker: BrokerConfig {
-            host,
-            port: settings.broker.port,
-            tls: false,
-            username: None,
-            password: None,
-        },
+        broker: BrokerConfig::plain(host, settings.broker.port),
         channels: heapless::Vec::new(),
     }
 }

@@ -126,6 +126,9 @@ async fn main(spawner: Spawner) {
     let provisioner = PROVISIONER.init(Provisioner::new(
         store,
         defaults(mac),
+        #[cfg(feature = "tls")]
+        provisioning::check_tls_ipv4_broker,
+        #[cfg(not(feature = "tls"))]
         provisioning::check_plain_ipv4_broker,
     ));
     let origin = provisioner.origin();
@@ -248,11 +251,29 @@ async fn main(spawner: Spawner) {
     };
     #[cfg(feature = "tls")]
     let (tls_pipe, tls_buffers) = tls_state.parts();
+    // The provisioned name and CA (or pin) at boot, else the build's; a provisioning that changes
+    // them restarts the board, so the engine always runs on what is stored.
+    #[cfg(feature = "tls")]
+    let tls_broker = {
+        static TLS_BROKER: StaticCell<BrokerConfig> = StaticCell::new();
+        &*TLS_BROKER.init(provisioner.in_force().broker.clone())
+    };
+    #[cfg(feature = "tls")]
+    let tls_settings = rackwatch_firmware::tls::TlsSettings::of(tls_broker).unwrap_or_else(tls::built_in);
+    #[cfg(feature = "tls")]
+    console.log(format_args!(
+        "tls: broker must prove it is {}, with {}",
+        tls_settings.server_name,
+        match tls_settings.trust {
+            rackwatch_firmware::tls::Trust::Ca(_) => "a certificate from the CA",
+            rackwatch_firmware::tls::Trust::Pin(_) => "the pinned CA last in its chain",
+        }
+    ));
     #[cfg(feature = "tls")]
     let tls_engine = core::pin::pin!(rackwatch_firmware::tls::engine(
         tls_pipe,
         tls_buffers,
-        tls::settings(),
+        tls_settings,
         tls::rng(),
     ));
     #[cfg(feature = "tls")]
@@ -275,6 +296,13 @@ async fn main(spawner: Spawner) {
                 let applied = provisioner
                     .feed(byte, node, now, &mut transport, &mut usb_console::send)
                     .map(|config| (config.node.clone(), broker_endpoint(&config.broker)));
+                #[cfg(feature = "tls")]
+                if applied.is_some() && !provisioning::same_tls(&provisioner.in_force().broker, tls_broker) {
+                    console.log(format_args!("provisioned TLS settings changed: resetting to apply them"));
+                    // Let the USB task send the answer and the line, then reset (reason: forced).
+                    Timer::after_millis(50).await;
+                    watchdog.trigger_reset();
+                }
                 console.frames = provisioner.host_attached();
                 if let Some((node_id, broker)) = applied {
                     link.set_broker(broker);
@@ -419,9 +447,12 @@ fn log_channels(console: &mut Console, found: &sensors::Found) {
     }
 }
 
-/// The broker address of a configuration: this board has neither TLS nor DNS (the core's
-/// `plain_ipv4_broker`, which `check_plain_ipv4_broker` applied before the configuration was stored).
+/// The broker address of a configuration: this board has no DNS (the core's `tls_ipv4_broker` or
+/// `plain_ipv4_broker`, as the build has TLS, which its board check applied before storing it).
 fn broker_endpoint(broker: &BrokerConfig) -> Option<IpEndpoint> {
+    #[cfg(feature = "tls")]
+    let (address, port) = provisioning::tls_ipv4_broker(broker).ok()?;
+    #[cfg(not(feature = "tls"))]
     let (address, port) = provisioning::plain_ipv4_broker(broker).ok()?;
     Some(IpEndpoint::new(address.into(), port))
 }
@@ -440,11 +471,9 @@ fn defaults(mac: [u8; 6]) -> rackwatch_protocols::NodeConfig {
         location: rackwatch_protocols::Location::default(),
         interval_ms: rackwatch_firmware::DEFAULT_INTERVAL_MS,
         broker: BrokerConfig {
-            host,
-            port,
-            tls: false,
-            username: None,
-            password: None,
+            // A TLS build speaks only TLS: to the build's broker name and CA until provisioned.
+            tls: cfg!(feature = "tls"),
+            ..BrokerConfig::plain(host, port)
         },
         channels: heapless::Vec::new(),
     }
@@ -464,17 +493,18 @@ fn hex(prefix: &str, bytes: &[u8]) -> heapless::String<24> {
 /// The broker's identity and the handshake's randomness, with TLS.
 #[cfg(feature = "tls")]
 mod tls {
-    use rackwatch_firmware::tls::{SeededRng, TlsSettings};
+    use rackwatch_firmware::tls::{SeededRng, TlsSettings, Trust};
 
     /// The broker's host name its certificate must carry.
     const BROKER_NAME: &str = env!("RACKWATCH_BROKER_NAME");
     /// The CA that signed the broker's certificate (DER).
     const BROKER_CA: &[u8] = include_bytes!(env!("RACKWATCH_BROKER_CA"));
 
-    pub fn settings() -> TlsSettings<'static> {
+    /// The build's broker name and CA: the trust of a node not provisioned with TLS.
+    pub fn built_in() -> TlsSettings<'static> {
         TlsSettings {
             server_name: BROKER_NAME,
-            ca_der: BROKER_CA,
+            trust: Trust::Ca(BROKER_CA),
         }
     }
 

@@ -10,6 +10,7 @@ pub mod broker_acl;
 pub mod command;
 pub mod inventory;
 pub mod link;
+pub mod trust;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,8 +90,19 @@ pub struct ProvisionOptions {
     /// MQTT broker as HOST:PORT, as the node reaches it.
     #[arg(long)]
     pub broker: Option<String>,
+    /// Speak TLS 1.3 to the broker; needs `--ca` (or an inventory broker with TLS and `--ca`).
     #[arg(long)]
     pub tls: bool,
+    /// The broker's CA certificate (PEM or DER), written into the node's configuration.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Write the SHA-256 pin of `--ca`'s DER instead of the certificate (nodes whose configuration
+    /// store is too small for a certificate, e.g. the QEMU board's 1 KiB slot).
+    #[arg(long, requires = "ca")]
+    pub ca_pin: bool,
+    /// The name the broker's certificate carries, when `--broker`'s host is an address or another name.
+    #[arg(long)]
+    pub server_name: Option<String>,
     /// MQTT user name (default: the node id when a password is given).
     #[arg(long)]
     pub username: Option<String>,
@@ -368,8 +380,9 @@ async fn provision(
     Ok(())
 }
 
-/// The configuration to write: command-line options over the inventory's entry and defaults.
-fn build_config(
+/// The configuration to write: command-line options over the inventory's entry and defaults. Public
+/// for a node reached another way than a serial port (the host-build node in tests takes it as is).
+pub fn build_config(
     options: &ProvisionOptions,
     inventory: Option<&Inventory>,
     entry: Option<&NodeEntry>,
@@ -394,6 +407,20 @@ fn build_config(
         }
         (None, Some(broker)) => (broker.host.clone(), broker.port, broker.tls || options.tls),
         (None, None) => return Err("a broker is required (--broker or `broker` in the inventory)".into()),
+    };
+    let (ca, ca_pin) = match (tls, &options.ca) {
+        (true, Some(path)) => match trust::read_trust(path, options.ca_pin)? {
+            trust::Trust::Ca(ca) => (Some(*ca), None),
+            trust::Trust::Pin(pin) => (None, Some(pin)),
+        },
+        (true, None) => return Err("--tls needs --ca: the broker's CA certificate".into()),
+        (false, Some(_)) => return Err("--ca without --tls".into()),
+        (false, None) => (None, None),
+    };
+    let server_name = match (tls, &options.server_name) {
+        (true, Some(name)) => Some(name.as_str().try_into().map_err(|_| "--server-name too long")?),
+        (false, Some(_)) => return Err("--server-name without --tls".into()),
+        (_, None) => None,
     };
     let password = match (&options.password_env, &options.password_file) {
         (Some(var), _) => {
@@ -474,6 +501,9 @@ fn build_config(
             host: host.as_str().try_into().map_err(|_| "broker host too long")?,
             port,
             tls,
+            server_name,
+            ca,
+            ca_pin,
             username: username
                 .map(|u| u.as_str().try_into().map_err(|_| "user name too long"))
                 .transpose()?,
