@@ -373,3 +373,139 @@ async fn a_climbing_inlet_shows_the_time_to_the_limit_on_its_tile() {
     let path = browser.screenshot("tile-time-to-limit.png").await;
     println!("time to the limit {seconds} s; screenshot: {}", path.display());
 }
+
+/// The heat overlay's colour (r, g, b) at the centre of rack `rack`'s tile, and the number of racks
+/// the overlay interpolates between.
+async fn heat_at(browser: &Browser, rack: &str) -> Option<(u8, u8, u8, u64)> {
+    let script = "const el = document.querySelector(`.rack[data-rack='${arguments[0]}']`); \
+                  if (!el) return null; \
+                  const canvas = el.closest('.floor').querySelector('canvas.heat'); \
+                  if (canvas.hidden || !canvas.dataset.points) return null; \
+                  const sx = canvas.width / canvas.clientWidth, sy = canvas.height / canvas.clientHeight; \
+                  const x = Math.floor((el.offsetLeft + el.offsetWidth / 2) * sx); \
+                  const y = Math.floor((el.offsetTop + el.offsetHeight / 2) * sy); \
+                  const p = canvas.getContext('2d').getImageData(x, y, 1, 1).data; \
+                  return [p[0], p[1], p[2], Number(canvas.dataset.points)];";
+    let value = browser.eval(script, vec![serde_json::Value::from(rack)]).await;
+    serde_json::from_value(value).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_plan_places_racks_draws_aisles_and_heat_and_shows_a_racks_inlet_profile() {
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("floor");
+    settings.mqtt_url = Some(broker.url());
+    let room = Room::new("floor", &RACKS);
+    // Rack b03 is placed by the inventory, facing north; the others by their row.
+    let inventory = room.inventory().replace(
+        "rack = \"b03\"\n",
+        "rack = \"b03\"\nx = 6\ny = 1\ncold_aisle = \"north\"\n",
+    );
+    settings.extra = inventory;
+    let gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+    room.set_hot("b02", true);
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{}/", gateway.http_port()))
+        .await
+        .unwrap();
+
+    // Heat: red at the hot rack, green at a normal one, between all six racks.
+    let heat = within(Duration::from_secs(15), || async {
+        match (heat_at(&browser, "b02").await, heat_at(&browser, "a01").await) {
+            (Some(hot), Some(normal)) => {
+                hot.3 == 6 && hot.0 > 150 && hot.1 < 80 && normal.1 > 120 && normal.0 < 80
+            }
+            _ => false,
+        }
+    })
+    .await;
+    assert!(
+        heat.is_some(),
+        "heat overlay: b02 {:?}, a01 {:?}",
+        heat_at(&browser, "b02").await,
+        heat_at(&browser, "a01").await
+    );
+
+    // Each rack stands at the tile /api/room gives, and b03 where the inventory put it.
+    let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{}/api/room", gateway.http_port()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let floor = &body["floor"][0];
+    let drawn = browser
+        .eval(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('.floor .rack')).map(e => \
+             [e.dataset.id, [Number(e.style.gridColumnStart) - 1, Number(e.style.gridRowStart) - 1]]));",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(floor["racks"].as_array().unwrap().len(), RACKS.len());
+    for rack in floor["racks"].as_array().unwrap() {
+        let id = rack["id"].as_str().unwrap();
+        assert_eq!(drawn[id], serde_json::json!([rack["x"], rack["y"]]), "{id}");
+    }
+    let b03 = floor["racks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "hall-a.r02.b03")
+        .unwrap();
+    assert_eq!(
+        (&b03["x"], &b03["y"], &b03["cold_aisle"]),
+        (
+            &serde_json::json!(6),
+            &serde_json::json!(1),
+            &serde_json::json!("north")
+        )
+    );
+    let aisles = browser.texts(".floor .aisle[data-kind='cold']").await;
+    assert!(aisles.iter().any(|t| t == "cold aisle"), "{aisles:?}");
+    assert!(!browser.texts(".floor .aisle[data-kind='hot']").await.is_empty());
+    let legend = browser.texts("#heat-legend").await.concat();
+    assert!(legend.contains("27") && legend.contains("32 °C"), "{legend}");
+
+    // Hovering b02 shows its inlet profile, top to bottom.
+    browser.hover(".rack[data-rack='b02']").await;
+    let profile = within(Duration::from_secs(5), || async {
+        let text = browser.texts("#profile:not([hidden])").await.concat();
+        text.contains("Rack b02") && text.contains("top36.5 °C") && text.contains("bottom35.5 °C")
+    })
+    .await;
+    assert!(
+        profile.is_some(),
+        "profile on hover: {:?}",
+        browser.texts("#profile").await
+    );
+    let path = browser.screenshot("floor-plan.png").await;
+    println!("screenshot: {}", path.display());
+
+    // On a phone the page fits the screen's width (the floor scrolls inside it), and a tap on a
+    // rack shows its profile.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.click(".rack[data-rack='a02']").await;
+    let tapped = within(Duration::from_secs(5), || async {
+        let text = browser.texts("#profile:not([hidden])").await.concat();
+        let overflow = browser
+            .eval(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                Vec::new(),
+            )
+            .await;
+        text.contains("Rack a02") && text.contains("middle22.0 °C") && overflow.as_i64() == Some(0)
+    })
+    .await;
+    assert!(
+        tapped.is_some(),
+        "phone: profile {:?}",
+        browser.texts("#profile").await
+    );
+    let path = browser.screenshot("floor-plan-phone.png").await;
+    println!("screenshot: {}", path.display());
+    publisher.abort();
+}
