@@ -24,10 +24,13 @@ pub fn gateway_config(options: &DemoOptions, layout: &Layout, mqtt_url: &str) ->
                 rule.clear_for = compress(rule.clear_for, options.speed);
                 rule.window = rule.window.map(|w| compress(w, options.speed));
                 rule.after = rule.after.map(|a| compress(a, options.speed));
+                rule.within = rule.within.map(|w| compress(w, options.speed));
                 rule
             })
             .collect();
     }
+    // The tiles' time to the limit follows the room's clock like the rules do.
+    config.http.forecast_window = compress(config.http.forecast_window, options.speed);
     // A new demo starts with no open incidents from the last one.
     let state = options.data_dir.join("spool").join("alerts-state.json");
     if state.exists() {
@@ -58,6 +61,7 @@ segment_mb = 16
 [http]
 listen = "{http}"
 window = "1h"
+forecast_window = "10m"
 
 [alerts]
 presets = ["ashrae-a1"]
@@ -75,6 +79,15 @@ above = 27.0
 clear = 26.0
 for = "1m"
 clear_for = "2m"
+group_by = "rack"
+
+# Warns before the ASHRAE A1 allowable limit (32 °C) is reached: the hottest inlet's trend over
+# ten minutes of room time reaches it within fifteen.
+[[alerts.rules]]
+name = "inlet_forecast"
+kind = "forecast"
+within = "15m"
+window = "10m"
 group_by = "rack"
 
 # A rack that loses its feed (tripped hot-swap controller) draws next to nothing.
@@ -189,5 +202,19 @@ mod tests {
         // ASHRAE A1 allowable: 1 min of room time is 6 s at 10×.
         assert_eq!(rule("ashrae_a1_inlet_high").for_, Duration::from_secs(6));
         assert_eq!(rule("ashrae_inlet_high").clear_for, Duration::from_secs(30));
+        // The forecast warns 15 min of room time ahead, from a 10 min trend.
+        assert_eq!(rule("inlet_forecast").within, Some(Duration::from_secs(90)));
+        assert_eq!(rule("inlet_forecast").window, Some(Duration::from_secs(60)));
+        assert_eq!(config.http.forecast_window, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn demo_keeps_its_history_in_the_gateway_without_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Args::parse_from(["demo", "--data-dir", dir.path().to_str().unwrap()]).demo;
+        let config = gateway_config(&options, &Layout::demo(), "mqtt://127.0.0.1:1883").unwrap();
+        // Without [influxdb] the gateway's own history is the spool's sink: the spool drains.
+        assert!(config.influxdb.is_none());
+        assert!(config.history.enabled);
     }
 }
