@@ -2,7 +2,9 @@
 //! the floor plan; a rack made to run hot turns to the alert colour within seconds without a reload;
 //! acknowledging its alert from the page is refused without the token and works with it; a rack's
 //! chart, drawn from the gateway's own history, still shows its last hour after a restart; a rack
-//! whose hottest inlet climbs shows on its tile how long until the allowable limit.
+//! whose hottest inlet climbs shows on its tile how long until the allowable limit; racks stand on a
+//! floor plan at their inventory tiles with aisles and a heat overlay, show their inlet profile on
+//! hover or tap, also on a phone; the node list gives each node's firmware, slot and last update.
 
 #![allow(
     clippy::unwrap_used,
@@ -374,6 +376,32 @@ async fn a_climbing_inlet_shows_the_time_to_the_limit_on_its_tile() {
     println!("time to the limit {seconds} s; screenshot: {}", path.display());
 }
 
+/// Publishes the birth of `node`: online, firmware 1.4.0 from slot B, its last update rolled back.
+async fn publish_birth(broker_port: u16, site: &str, node: &str) {
+    use rackwatch_protocols::{NodeId, NodeState, OtaResult, Slot, Status};
+    let options = rumqttc::MqttOptions::new(format!("birth-{node}"), "127.0.0.1", broker_port);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let mut birth = Status::last_will(NodeId::new(node).unwrap(), 2);
+    birth.state = NodeState::Online;
+    birth.firmware = Some(heapless::String::try_from("1.4.0").unwrap());
+    birth.slot = Some(Slot::B);
+    birth.update = Some(OtaResult::RolledBack);
+    let mut buf = [0u8; rackwatch_protocols::MAX_MESSAGE_LEN];
+    let n = birth.encode(&mut buf).unwrap();
+    client
+        .publish(
+            format!("rackwatch/v1/{site}/{node}/status"),
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            buf[..n].to_vec(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    poller.abort();
+}
+
 /// The heat overlay's colour (r, g, b) at the centre of rack `rack`'s tile, and the number of racks
 /// the overlay interpolates between.
 async fn heat_at(browser: &Browser, rack: &str) -> Option<(u8, u8, u8, u64)> {
@@ -484,6 +512,21 @@ async fn floor_plan_places_racks_draws_aisles_and_heat_and_shows_a_racks_inlet_p
     );
     let path = browser.screenshot("floor-plan.png").await;
     println!("screenshot: {}", path.display());
+
+    // Node n-a01 is born on firmware 1.4.0 from slot B after a rolled-back update: the node list
+    // says so.
+    publish_birth(broker.port(), "floor", "n-a01").await;
+    let listed = within(Duration::from_secs(10), || async {
+        let row = browser.texts("#nodes tr[data-node='n-a01']").await.concat();
+        row.contains("1.4.0") && row.contains("B") && row.contains("rolled back") && row.contains("a01")
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "node list: {:?}",
+        browser.texts("#nodes tr").await
+    );
+    assert_eq!(browser.texts("#nodes tbody tr").await.len(), RACKS.len());
 
     // On a phone the page fits the screen's width (the floor scrolls inside it), and a tap on a
     // rack shows its profile.
