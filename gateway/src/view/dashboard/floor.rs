@@ -46,9 +46,12 @@ pub struct AisleTile {
     pub kind: &'static str,
 }
 
+/// A room's racks by row, in rack order: (id, position).
+type RoomRows<'a> = BTreeMap<String, Vec<(&'a String, &'a Position)>>;
+
 /// The floor plan of every room of the inventory, racks by id as `rack_id` names them.
 pub fn floor_plan(inventory: &Inventory, racks: &[(String, Position)]) -> Vec<RoomFloor> {
-    let mut rooms: BTreeMap<String, BTreeMap<String, Vec<(&String, &Position)>>> = BTreeMap::new();
+    let mut rooms: BTreeMap<String, RoomRows<'_>> = BTreeMap::new();
     for (id, position) in racks {
         let room = position.room.as_ref().map_or("-".to_owned(), ToString::to_string);
         let row = position.row.as_ref().map_or("-".to_owned(), ToString::to_string);
