@@ -432,4 +432,32 @@ async fn demo_shows_the_cooling_failures_forecast_on_the_tiles_before_the_thresh
     })
     .await;
     assert!(warned.is_some(), "the forecast rule did not warn");
+
+    // The page opened at the address the demo printed with its token acknowledges an alert.
+    let link = demo
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| {
+            line.split("already filled in at ")
+                .nth(1)
+                .map(|l| l.trim_end_matches(')').to_owned())
+        })
+        .expect("the demo printed no token");
+    browser.client.goto(&link).await.unwrap();
+    browser.click(".alert button[data-action='ack']").await;
+    let acknowledged = within(Duration::from_secs(10), || async {
+        browser
+            .texts("#alert-message")
+            .await
+            .iter()
+            .any(|t| t == "Acknowledged.")
+    })
+    .await;
+    assert!(
+        acknowledged.is_some(),
+        "acknowledging with the demo's token: {:?}",
+        browser.texts("#alert-message").await
+    );
 }

@@ -9,9 +9,15 @@ use super::options::DemoOptions;
 use super::room::Layout;
 use crate::config::{Config, ConfigError};
 
-/// The configuration for `options`, the room `layout` and the broker at `mqtt_url`.
-pub fn gateway_config(options: &DemoOptions, layout: &Layout, mqtt_url: &str) -> Result<Config, ConfigError> {
-    let text = config_text(options, layout, mqtt_url);
+/// The configuration for `options`, the room `layout`, the broker at `mqtt_url` and the API token
+/// in `token_file`.
+pub fn gateway_config(
+    options: &DemoOptions,
+    layout: &Layout,
+    mqtt_url: &str,
+    token_file: &std::path::Path,
+) -> Result<Config, ConfigError> {
+    let text = config_text(options, layout, mqtt_url, token_file);
     let mut config = Config::parse(&text)?;
     if let Some(alerts) = config.alerts.as_mut() {
         // Configured rules replace preset rules of the same name, so the compressed copies of every
@@ -44,7 +50,12 @@ fn compress(duration: Duration, speed: f64) -> Duration {
     duration.div_f64(speed.max(1.0))
 }
 
-fn config_text(options: &DemoOptions, layout: &Layout, mqtt_url: &str) -> String {
+fn config_text(
+    options: &DemoOptions,
+    layout: &Layout,
+    mqtt_url: &str,
+    token_file: &std::path::Path,
+) -> String {
     let spool = options.data_dir.join("spool");
     let mut text = format!(
         r#"site = "{site}"
@@ -62,6 +73,7 @@ segment_mb = 16
 listen = "{http}"
 window = "1h"
 forecast_window = "10m"
+token = {{ file = {token_file:?} }}
 
 [alerts]
 presets = ["ashrae-a1"]
@@ -193,7 +205,13 @@ mod tests {
             "http://127.0.0.1:8086",
         ])
         .demo;
-        let config = gateway_config(&options, &Layout::demo(), "mqtt://127.0.0.1:1883").unwrap();
+        let config = gateway_config(
+            &options,
+            &Layout::demo(),
+            "mqtt://127.0.0.1:1883",
+            &dir.path().join("token"),
+        )
+        .unwrap();
         assert_eq!(config.nodes.len(), 20);
         assert!(config.influxdb.is_some());
         let alerts = config.alerts.unwrap();
@@ -212,9 +230,17 @@ mod tests {
     fn demo_keeps_its_history_in_the_gateway_without_a_database() {
         let dir = tempfile::tempdir().unwrap();
         let options = Args::parse_from(["demo", "--data-dir", dir.path().to_str().unwrap()]).demo;
-        let config = gateway_config(&options, &Layout::demo(), "mqtt://127.0.0.1:1883").unwrap();
+        let config = gateway_config(
+            &options,
+            &Layout::demo(),
+            "mqtt://127.0.0.1:1883",
+            &dir.path().join("token"),
+        )
+        .unwrap();
         // Without [influxdb] the gateway's own history is the spool's sink: the spool drains.
         assert!(config.influxdb.is_none());
         assert!(config.history.enabled);
+        // The token the demo prints makes Acknowledge and Silence work.
+        assert!(config.http.token.is_some());
     }
 }
