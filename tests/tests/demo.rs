@@ -433,6 +433,26 @@ async fn demo_shows_the_cooling_failures_forecast_on_the_tiles_before_the_thresh
     .await;
     assert!(warned.is_some(), "the forecast rule did not warn");
 
+    // The failed row's forecast alerts are one card, in words; pending alerts have no buttons.
+    let grouped = within(Duration::from_secs(10), || async {
+        let cards = browser
+            .texts(".alert[data-rule='inlet_forecast'][data-state='firing'] strong")
+            .await;
+        cards.len() == 1 && cards[0] == "Inlet heading for the allowable limit"
+    })
+    .await;
+    assert!(
+        grouped.is_some(),
+        "forecast cards: {:?}",
+        browser.texts(".alert[data-rule='inlet_forecast']").await
+    );
+    assert!(
+        browser
+            .texts(".alert[data-state='pending'] button")
+            .await
+            .is_empty()
+    );
+
     // The page opened at the address the demo printed with its token acknowledges an alert.
     let link = demo
         .lines
