@@ -106,11 +106,19 @@ pub fn time_to_limit(readings: &[Reading], window: Duration, now_ms: i64, limit:
     Trend::over_window(readings, window, now_ms)?.crossing(limit)
 }
 
-/// One reading is kept per step of this many milliseconds (the latest of it): 61 over ten
-/// minutes, about what [`MAX_POINTS`] would subsample a denser series to anyway.
-pub const STEP_MS: i64 = 10_000;
+/// One reading is kept per step of the window's [`MAX_POINTS`]th part (the latest of it): 61
+/// over ten minutes, one per 10 s, about what [`MAX_POINTS`] would subsample a denser series to
+/// anyway. A short window (the demo's room runs faster than real time) keeps finer steps, down to
+/// [`MIN_STEP_MS`].
+pub fn step_ms(window: Duration) -> i64 {
+    let window_ms = i64::try_from(window.as_millis()).unwrap_or(i64::MAX);
+    (window_ms / MAX_POINTS as i64).max(MIN_STEP_MS)
+}
 
-/// The recent readings of one series, bounded: the latest reading of each [`STEP_MS`] step over
+/// The finest step kept: nodes report every few seconds at most, a tenth of a second is finer.
+pub const MIN_STEP_MS: i64 = 100;
+
+/// The recent readings of one series, bounded: the latest reading of each step ([`step_ms`]) over
 /// the window it is kept for, whatever the sample rate.
 #[derive(Debug, Clone, Default)]
 pub struct Recent {
@@ -125,9 +133,10 @@ impl Recent {
             return;
         }
         let reading = Reading { ts_ms, value };
+        let step = step_ms(window);
         match self.readings.back_mut() {
             Some(last) if last.ts_ms > ts_ms => return,
-            Some(last) if last.ts_ms.div_euclid(STEP_MS) == ts_ms.div_euclid(STEP_MS) => {
+            Some(last) if last.ts_ms.div_euclid(step) == ts_ms.div_euclid(step) => {
                 *last = reading;
             }
             _ => self.readings.push_back(reading),
@@ -327,6 +336,22 @@ mod tests {
         recent.observe(NOW + 3_601_000, f64::NAN, TEN_MIN);
         let flat = recent.trend(TEN_MIN, NOW + 3_600_000).unwrap();
         assert_eq!((flat.slope_per_min, flat.level_now), (0.0, 22.0));
+    }
+
+    #[test]
+    fn a_short_window_keeps_finer_steps() {
+        // Twenty seconds (ten minutes of a room run 30 times faster), a reading every 100 ms: one
+        // kept per 333 ms, so the window still holds a trend's worth of points.
+        let window = Duration::from_secs(20);
+        assert_eq!(step_ms(window), 333);
+        assert_eq!(step_ms(Duration::from_millis(10)), MIN_STEP_MS);
+        let mut recent = Recent::default();
+        for i in 0..=200 {
+            recent.observe(NOW - 20_000 + i * 100, 22.0 + i as f64 * 0.01, window);
+        }
+        assert_eq!(recent.len(), 61);
+        let trend = recent.trend(window, NOW).unwrap();
+        assert!((trend.slope_per_min - 6.0).abs() < 0.1, "{trend:?}");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 
 use crate::config::{Calibration, Config, NodeInventory};
-use crate::model::{Placement, Position};
+use crate::model::{FloorSide, Placement, Position};
 
 /// The inventory of the configuration, indexed for lookups on the hot path.
 #[derive(Debug, Clone, Default)]
@@ -63,6 +63,20 @@ impl Inventory {
                     .map(|(_, c)| *c)
             })
             .unwrap_or_default()
+    }
+
+    /// Where the inventory puts `rack` on the floor: its tile position and cold-aisle side, from the
+    /// first of its nodes that gives each.
+    pub fn floor_place(&self, rack: &Position) -> (Option<(u16, u16)>, Option<FloorSide>) {
+        let mut nodes: Vec<(&String, &NodeInventory)> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.room == rack.room && n.row == rack.row && n.rack == rack.rack)
+            .collect();
+        nodes.sort_by_key(|(id, _)| *id);
+        let tiles = nodes.iter().find_map(|(_, n)| n.x.zip(n.y));
+        let cold_aisle = nodes.iter().find_map(|(_, n)| n.cold_aisle);
+        (tiles, cold_aisle)
     }
 
     /// Every rack of the inventory as (room, row, rack), for the dashboard's floor plan.

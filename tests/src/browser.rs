@@ -149,6 +149,38 @@ impl Browser {
         panic!("could not click {css}: {last:?}");
     }
 
+    /// Moves the mouse pointer onto the first element that matches `css` (a WebDriver pointer move),
+    /// finding it again when the page redrew it in between.
+    pub async fn hover(&self, css: &str) {
+        use fantoccini::actions::{InputSource, MouseActions, PointerAction};
+        let mut last = None;
+        for _ in 0..20 {
+            let moved = match self.client.find(fantoccini::Locator::Css(css)).await {
+                Ok(element) => {
+                    let actions = MouseActions::new("mouse".to_owned()).then(PointerAction::MoveToElement {
+                        element,
+                        duration: None,
+                        x: 0.0,
+                        y: 0.0,
+                    });
+                    self.client.perform_actions(actions).await
+                }
+                Err(e) => Err(e),
+            };
+            match moved {
+                Ok(()) => return,
+                Err(e) => last = Some(e),
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        panic!("could not move the pointer onto {css}: {last:?}");
+    }
+
+    /// Runs `script` (a function body; `arguments` holds `args`) in the page and returns its value.
+    pub async fn eval(&self, script: &str, args: Vec<serde_json::Value>) -> serde_json::Value {
+        self.client.execute(script, args).await.unwrap()
+    }
+
     /// Saves a screenshot under `tests/artifacts/` and returns its path.
     pub async fn screenshot(&self, name: &str) -> PathBuf {
         let png = self.client.screenshot().await.unwrap();

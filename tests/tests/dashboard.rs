@@ -2,7 +2,9 @@
 //! the floor plan; a rack made to run hot turns to the alert colour within seconds without a reload;
 //! acknowledging its alert from the page is refused without the token and works with it; a rack's
 //! chart, drawn from the gateway's own history, still shows its last hour after a restart; a rack
-//! whose hottest inlet climbs shows on its tile how long until the allowable limit.
+//! whose hottest inlet climbs shows on its tile how long until the allowable limit; racks stand on a
+//! floor plan at their inventory tiles with aisles and a heat overlay, show their inlet profile on
+//! hover or tap, also on a phone; the node list gives each node's firmware, slot and last update.
 
 #![allow(
     clippy::unwrap_used,
@@ -372,4 +374,181 @@ async fn a_climbing_inlet_shows_the_time_to_the_limit_on_its_tile() {
     assert!(detail.iter().any(|t| t.contains("32 °C in ~")), "{detail:?}");
     let path = browser.screenshot("tile-time-to-limit.png").await;
     println!("time to the limit {seconds} s; screenshot: {}", path.display());
+}
+
+/// Publishes the birth of `node`: online, firmware 1.4.0 from slot B, its last update rolled back.
+async fn publish_birth(broker_port: u16, site: &str, node: &str) {
+    use rackwatch_protocols::{NodeId, NodeState, OtaResult, Slot, Status};
+    let options = rumqttc::MqttOptions::new(format!("birth-{node}"), "127.0.0.1", broker_port);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let poller = tokio::spawn(async move { while eventloop.poll().await.is_ok() {} });
+    let mut birth = Status::last_will(NodeId::new(node).unwrap(), 2);
+    birth.state = NodeState::Online;
+    birth.firmware = Some(heapless::String::try_from("1.4.0").unwrap());
+    birth.slot = Some(Slot::B);
+    birth.update = Some(OtaResult::RolledBack);
+    let mut buf = [0u8; rackwatch_protocols::MAX_MESSAGE_LEN];
+    let n = birth.encode(&mut buf).unwrap();
+    client
+        .publish(
+            format!("rackwatch/v1/{site}/{node}/status"),
+            rumqttc::QoS::AtLeastOnce,
+            true,
+            buf[..n].to_vec(),
+        )
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    poller.abort();
+}
+
+/// The heat overlay's colour (r, g, b) at the centre of rack `rack`'s tile, and the number of racks
+/// the overlay interpolates between.
+async fn heat_at(browser: &Browser, rack: &str) -> Option<(u8, u8, u8, u64)> {
+    let script = "const el = document.querySelector(`.rack[data-rack='${arguments[0]}']`); \
+                  if (!el) return null; \
+                  const canvas = el.closest('.floor').querySelector('canvas.heat'); \
+                  if (canvas.hidden || !canvas.dataset.points) return null; \
+                  const sx = canvas.width / canvas.clientWidth, sy = canvas.height / canvas.clientHeight; \
+                  const x = Math.floor((el.offsetLeft + el.offsetWidth / 2) * sx); \
+                  const y = Math.floor((el.offsetTop + el.offsetHeight / 2) * sy); \
+                  const p = canvas.getContext('2d').getImageData(x, y, 1, 1).data; \
+                  return [p[0], p[1], p[2], Number(canvas.dataset.points)];";
+    let value = browser.eval(script, vec![serde_json::Value::from(rack)]).await;
+    serde_json::from_value(value).ok()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn floor_plan_places_racks_draws_aisles_and_heat_and_shows_a_racks_inlet_profile() {
+    let broker = Mosquitto::start();
+    let mut settings = GatewaySettings::new("floor");
+    settings.mqtt_url = Some(broker.url());
+    let room = Room::new("floor", &RACKS);
+    // Rack b03 is placed by the inventory, facing north; the others by their row.
+    let inventory = room.inventory().replace(
+        "rack = \"b03\"\n",
+        "rack = \"b03\"\nx = 6\ny = 1\ncold_aisle = \"north\"\n",
+    );
+    settings.extra = inventory;
+    let gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+    room.set_hot("b02", true);
+
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{}/", gateway.http_port()))
+        .await
+        .unwrap();
+
+    // Heat: red at the hot rack, green at a normal one, between all six racks.
+    let heat = within(Duration::from_secs(15), || async {
+        match (heat_at(&browser, "b02").await, heat_at(&browser, "a01").await) {
+            (Some(hot), Some(normal)) => {
+                hot.3 == 6 && hot.0 > 150 && hot.1 < 80 && normal.1 > 120 && normal.0 < 80
+            }
+            _ => false,
+        }
+    })
+    .await;
+    assert!(
+        heat.is_some(),
+        "heat overlay: b02 {:?}, a01 {:?}",
+        heat_at(&browser, "b02").await,
+        heat_at(&browser, "a01").await
+    );
+
+    // Each rack stands at the tile /api/room gives, and b03 where the inventory put it.
+    let body: serde_json::Value = reqwest::get(format!("http://127.0.0.1:{}/api/room", gateway.http_port()))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let floor = &body["floor"][0];
+    let drawn = browser
+        .eval(
+            "return Object.fromEntries(Array.from(document.querySelectorAll('.floor .rack')).map(e => \
+             [e.dataset.id, [Number(e.style.gridColumnStart) - 1, Number(e.style.gridRowStart) - 1]]));",
+            Vec::new(),
+        )
+        .await;
+    assert_eq!(floor["racks"].as_array().unwrap().len(), RACKS.len());
+    for rack in floor["racks"].as_array().unwrap() {
+        let id = rack["id"].as_str().unwrap();
+        assert_eq!(drawn[id], serde_json::json!([rack["x"], rack["y"]]), "{id}");
+    }
+    let b03 = floor["racks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["id"] == "hall-a.r02.b03")
+        .unwrap();
+    assert_eq!(
+        (&b03["x"], &b03["y"], &b03["cold_aisle"]),
+        (
+            &serde_json::json!(6),
+            &serde_json::json!(1),
+            &serde_json::json!("north")
+        )
+    );
+    let aisles = browser.texts(".floor .aisle[data-kind='cold']").await;
+    assert!(aisles.iter().any(|t| t == "cold aisle"), "{aisles:?}");
+    assert!(!browser.texts(".floor .aisle[data-kind='hot']").await.is_empty());
+    let legend = browser.texts("#heat-legend").await.concat();
+    assert!(legend.contains("27") && legend.contains("32 °C"), "{legend}");
+
+    // Hovering b02 shows its inlet profile, top to bottom.
+    browser.hover(".rack[data-rack='b02']").await;
+    let profile = within(Duration::from_secs(5), || async {
+        let text = browser.texts("#profile:not([hidden])").await.concat();
+        text.contains("Rack b02") && text.contains("top36.5 °C") && text.contains("bottom35.5 °C")
+    })
+    .await;
+    assert!(
+        profile.is_some(),
+        "profile on hover: {:?}",
+        browser.texts("#profile").await
+    );
+    let path = browser.screenshot("floor-plan.png").await;
+    println!("screenshot: {}", path.display());
+
+    // Node n-a01 is born on firmware 1.4.0 from slot B after a rolled-back update: the node list
+    // says so.
+    publish_birth(broker.port(), "floor", "n-a01").await;
+    let listed = within(Duration::from_secs(10), || async {
+        let row = browser.texts("#nodes tr[data-node='n-a01']").await.concat();
+        row.contains("1.4.0") && row.contains("B") && row.contains("rolled back") && row.contains("a01")
+    })
+    .await;
+    assert!(
+        listed.is_some(),
+        "node list: {:?}",
+        browser.texts("#nodes tr").await
+    );
+    assert_eq!(browser.texts("#nodes tbody tr").await.len(), RACKS.len());
+
+    // On a phone the page fits the screen's width (the floor scrolls inside it), and a tap on a
+    // rack shows its profile.
+    browser.client.set_window_size(390, 844).await.unwrap();
+    browser.click(".rack[data-rack='a02']").await;
+    let tapped = within(Duration::from_secs(5), || async {
+        let text = browser.texts("#profile:not([hidden])").await.concat();
+        let overflow = browser
+            .eval(
+                "return document.documentElement.scrollWidth - document.documentElement.clientWidth;",
+                Vec::new(),
+            )
+            .await;
+        text.contains("Rack a02") && text.contains("middle22.0 °C") && overflow.as_i64() == Some(0)
+    })
+    .await;
+    assert!(
+        tapped.is_some(),
+        "phone: profile {:?}",
+        browser.texts("#profile").await
+    );
+    let path = browser.screenshot("floor-plan-phone.png").await;
+    println!("screenshot: {}", path.display());
+    publisher.abort();
 }

@@ -35,11 +35,30 @@ struct Demo {
 impl Demo {
     /// `rackwatch demo` at 30× speed with `scenario` from 10 s in for 15 s, and `extra` options.
     fn start(http_port: u16, data_dir: &std::path::Path, scenario: &str, extra: &[&str]) -> Self {
+        let timing = [
+            "--speed",
+            "30",
+            "--scenario-start",
+            "10s",
+            "--scenario-duration",
+            "15s",
+        ];
+        Demo::start_timed(http_port, data_dir, scenario, &timing, extra)
+    }
+
+    /// `rackwatch demo` with `scenario`, its speed and scenario timing in `timing`.
+    fn start_timed(
+        http_port: u16,
+        data_dir: &std::path::Path,
+        scenario: &str,
+        timing: &[&str],
+        extra: &[&str],
+    ) -> Self {
         let mut child = Command::new(RACKWATCH)
             .args(["demo", "--http", &format!("127.0.0.1:{http_port}"), "--data-dir"])
             .arg(data_dir)
-            .args(["--speed", "30", "--scenario", scenario])
-            .args(["--scenario-start", "10s", "--scenario-duration", "15s"])
+            .args(["--scenario", scenario])
+            .args(timing)
             .args(extra)
             .stdout(Stdio::piped())
             .spawn()
@@ -278,4 +297,187 @@ async fn demo_with_an_external_broker_and_database_plays_a_power_trip() {
     assert_eq!(states.get("pending"), Some(&vec![0.0]), "{states:?}");
     assert_eq!(states.get("firing"), Some(&vec![1.0]), "{states:?}");
     assert_eq!(states.get("resolved"), Some(&vec![0.0]), "{states:?}");
+}
+
+/// The inlet rules that fire on a reading past a fixed temperature (the demo's own `inlet_hot` at
+/// 27 °C, the ASHRAE presets' recommended and A1 allowable limits).
+const INLET_THRESHOLD_RULES: [&str; 3] = ["inlet_hot", "ashrae_inlet_high", "ashrae_a1_inlet_high"];
+
+/// The rules of the alerts firing now.
+async fn firing_rules(port: u16) -> Vec<String> {
+    let Ok(response) = reqwest::get(format!("http://127.0.0.1:{port}/api/alerts")).await else {
+        return Vec::new();
+    };
+    let body: serde_json::Value = response.json().await.unwrap_or_default();
+    let alerts = body.as_array().cloned().unwrap_or_default();
+    alerts
+        .iter()
+        .filter(|a| a["state"] == "firing")
+        .filter_map(|a| a["rule"].as_str().map(str::to_owned))
+        .collect()
+}
+
+/// Each tile's rack and its time-to-the-limit line, when it shows one.
+async fn forecasts(browser: &Browser) -> Vec<(String, String)> {
+    let script = "return Array.from(document.querySelectorAll('.rack[data-rack]')) \
+                  .map(e => [e.dataset.rack, (e.querySelector('.eta') || {}).textContent || '']) \
+                  .filter(([, eta]) => eta);";
+    serde_json::from_value(browser.eval(script, Vec::new()).await).unwrap()
+}
+
+/// "32 °C in ~N min".
+fn is_forecast_text(text: &str) -> bool {
+    text.strip_prefix("32 °C in ~")
+        .and_then(|rest| rest.strip_suffix(" min"))
+        .is_some_and(|minutes| minutes.parse::<u32>().is_ok_and(|m| m >= 1))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn demo_shows_the_cooling_failures_forecast_on_the_tiles_before_the_threshold_alert() {
+    let data = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // 10× speed, the failure from 10 s in for a minute (ten minutes of room time).
+    let timing = [
+        "--speed",
+        "10",
+        "--scenario-start",
+        "10s",
+        "--scenario-duration",
+        "60s",
+    ];
+    let demo = Demo::start_timed(port, data.path(), "crac-failure", &timing, &[]);
+    let up = within(Duration::from_secs(30), || async {
+        http_get(port, "/").is_some()
+    })
+    .await;
+    assert!(up.is_some(), "the dashboard did not answer within 30 s");
+    let browser = Browser::start().await;
+    browser
+        .client
+        .goto(&format!("http://127.0.0.1:{port}/"))
+        .await
+        .unwrap();
+    let reporting = within(Duration::from_secs(30), || async {
+        let tiles = browser.rack_tiles().await;
+        tiles.len() == RACKS && tiles.iter().all(|t| t.band != "none" && !t.band.is_empty())
+    })
+    .await;
+    assert!(reporting.is_some(), "not all {RACKS} racks showed readings");
+
+    // Until the first inlet threshold alert fires: when did the failed row's tiles first show the
+    // forecast, and what did they say?
+    let started = Instant::now();
+    let mut forecast_seen: Option<(Duration, Vec<(String, String)>)> = None;
+    let threshold_fired = loop {
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no inlet threshold alert fired within 90 s; forecasts seen: {forecast_seen:?}"
+        );
+        let firing = firing_rules(port).await;
+        if firing
+            .iter()
+            .any(|rule| INLET_THRESHOLD_RULES.contains(&rule.as_str()))
+        {
+            break started.elapsed();
+        }
+        let shown: Vec<(String, String)> = forecasts(&browser)
+            .await
+            .into_iter()
+            .filter(|(rack, eta)| rack.starts_with('b') && is_forecast_text(eta))
+            .collect();
+        if forecast_seen.is_none() && shown.len() >= 3 {
+            // What a wall screen shows at that moment, firing rules included (none of the inlet
+            // threshold ones: checked just before).
+            let path = browser.screenshot("demo-forecast.png").await;
+            println!(
+                "forecast on {} tiles: {shown:?}; firing: {firing:?}; {}",
+                shown.len(),
+                path.display()
+            );
+            forecast_seen = Some((started.elapsed(), shown));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let (forecast_at, shown) =
+        forecast_seen.expect("the failed row's tiles never showed a forecast before the threshold alert");
+    println!(
+        "forecast shown {forecast_at:?}, first inlet threshold alert {threshold_fired:?} after watching began"
+    );
+    assert!(forecast_at < threshold_fired);
+    assert!(shown.iter().all(|(rack, _)| rack.starts_with('b')), "{shown:?}");
+    assert!(demo.printed("cooling unit CRAC-2 failed"));
+
+    // The floor plan during the failure: the failed row's heat, between all twenty racks.
+    let hot = within(Duration::from_secs(30), || async {
+        let tiles = browser.rack_tiles().await;
+        let points = browser
+            .eval("return Number((document.querySelector('canvas.heat') || {dataset: {}}).dataset.points || 0);", Vec::new())
+            .await;
+        points.as_u64() == Some(RACKS as u64)
+            && tiles.iter().filter(|t| t.rack.starts_with('b') && t.band == "warn").count() >= 3
+    })
+    .await;
+    assert!(
+        hot.is_some(),
+        "the failed row did not turn warm on the floor plan"
+    );
+    let path = browser.screenshot("demo-floor-heat.png").await;
+    println!(
+        "floor plan with the heat overlay during the failure: {}",
+        path.display()
+    );
+    // The forecast rule warned too, in words.
+    let warned = within(Duration::from_secs(20), || async {
+        demo.printed("inlet rising — at this trend it passes the ASHRAE allowable limit")
+    })
+    .await;
+    assert!(warned.is_some(), "the forecast rule did not warn");
+
+    // The failed row's forecast alerts are one card, in words; pending alerts have no buttons.
+    let grouped = within(Duration::from_secs(10), || async {
+        let cards = browser
+            .texts(".alert[data-rule='inlet_forecast'][data-state='firing'] strong")
+            .await;
+        cards.len() == 1 && cards[0] == "Inlet heading for the allowable limit"
+    })
+    .await;
+    assert!(
+        grouped.is_some(),
+        "forecast cards: {:?}",
+        browser.texts(".alert[data-rule='inlet_forecast']").await
+    );
+    assert!(
+        browser
+            .texts(".alert[data-state='pending'] button")
+            .await
+            .is_empty()
+    );
+
+    // The page opened at the address the demo printed with its token acknowledges an alert.
+    let link = demo
+        .lines
+        .lock()
+        .unwrap()
+        .iter()
+        .find_map(|line| {
+            line.split("already filled in at ")
+                .nth(1)
+                .map(|l| l.trim_end_matches(')').to_owned())
+        })
+        .expect("the demo printed no token");
+    browser.client.goto(&link).await.unwrap();
+    browser.click(".alert button[data-action='ack']").await;
+    let acknowledged = within(Duration::from_secs(10), || async {
+        browser
+            .texts("#alert-message")
+            .await
+            .iter()
+            .any(|t| t == "Acknowledged.")
+    })
+    .await;
+    assert!(
+        acknowledged.is_some(),
+        "acknowledging with the demo's token: {:?}",
+        browser.texts("#alert-message").await
+    );
 }

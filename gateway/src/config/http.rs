@@ -24,6 +24,11 @@ pub struct HttpConfig {
     /// inventory rack, kept in memory).
     #[serde(default = "default_window", deserialize_with = "duration")]
     pub window: Duration,
+    /// How far back the trend of each rack's hottest inlet looks for the dashboard's time to the
+    /// limit ("32 °C in ~7 min"): long enough that one probe's noise makes no trend, short enough
+    /// to follow a cooling failure.
+    #[serde(default = "default_forecast_window", deserialize_with = "duration")]
+    pub forecast_window: Duration,
     /// PEM certificate chain and private key: with both, the server speaks HTTPS only.
     #[serde(default)]
     pub tls_cert_file: Option<PathBuf>,
@@ -41,11 +46,16 @@ impl Default for HttpConfig {
             listen: default_http_listen(),
             token: None,
             window: default_window(),
+            forecast_window: default_forecast_window(),
             tls_cert_file: None,
             tls_key_file: None,
             public_url: None,
         }
     }
+}
+
+fn default_forecast_window() -> Duration {
+    Duration::from_secs(600)
 }
 
 fn default_window() -> Duration {
@@ -75,6 +85,10 @@ impl HttpConfig {
                 "http.window",
                 "must be whole minutes (one chart point per minute), at least 1m",
             ));
+        }
+        // A trend needs a few readings: a second is the least that holds more than one.
+        if self.forecast_window < Duration::from_secs(1) {
+            return Err(invalid("http.forecast_window", "at least 1s"));
         }
         if let Some(token) = &self.token {
             token.validate("http.token")?;

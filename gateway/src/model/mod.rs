@@ -13,7 +13,7 @@ mod sequence;
 pub use broker::BrokerAddress;
 pub use clock::now_ms;
 pub use message::{AckToken, Acknowledgement, Incoming, Route};
-pub use place::{AirSide, Placement, Position, UNASSIGNED, rack_id};
+pub use place::{AirSide, FloorSide, Placement, Position, UNASSIGNED, rack_id};
 pub use receiver::MQTT_RECEIVER;
 pub use sample::{DERIVED_NODE, Measure, Observation, Sample, Series, SeriesScope};
 pub use sequence::SequenceMark;

@@ -7,6 +7,14 @@ use serde::{Deserialize, Serialize};
 /// The rack tag of a node that is not in the inventory: written, listed, never dropped.
 pub const UNASSIGNED: &str = "unassigned";
 
+/// A side of a rack on the floor plan: north is up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FloorSide {
+    North,
+    South,
+}
+
 /// Where a probe sits on or in the rack. Inlet and outlet placements feed the rack's ΔT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

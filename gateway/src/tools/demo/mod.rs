@@ -19,6 +19,7 @@ mod options;
 mod room;
 mod scenario;
 mod settings;
+mod token;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -57,7 +58,14 @@ async fn run(options: DemoOptions) -> ExitCode {
         }
     };
     let room = room::Layout::demo();
-    let config = match settings::gateway_config(&options, &room, &broker.url) {
+    let (token, token_file) = match token::issue(&options.data_dir) {
+        Ok(issued) => issued,
+        Err(e) => {
+            narrator::say(&format!("cannot write the demo's API token: {e}"));
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = match settings::gateway_config(&options, &room, &broker.url, &token_file) {
         Ok(config) => config,
         Err(e) => {
             narrator::say(&format!("cannot start: {e}"));
@@ -93,6 +101,10 @@ async fn run(options: DemoOptions) -> ExitCode {
         }
     };
     narrator::say(&format!("Dashboard: http://{}/", options.http));
+    narrator::say(&format!(
+        "Token for Acknowledge and Silence: {token} (already filled in at http://{}/#token={token})",
+        options.http
+    ));
     narrator::say("Press Ctrl-C to stop.");
     let play = tokio::spawn(scenario::play(scenario::Plan {
         scenario: options.scenario,

@@ -222,6 +222,10 @@ fn describe(alert: &Alert) -> String {
         "ashrae_a1_inlet_high" => {
             format!("{place} inlet{value}: above the ASHRAE A1 allowable {threshold} °C — equipment at risk")
         }
+        "inlet_forecast" if resolved => format!("{place}: inlet no longer heading for the allowable limit"),
+        "inlet_forecast" => format!(
+            "{place}: inlet rising — at this trend it passes the ASHRAE allowable limit within 15 minutes"
+        ),
         "ashrae_rate_15m" | "ashrae_rate_1h" if resolved => {
             format!("{place}: inlet temperature steady again")
         }

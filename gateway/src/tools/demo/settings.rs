@@ -9,9 +9,15 @@ use super::options::DemoOptions;
 use super::room::Layout;
 use crate::config::{Config, ConfigError};
 
-/// The configuration for `options`, the room `layout` and the broker at `mqtt_url`.
-pub fn gateway_config(options: &DemoOptions, layout: &Layout, mqtt_url: &str) -> Result<Config, ConfigError> {
-    let text = config_text(options, layout, mqtt_url);
+/// The configuration for `options`, the room `layout`, the broker at `mqtt_url` and the API token
+/// in `token_file`.
+pub fn gateway_config(
+    options: &DemoOptions,
+    layout: &Layout,
+    mqtt_url: &str,
+    token_file: &std::path::Path,
+) -> Result<Config, ConfigError> {
+    let text = config_text(options, layout, mqtt_url, token_file);
     let mut config = Config::parse(&text)?;
     if let Some(alerts) = config.alerts.as_mut() {
         // Configured rules replace preset rules of the same name, so the compressed copies of every
@@ -24,10 +30,13 @@ pub fn gateway_config(options: &DemoOptions, layout: &Layout, mqtt_url: &str) ->
                 rule.clear_for = compress(rule.clear_for, options.speed);
                 rule.window = rule.window.map(|w| compress(w, options.speed));
                 rule.after = rule.after.map(|a| compress(a, options.speed));
+                rule.within = rule.within.map(|w| compress(w, options.speed));
                 rule
             })
             .collect();
     }
+    // The tiles' time to the limit follows the room's clock like the rules do.
+    config.http.forecast_window = compress(config.http.forecast_window, options.speed);
     // A new demo starts with no open incidents from the last one.
     let state = options.data_dir.join("spool").join("alerts-state.json");
     if state.exists() {
@@ -41,7 +50,12 @@ fn compress(duration: Duration, speed: f64) -> Duration {
     duration.div_f64(speed.max(1.0))
 }
 
-fn config_text(options: &DemoOptions, layout: &Layout, mqtt_url: &str) -> String {
+fn config_text(
+    options: &DemoOptions,
+    layout: &Layout,
+    mqtt_url: &str,
+    token_file: &std::path::Path,
+) -> String {
     let spool = options.data_dir.join("spool");
     let mut text = format!(
         r#"site = "{site}"
@@ -58,6 +72,8 @@ segment_mb = 16
 [http]
 listen = "{http}"
 window = "1h"
+forecast_window = "10m"
+token = {{ file = {token_file:?} }}
 
 [alerts]
 presets = ["ashrae-a1"]
@@ -75,6 +91,15 @@ above = 27.0
 clear = 26.0
 for = "1m"
 clear_for = "2m"
+group_by = "rack"
+
+# Warns before the ASHRAE A1 allowable limit (32 °C) is reached: the hottest inlet's trend over
+# ten minutes of room time reaches it within fifteen.
+[[alerts.rules]]
+name = "inlet_forecast"
+kind = "forecast"
+within = "15m"
+window = "10m"
 group_by = "rack"
 
 # A rack that loses its feed (tripped hot-swap controller) draws next to nothing.
@@ -180,7 +205,13 @@ mod tests {
             "http://127.0.0.1:8086",
         ])
         .demo;
-        let config = gateway_config(&options, &Layout::demo(), "mqtt://127.0.0.1:1883").unwrap();
+        let config = gateway_config(
+            &options,
+            &Layout::demo(),
+            "mqtt://127.0.0.1:1883",
+            &dir.path().join("token"),
+        )
+        .unwrap();
         assert_eq!(config.nodes.len(), 20);
         assert!(config.influxdb.is_some());
         let alerts = config.alerts.unwrap();
@@ -189,5 +220,27 @@ mod tests {
         // ASHRAE A1 allowable: 1 min of room time is 6 s at 10×.
         assert_eq!(rule("ashrae_a1_inlet_high").for_, Duration::from_secs(6));
         assert_eq!(rule("ashrae_inlet_high").clear_for, Duration::from_secs(30));
+        // The forecast warns 15 min of room time ahead, from a 10 min trend.
+        assert_eq!(rule("inlet_forecast").within, Some(Duration::from_secs(90)));
+        assert_eq!(rule("inlet_forecast").window, Some(Duration::from_secs(60)));
+        assert_eq!(config.http.forecast_window, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn demo_keeps_its_history_in_the_gateway_without_a_database() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = Args::parse_from(["demo", "--data-dir", dir.path().to_str().unwrap()]).demo;
+        let config = gateway_config(
+            &options,
+            &Layout::demo(),
+            "mqtt://127.0.0.1:1883",
+            &dir.path().join("token"),
+        )
+        .unwrap();
+        // Without [influxdb] the gateway's own history is the spool's sink: the spool drains.
+        assert!(config.influxdb.is_none());
+        assert!(config.history.enabled);
+        // The token the demo prints makes Acknowledge and Silence work.
+        assert!(config.http.token.is_some());
     }
 }

@@ -4,6 +4,7 @@
 //!
 //! The page is one static file compiled into the binary: nothing to build or fetch at run time.
 
+mod floor;
 mod state;
 mod time_to_limit;
 
@@ -21,6 +22,7 @@ use axum::routing::get;
 use serde::Serialize;
 use tokio::sync::mpsc;
 
+pub use floor::{AisleTile, FloorRack, RoomFloor};
 pub use state::{NodeEntry, RackDetail, RackView, RoomState, rack_id};
 pub use time_to_limit::{InletLimit, TimeToLimit};
 
@@ -35,13 +37,21 @@ const OPENAPI_JSON: &str = include_str!("../../../openapi.json");
 #[derive(Debug, Clone)]
 pub struct Dashboard {
     site: String,
+    /// Fixed by the inventory, so drawn once.
+    floor: Arc<Vec<RoomFloor>>,
     state: Arc<RwLock<RoomState>>,
 }
 
 impl Dashboard {
     pub fn new(site: &str, inventory: Inventory, window_minutes: usize, inlet_limit: InletLimit) -> Self {
+        let racks: Vec<(String, crate::model::Position)> = inventory
+            .racks()
+            .into_iter()
+            .map(|position| (rack_id(&position), position))
+            .collect();
         Dashboard {
             site: site.to_owned(),
+            floor: Arc::new(floor::floor_plan(&inventory, &racks)),
             state: Arc::new(RwLock::new(RoomState::new(
                 inventory,
                 window_minutes,
@@ -89,6 +99,7 @@ impl Dashboard {
             site: self.site.clone(),
             generated_ms: now,
             layout: state.layout(),
+            floor: self.floor.as_ref().clone(),
             racks: state.racks(now),
         })
     }
@@ -101,6 +112,8 @@ pub struct Room {
     pub generated_ms: i64,
     /// room -> row -> rack ids, in drawing order.
     pub layout: std::collections::BTreeMap<String, std::collections::BTreeMap<String, Vec<String>>>,
+    /// Each room's floor plan: racks and aisles in floor tiles.
+    pub floor: Vec<RoomFloor>,
     pub racks: Vec<RackView>,
 }
 

@@ -80,10 +80,10 @@ impl Rack {
     }
 
     /// Keeps the rack's conditions at `now` as its minute's point in the window.
-    fn record(&mut self, now: i64, window_minutes: usize) {
+    fn record(&mut self, now: i64, window_minutes: usize, limit: &InletLimit) {
         let conditions = self.conditions(now);
         if let Some(inlet) = conditions.inlet_max {
-            self.inlet_trend.observe(now, inlet);
+            self.inlet_trend.observe(now, inlet, limit);
         }
         let minute_ms = now - now.rem_euclid(60_000);
         match self.history.back_mut() {
@@ -246,7 +246,7 @@ impl RoomState {
         };
         rack.probes
             .insert((probe.node.clone(), probe.channel.clone(), probe.quantity), probe);
-        rack.record(sample.timestamp_ms, self.window_minutes);
+        rack.record(sample.timestamp_ms, self.window_minutes, &self.inlet_limit);
     }
 
     /// One of a rack's derived measures.
@@ -258,7 +258,7 @@ impl RoomState {
             Some(value) => rack.measures.insert(measure, (value, sample.timestamp_ms)),
             None => rack.measures.remove(&measure),
         };
-        rack.record(sample.timestamp_ms, self.window_minutes);
+        rack.record(sample.timestamp_ms, self.window_minutes, &self.inlet_limit);
     }
 
     /// Every inventory rack with its conditions now.

@@ -12,17 +12,17 @@ use crate::config::Config;
 use crate::config::ashrae;
 use crate::forecast::{Crossing, Recent};
 
-/// How far back the trend looks: long enough that one probe's noise does not make a trend, short
-/// enough to follow a cooling failure, which moves inlets by about a degree a minute.
-pub const WINDOW: Duration = Duration::from_secs(600);
+/// A crossing further away than this many trend windows is not shown (two hours for the usual ten
+/// minutes): ten minutes of trend say little about the hours after, and a staff member reads
+/// "in ~40 h" as a promise.
+pub const HORIZON_WINDOWS: u32 = 12;
 
-/// A crossing further away than this is not shown: ten minutes of trend say little about the
-/// hours after, and a staff member reads "in ~40 h" as a promise.
-pub const HORIZON: Duration = Duration::from_secs(2 * 3600);
-
-/// The limit the forecast aims at, and where it comes from.
+/// The limit the forecast aims at, where it comes from, and how far back its trend looks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct InletLimit {
+    /// `[http] forecast_window`: long enough that one probe's noise does not make a trend, short
+    /// enough to follow a cooling failure, which moves inlets by about a degree a minute.
+    pub window: Duration,
     /// °C.
     pub celsius: f64,
     /// The preset that sets it (`ashrae-a2`), or `ashrae-a1 (default)` when no class preset is
@@ -40,10 +40,14 @@ impl InletLimit {
             .and_then(|alerts| alerts.allowable_inlet_max())
         {
             Some((celsius, preset)) => InletLimit {
+                window: config.http.forecast_window,
                 celsius,
                 source: preset.to_owned(),
             },
-            None => InletLimit::default(),
+            None => InletLimit {
+                window: config.http.forecast_window,
+                ..InletLimit::default()
+            },
         }
     }
 }
@@ -51,6 +55,7 @@ impl InletLimit {
 impl Default for InletLimit {
     fn default() -> Self {
         InletLimit {
+            window: Duration::from_secs(600),
             celsius: ashrae::A1.temperature.1,
             source: "ashrae-a1 (default)".to_owned(),
         }
@@ -73,7 +78,7 @@ pub struct TimeToLimit {
     pub inlet_c: f64,
 }
 
-/// A rack's hottest inlet over the last [`WINDOW`], one reading per 10 s.
+/// A rack's hottest inlet over the last [`InletLimit::window`], one reading per 60th of it.
 #[derive(Debug, Default)]
 pub struct InletTrend {
     readings: Recent,
@@ -81,16 +86,16 @@ pub struct InletTrend {
 
 impl InletTrend {
     /// Keeps the hottest inlet at `ts_ms`.
-    pub fn observe(&mut self, ts_ms: i64, celsius: f64) {
-        self.readings.observe(ts_ms, celsius, WINDOW);
+    pub fn observe(&mut self, ts_ms: i64, celsius: f64, limit: &InletLimit) {
+        self.readings.observe(ts_ms, celsius, limit.window);
     }
 
-    /// When the trend reaches `limit`, within [`HORIZON`].
+    /// When the trend reaches `limit`, within [`HORIZON_WINDOWS`] of its window.
     pub fn time_to_limit(&self, now_ms: i64, limit: &InletLimit) -> Option<TimeToLimit> {
-        let trend = self.readings.trend(WINDOW, now_ms)?;
+        let trend = self.readings.trend(limit.window, now_ms)?;
         let seconds = match trend.crossing(limit.celsius)? {
             Crossing::Now => 0,
-            Crossing::In(eta) if eta <= HORIZON => eta.as_secs(),
+            Crossing::In(eta) if eta <= limit.window.saturating_mul(HORIZON_WINDOWS) => eta.as_secs(),
             Crossing::In(_) => return None,
         };
         Some(TimeToLimit {
@@ -114,7 +119,8 @@ mod tests {
         let mut trend = InletTrend::default();
         for i in 0..=300 {
             let ts_ms = NOW - 600_000 + i * 2_000;
-            trend.observe(ts_ms, value_at((NOW - ts_ms) as f64 / 60_000.0));
+            let limit = InletLimit::default();
+            trend.observe(ts_ms, value_at((NOW - ts_ms) as f64 / 60_000.0), &limit);
         }
         trend
     }
@@ -156,11 +162,15 @@ mod tests {
         assert_eq!(
             InletLimit::from_config(&config),
             InletLimit {
+                window: Duration::from_secs(600),
                 celsius: 35.0,
                 source: "ashrae-a2".to_owned()
             }
         );
         let config = Config::parse(base).unwrap();
         assert_eq!(InletLimit::from_config(&config), InletLimit::default());
+        // The trend's window is `[http] forecast_window`.
+        let config = Config::parse(&format!("{base}[http]\nforecast_window = \"20s\"\n")).unwrap();
+        assert_eq!(InletLimit::from_config(&config).window, Duration::from_secs(20));
     }
 }
