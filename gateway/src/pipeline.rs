@@ -412,7 +412,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let judge = tokio::spawn(judge_health(
         Arc::clone(&metrics),
         Arc::clone(&health),
-        Arc::clone(&sink_status),
+        config.influxdb.is_some().then(|| Arc::clone(&sink_status)),
         alert_tasks
             .iter()
             .map(tokio::task::JoinHandle::abort_handle)
@@ -473,7 +473,9 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
 async fn judge_health(
     metrics: Arc<Metrics>,
     health: Arc<Health>,
-    sink: Arc<influx::SinkStatus>,
+    // `None` without `[influxdb]`: the spool drains into the history, and there is no database to
+    // judge.
+    sink: Option<Arc<influx::SinkStatus>>,
     alert_tasks: Vec<tokio::task::AbortHandle>,
     mut shutdown: Shutdown,
 ) {
@@ -485,30 +487,32 @@ async fn judge_health(
             _ = ticker.tick() => {}
             () = shutdown.recv() => return,
         }
-        let now_written = metrics.points_written.get();
-        let waiting = metrics.spool_pending_bytes.get();
-        if now_written != written || waiting == 0 {
-            written = now_written;
-            progress_at = tokio::time::Instant::now();
+        if let Some(sink) = &sink {
+            let now_written = metrics.points_written.get();
+            let waiting = metrics.spool_pending_bytes.get();
+            if now_written != written || waiting == 0 {
+                written = now_written;
+                progress_at = tokio::time::Instant::now();
+            }
+            let stalled = progress_at.elapsed();
+            health.set(
+                Component::Database,
+                // A refusal only an operator can end (credentials, a missing database) says so at once;
+                // otherwise the database is down when writes have stalled for long.
+                if let Some(problem) = sink.problem() {
+                    Err(format!(
+                        "refusing writes ({problem}); readings are kept in the spool"
+                    ))
+                } else if stalled < DATABASE_STALL {
+                    Ok(())
+                } else {
+                    Err(format!(
+                        "no successful write for {} s with {waiting} bytes waiting in the spool",
+                        stalled.as_secs()
+                    ))
+                },
+            );
         }
-        let stalled = progress_at.elapsed();
-        health.set(
-            Component::Database,
-            // A refusal only an operator can end (credentials, a missing database) says so at once;
-            // otherwise the database is down when writes have stalled for long.
-            if let Some(problem) = sink.problem() {
-                Err(format!(
-                    "refusing writes ({problem}); readings are kept in the spool"
-                ))
-            } else if stalled < DATABASE_STALL {
-                Ok(())
-            } else {
-                Err(format!(
-                    "no successful write for {} s with {waiting} bytes waiting in the spool",
-                    stalled.as_secs()
-                ))
-            },
-        );
         if !alert_tasks.is_empty() {
             let stopped = alert_tasks.iter().filter(|t| t.is_finished()).count();
             health.set(
