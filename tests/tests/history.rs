@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use rackwatch_tests::room::{Room, within};
+use rackwatch_tests::room::{INLET_HOT_RULE, Room, within};
 use rackwatch_tests::{Gateway, GatewaySettings, Mosquitto, VictoriaMetrics};
 use serde_json::Value;
 
@@ -159,4 +159,60 @@ async fn beside_a_database_the_history_is_fed_from_the_same_readings() {
     {
         assert_eq!(point["max"].as_f64().unwrap(), 48.0, "{point}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_history_file_is_moved_aside_while_ingest_and_alerts_go_on() {
+    let broker = Mosquitto::start();
+    let data = tempfile::tempdir().unwrap();
+    let spool = data.path().join("spool");
+    // A history file that is no database: a disk fault, a copy cut short.
+    std::fs::create_dir_all(spool.join("history")).unwrap();
+    std::fs::write(spool.join("history/history.redb"), vec![0xa5u8; 64 * 1024]).unwrap();
+    let room = Room::new("corrupt", &[("r01", "a01"), ("r01", "a02")]);
+    room.set_hot("a02", true);
+    let mut settings = GatewaySettings::new("corrupt");
+    settings.mqtt_url = Some(broker.url());
+    settings.spool_dir = Some(spool.clone());
+    settings.extra = format!("{}\n{INLET_HOT_RULE}", room.inventory());
+    let gateway = Gateway::start(GATEWAY, &settings);
+    let publisher = room.start(broker.port());
+
+    // Alerts go on: the hot rack's alert fires.
+    let fired = within(Duration::from_secs(20), || async {
+        let (status, body) = get(&gateway, "/api/alerts").await;
+        status == 200 && body.contains("\"firing\"")
+    })
+    .await;
+    assert!(
+        fired.is_some(),
+        "the hot rack's alert never fired:\n{}",
+        gateway.log()
+    );
+    // Ingest goes on: messages keep being acknowledged.
+    let acknowledged = gateway.metric("rackwatch_messages_acknowledged_total");
+    let more = within(Duration::from_secs(5), || async {
+        gateway.metric("rackwatch_messages_acknowledged_total") > acknowledged
+    })
+    .await;
+    assert!(more.is_some(), "ingest stopped");
+    // The bad file was moved aside, and a fresh store took the readings.
+    let moved: Vec<String> = std::fs::read_dir(spool.join("history"))
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|name| name.starts_with("history.redb.corrupt-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "{moved:?}");
+    let recorded = within(Duration::from_secs(10), || async {
+        history(&gateway, "a02", "inlet").await["points"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+    })
+    .await;
+    assert!(
+        recorded.is_some(),
+        "no fresh history after the corrupt file:\n{}",
+        gateway.log()
+    );
+    publisher.abort();
 }
