@@ -298,7 +298,9 @@ async fn main(spawner: Spawner) {
                     .map(|config| (config.node.clone(), broker_endpoint(&config.broker)));
                 #[cfg(feature = "tls")]
                 if applied.is_some() && !provisioning::same_tls(&provisioner.in_force().broker, tls_broker) {
-                    console.log(format_args!("provisioned TLS settings changed: resetting to apply them"));
+                    console.log(format_args!(
+                        "provisioned TLS settings changed: resetting to apply them"
+                    ));
                     // Let the USB task send the answer and the line, then reset (reason: forced).
                     Timer::after_millis(50).await;
                     watchdog.trigger_reset();
