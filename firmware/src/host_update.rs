@@ -372,24 +372,12 @@ impl HostOta {
     /// Hands the node's waiting update frame, if any, to the agent and the answer back to the node;
     /// `true` if there was one.
     pub fn serve<const RING: usize>(&mut self, node: &mut Node<RING>) -> bool {
-        let Some(frame) = node.ota_frame() else {
-            return false;
-        };
-        let before = self.ota.report();
-        let answer = self.ota.handle(frame, &mut self.slot);
-        node.answer_ota(answer);
-        if self.ota.report() != before {
-            // A refused update: the birth says so.
-            node.accept_updates(self.ota.report());
-        }
-        true
+        node.serve_update(&mut self.ota, &mut self.slot)
     }
 
     /// The node reached the broker: a trial image confirms itself and the birth says so.
     pub fn connected<const RING: usize>(&mut self, node: &mut Node<RING>) {
-        if self.ota.connected() {
-            node.accept_updates(self.ota.report());
-        }
+        node.confirm_update(&mut self.ota);
     }
 
     pub fn report(&self) -> FirmwareReport {

@@ -14,12 +14,39 @@ use rackwatch_protocols::topic::{self, NodeTopic};
 
 use crate::mqtt::{Packet, QoS};
 
-use crate::ota::FirmwareReport;
+use embedded_storage::nor_flash::NorFlash;
+
+use crate::boot::BootControl;
+use crate::ota::{FirmwareReport, Ota};
 use crate::update::Answer;
 
 use super::{MAX_OTA_ANSWERS, Node, OtaInbox};
 
 impl<const RING: usize> Node<RING> {
+    /// Hands the waiting update frame, if any, to the board's agent `ota` (writing into `slot`)
+    /// and its answer back; `true` if there was one. A report that changed (a refused update) goes
+    /// into the birth.
+    pub fn serve_update<B: BootControl, F: NorFlash>(&mut self, ota: &mut Ota<B>, slot: &mut F) -> bool {
+        let Some(frame) = self.ota_frame() else {
+            return false;
+        };
+        let before = ota.report();
+        let answer = ota.handle(frame, slot);
+        self.answer_ota(answer);
+        if ota.report() != before {
+            self.accept_updates(ota.report());
+        }
+        true
+    }
+
+    /// The node reached the broker: an image on trial confirms itself through `ota`, and the birth
+    /// says so.
+    pub fn confirm_update<B: BootControl>(&mut self, ota: &mut Ota<B>) {
+        if ota.connected() {
+            self.accept_updates(ota.report());
+        }
+    }
+
     /// Subscribes to `.../ota` (from the next connection on) and makes the birth message carry
     /// `report`; called again when the report changes (a trial image confirmed), it publishes the
     /// birth again.

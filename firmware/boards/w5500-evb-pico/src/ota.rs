@@ -147,20 +147,12 @@ impl PicoOta {
             node.answer_ota(answer);
             return true;
         }
-        let before = self.ota.report();
-        let answer = self.ota.handle(frame, &mut self.dfu);
-        node.answer_ota(answer);
-        if self.ota.report() != before {
-            node.accept_updates(self.ota.report());
-        }
-        true
+        node.serve_update(&mut self.ota, &mut self.dfu)
     }
 
     /// The node reached the broker: an image on trial confirms itself and the birth says so.
     pub fn connected<const RING: usize>(&mut self, node: &mut Node<RING>) {
-        if self.ota.connected() {
-            node.accept_updates(self.ota.report());
-        }
+        node.confirm_update(&mut self.ota);
     }
 
     pub fn report(&self) -> FirmwareReport {
