@@ -15,7 +15,7 @@ use crate::events::{
     SpoolFull, failure_reason,
 };
 use crate::health::{Component, Health};
-use crate::model::{Acknowledgement, Incoming, Observation, Sample};
+use crate::model::{AckRoutes, Incoming, Intake, Observation, Route, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
 use crate::schema;
 use crate::shutdown::Shutdown;
@@ -24,6 +24,9 @@ use crate::spool::{SpoolError, SpoolWriter};
 
 /// Most messages taken into one group commit.
 const MAX_BATCH: usize = 2048;
+/// Messages taken off the queue at a time: after each chunk the alert engine sees its readings,
+/// so none waits for a whole batch to be processed first (a chunk is ~2.5 ms of work in a flood).
+const CHUNK: usize = 256;
 /// With no message for this long, ingest still looks at the spool: its folder (for `/health/ready`)
 /// and whether a drained segment can be sealed so the disk frees.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
@@ -33,36 +36,69 @@ const SPOOL_RETRY: Duration = Duration::from_millis(200);
 /// One consumer's queue of observations.
 pub type ObservationSender = mpsc::Sender<Observation>;
 
-/// Where observations go: each consumer (the alert engine, the dashboard) has its own bounded
-/// queue, so a slow one never delays another, and none ever blocks ingest.
+/// How often a consumer that does not need every chunk at once (the dashboard, the history) is
+/// handed what gathered: one wake-up of its task per this, not one per commit.
+const GATHER: Duration = Duration::from_millis(250);
+
+/// Where observations go: each consumer (the alert engine, the dashboard, the history) has its
+/// own bounded queue, so a slow one never delays another, and none ever blocks ingest. The alert
+/// engine sees each chunk as it is processed; the others get theirs gathered, every [`GATHER`].
 #[derive(Debug, Clone)]
 pub struct Observers {
-    consumers: Vec<ObservationSender>,
+    urgent: Vec<ObservationSender>,
+    gathered: Vec<ObservationSender>,
+    pending: Vec<Observation>,
+    since: std::time::Instant,
     metrics: Arc<Metrics>,
 }
 
 impl Observers {
-    pub fn new(consumers: Vec<ObservationSender>, metrics: Arc<Metrics>) -> Self {
-        Observers { consumers, metrics }
+    pub fn new(
+        urgent: Vec<ObservationSender>,
+        gathered: Vec<ObservationSender>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        Observers {
+            urgent,
+            gathered,
+            pending: Vec::new(),
+            since: std::time::Instant::now(),
+            metrics,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.consumers.is_empty()
+        self.urgent.is_empty() && self.gathered.is_empty()
     }
 
     /// Offers one observation to every consumer. A full queue misses it (counted): the database
     /// still has everything, and the consumer catches up with the next.
-    pub fn send(&self, observation: Observation) {
-        if let Some((last, others)) = self.consumers.split_last() {
-            for consumer in others {
-                if consumer.try_send(observation.clone()).is_err() {
-                    self.metrics.observations_dropped.inc();
-                }
-            }
-            if last.try_send(observation).is_err() {
-                self.metrics.observations_dropped.inc();
+    pub fn send(&mut self, observation: Observation) {
+        for consumer in &self.urgent {
+            offer(consumer, observation.clone(), &self.metrics);
+        }
+        if !self.gathered.is_empty() {
+            self.pending.push(observation);
+            if self.since.elapsed() >= GATHER {
+                self.flush();
             }
         }
+    }
+
+    /// Hands the gathered observations over now.
+    pub fn flush(&mut self) {
+        self.since = std::time::Instant::now();
+        for observation in self.pending.drain(..) {
+            for consumer in &self.gathered {
+                offer(consumer, observation.clone(), &self.metrics);
+            }
+        }
+    }
+}
+
+fn offer(consumer: &ObservationSender, observation: Observation, metrics: &Metrics) {
+    if consumer.try_send(observation).is_err() {
+        metrics.observations_dropped.inc();
     }
 }
 
@@ -84,7 +120,10 @@ pub struct Ingest {
     pub derive: Derive,
     pub spool: SpoolWriter,
     pub dead_letters: Arc<Mutex<DeadLetters>>,
-    pub acks: mpsc::UnboundedSender<Acknowledgement>,
+    /// Where a commit's acknowledgements go once it is durable.
+    pub acks: AckRoutes,
+    /// Told how many MQTT messages ingest took off the queue (the source bounds the queue by time).
+    pub intake: Arc<Intake>,
     pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     pub observers: Observers,
@@ -105,7 +144,7 @@ impl Ingest {
     /// transitions from `alerts` (spooled like readings: the `alert` measurement). Runs on ingest's
     /// own thread (`Handle::block_on`): the runtime only lends its timer, for the commit linger.
     pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, mut alerts: mpsc::Receiver<Alert>) {
-        let mut batch = Vec::with_capacity(MAX_BATCH);
+        let mut batch = Vec::with_capacity(CHUNK);
         let mut out = Output::default();
         let mut acks = Vec::with_capacity(MAX_BATCH);
         let mut samples = Vec::new();
@@ -115,7 +154,7 @@ impl Ingest {
             let received = tokio::time::timeout(IDLE_CHECK, async {
                 tokio::select! {
                     biased;
-                    taken = incoming.recv_many(&mut batch, MAX_BATCH) => Wake::Messages(taken),
+                    taken = incoming.recv_many(&mut batch, CHUNK) => Wake::Messages(taken),
                     alert = alerts.recv(), if alerts_open => Wake::Alert(alert.map(Box::new)),
                 }
             });
@@ -132,15 +171,21 @@ impl Ingest {
                     continue;
                 }
             }
-            // Group commit: messages that arrive within the linger share one fdatasync. Under a
-            // steady trickle (10,000 nodes each every 10 s is 1,000 messages a second, one at a
-            // time) that is a few fsyncs and thread wake-ups instead of one per message; a flood
-            // fills the batch at once and does not wait. Each message is processed, and its
-            // readings shown to the alert engine, as soon as it arrives.
+            // Group commit: the messages taken until the queue is empty share one fdatasync. The
+            // MQTT source gathers its messages already (`mqtt.read_interval`); a serial trickle is
+            // gathered here, for up to `spool.commit_linger`. Each chunk is processed, and its
+            // readings shown to the alert engine, as soon as it is taken.
             let linger_until = tokio::time::Instant::now() + self.commit_linger;
             let mut taken = 0;
+            let mut linger = false;
             loop {
                 taken += batch.len();
+                let mqtt = batch
+                    .iter()
+                    .filter(|m| matches!(m.route, Route::Mqtt { .. }))
+                    .count();
+                self.intake.took(mqtt);
+                linger |= mqtt < batch.len();
                 for message in batch.drain(..) {
                     self.process(&message, &mut out, &mut samples, &mut observations);
                     acks.extend(message.ack.clone());
@@ -149,8 +194,20 @@ impl Ingest {
                     self.keep_alert(&alert);
                 }
                 self.observe(&mut samples, &mut observations);
-                let room = MAX_BATCH.saturating_sub(taken);
-                if room == 0 || self.commit_linger.is_zero() {
+                let room = MAX_BATCH.saturating_sub(taken).min(CHUNK);
+                if room == 0 {
+                    break;
+                }
+                while batch.len() < room {
+                    match incoming.try_recv() {
+                        Ok(message) => batch.push(message),
+                        Err(_) => break,
+                    }
+                }
+                if !batch.is_empty() {
+                    continue;
+                }
+                if !linger || self.commit_linger.is_zero() {
                     break;
                 }
                 match tokio::time::timeout_at(linger_until, incoming.recv_many(&mut batch, room)).await {
@@ -165,10 +222,7 @@ impl Ingest {
                 return;
             }
             self.metrics.messages_acknowledged.inc_by(acks.len() as u64);
-            for ack in acks.drain(..) {
-                // The source is gone only at shutdown; the broker then redelivers, and dedup drops.
-                let _ = self.acks.send(ack);
-            }
+            self.acks.send(&mut acks);
             self.committed.notify_one();
             self.metrics
                 .spool_bytes
@@ -181,7 +235,7 @@ impl Ingest {
     /// fdatasync: an alert must not wait for the disk. If the gateway dies before the commit, the
     /// broker delivers the messages again and the engine sees the same readings twice, which changes
     /// nothing.
-    fn observe(&self, samples: &mut Vec<Sample>, observations: &mut Vec<Observation>) {
+    fn observe(&mut self, samples: &mut Vec<Sample>, observations: &mut Vec<Observation>) {
         if !self.observers.is_empty() {
             if !samples.is_empty() {
                 observations.push(Observation::Samples(Arc::from(std::mem::take(samples))));
@@ -415,6 +469,7 @@ impl Ingest {
     /// The spool's check when no message comes: an empty commit watches the folder, and a drained
     /// segment is sealed, which the database writer then deletes.
     fn idle_check(&mut self) {
+        self.observers.flush();
         match self.try_commit().and_then(|()| self.spool.release_drained()) {
             Ok(()) => {
                 self.recovered();

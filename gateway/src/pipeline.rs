@@ -162,7 +162,11 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
 
     // Everything that can fail on bad configuration is checked before any task starts.
     let mqtt = match &config.mqtt {
-        Some(mqtt) => Some((source::mqtt::options(mqtt)?, mqtt.max_pending)),
+        Some(mqtt) => Some((
+            source::mqtt::options(mqtt)?,
+            mqtt.max_pending,
+            (mqtt.read_interval, mqtt.max_queue_delay),
+        )),
         None => None,
     };
     let writer = config
@@ -188,8 +192,10 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     );
     let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
     let dashboard_task = tokio::spawn(dashboard.clone().follow(dashboard_rx, trigger.subscribe()));
-    let mut consumers = vec![dashboard_tx];
-    let max_pending = mqtt.as_ref().map_or(4096, |(_, n)| *n);
+    let mut urgent = Vec::new();
+    let mut gathered = vec![dashboard_tx];
+    let max_pending = mqtt.as_ref().map_or(4096, |(_, n, _)| *n);
+    let intake = Arc::new(crate::model::Intake::default());
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
     let (history_tx, history_rx) = mpsc::channel(ALERT_HISTORY_QUEUE);
     let serial_nodes = source::serial_nodes::SerialNodes::default();
@@ -203,7 +209,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
                 serial_nodes.clone(),
                 &trigger,
             )?;
-            consumers.insert(0, service.observations);
+            urgent.push(service.observations);
             (service.routes, service.tasks)
         }
         None => (axum::Router::new(), Vec::new()),
@@ -213,7 +219,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     let history_status = HistoryStatus::default();
     if config.influxdb.is_some() && config.history.enabled {
         let (tx, rx) = mpsc::channel(1024);
-        consumers.push(tx);
+        gathered.push(tx);
         let feed = history::feed::HistoryFeed {
             observations: rx,
             dir: config.history.dir(&config.spool.dir),
@@ -229,14 +235,26 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
                 source: e.into(),
             })?;
     }
-    let observers = Observers::new(consumers, Arc::clone(&metrics));
+    let observers = Observers::new(urgent, gathered, Arc::clone(&metrics));
 
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    // Acknowledgements go back to the source that owes them: PUBACKs, serial `Stored` frames.
+    let (mqtt_ack_tx, mqtt_ack_rx) = mpsc::unbounded_channel();
+    let mut acks = crate::model::AckRoutes {
+        mqtt: Some(mqtt_ack_tx),
+        serial: std::collections::HashMap::new(),
+    };
+    let mut serial_ack_rxs = Vec::new();
+    for serial in &config.serial {
+        let (tx, rx) = mpsc::unbounded_channel();
+        acks.serial
+            .insert(Arc::<str>::from(serial.port.as_str()), tx.clone());
+        serial_ack_rxs.push((tx, rx));
+    }
     let committed = Arc::new(Notify::new());
 
     // While the spool refuses, the lookout keeps the alert engine and the dashboard seeing the site.
     let lookout = match &mqtt {
-        Some((options, _)) => Some(source::lookout::Lookout {
+        Some((options, _, _)) => Some(source::lookout::Lookout {
             options: options.clone(),
             site: config.site.clone(),
             normaliser: Normaliser::new(
@@ -260,7 +278,8 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
         derive: Derive::new(config.site.clone()),
         spool: spool_writer,
         dead_letters: Arc::clone(&dead_letters),
-        acks: ack_tx,
+        acks,
+        intake: Arc::clone(&intake),
         committed: Arc::clone(&committed),
         metrics: Arc::clone(&metrics),
         observers,
@@ -281,19 +300,8 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
             source: e.into(),
         })?;
 
-    // Acknowledgements go back to the source that owes them: PUBACKs, serial `Stored` frames.
-    let (mqtt_ack_tx, mqtt_ack_rx) = mpsc::unbounded_channel();
-    let mut serial_ack_txs = std::collections::HashMap::new();
-    let mut serial_ack_rxs = Vec::new();
-    for serial in &config.serial {
-        let (tx, rx) = mpsc::unbounded_channel();
-        serial_ack_txs.insert(Arc::<str>::from(serial.port.as_str()), tx.clone());
-        serial_ack_rxs.push((tx, rx));
-    }
-    let ack_router = tokio::spawn(source::route_acks(ack_rx, mqtt_ack_tx, serial_ack_txs));
-
     let mut sources = tokio::task::JoinSet::new();
-    if let Some((options, _)) = mqtt {
+    if let Some((options, _, (read_interval, max_queue_delay))) = mqtt {
         let share_group = config.mqtt.as_ref().and_then(|m| m.share_group.as_deref());
         let filters = match &partition {
             Some(partition) => partition.subscriptions(&config.site, share_group.unwrap_or("rackwatch")),
@@ -311,6 +319,11 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
             incoming_tx.clone(),
             mqtt_ack_rx,
             watch,
+            source::mqtt::Pace {
+                read_interval,
+                max_queue_delay,
+                intake,
+            },
             trigger.subscribe(),
         ));
     }
@@ -436,7 +449,6 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     if tokio::time::timeout_at(stop_by, ingest_done).await.is_err() {
         tracing::warn!("ingest did not finish in time; its uncommitted messages were not acknowledged");
     }
-    let _ = tokio::time::timeout_at(stop_by, ack_router).await;
     committed.notify_one();
     if let Some(sink) = sink {
         let abort = sink.abort_handle();

@@ -57,6 +57,15 @@ pub struct MqttConfig {
     /// Messages received but not yet spooled and acknowledged; bounds memory under a burst.
     #[serde(default = "default_max_pending")]
     pub max_pending: usize,
+    /// After a read that emptied the connection, the next waits this long: the messages that
+    /// arrive meanwhile are read, spooled with one fdatasync and acknowledged with one write. It
+    /// adds at most this much between publish and stored; `0s` reads each message as it comes.
+    #[serde(default = "default_read_interval", deserialize_with = "duration")]
+    pub read_interval: Duration,
+    /// The gateway stops reading while a message it has read waits this long for ingest; the broker
+    /// keeps the rest. Bounds how long a reading waits before the alert engine sees it.
+    #[serde(default = "default_max_queue_delay", deserialize_with = "duration")]
+    pub max_queue_delay: Duration,
 }
 
 /// One serial port with rackwatch nodes behind it.
@@ -77,6 +86,12 @@ fn default_keep_alive() -> Duration {
 fn default_max_pending() -> usize {
     4096
 }
+fn default_read_interval() -> Duration {
+    Duration::from_millis(10)
+}
+fn default_max_queue_delay() -> Duration {
+    Duration::from_millis(5)
+}
 fn default_baud() -> u32 {
     115_200
 }
@@ -88,6 +103,12 @@ impl MqttConfig {
         self.check_client_ids(partition_suffix)?;
         if !KEEP_ALIVE.contains(&self.keep_alive) {
             return Err(invalid("mqtt.keep_alive", "must be 5s to 65535s"));
+        }
+        if self.read_interval > Duration::from_secs(1) {
+            return Err(invalid("mqtt.read_interval", "must be 0s to 1s"));
+        }
+        if self.max_queue_delay.is_zero() || self.max_queue_delay > Duration::from_secs(10) {
+            return Err(invalid("mqtt.max_queue_delay", "must be 1ms to 10s"));
         }
         if self.max_pending == 0 {
             return Err(invalid("mqtt.max_pending", "must be at least 1"));

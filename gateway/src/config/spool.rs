@@ -19,8 +19,8 @@ pub struct SpoolConfig {
     pub max_mb: u64,
     #[serde(default = "default_segment_mb")]
     pub segment_mb: u64,
-    /// How long a group commit waits for more messages to share its fdatasync; the broker's PUBACK
-    /// waits as long. `0s` commits each batch as it comes.
+    /// How long a group commit with serial messages waits for more to share its fdatasync (MQTT
+    /// messages come gathered by `mqtt.read_interval`). `0s` commits each batch as it comes.
     #[serde(default = "default_commit_linger", deserialize_with = "duration")]
     pub commit_linger: Duration,
     /// The dead-letter files (current and rotated) together stay under this; it is taken out of

@@ -150,7 +150,12 @@ fn duration_defaults_are_unchanged_by_the_rename() {
     ))
     .unwrap();
     let influx = config.influxdb.unwrap();
-    assert_eq!(config.mqtt.unwrap().keep_alive, Duration::from_secs(30));
+    let mqtt = config.mqtt.unwrap();
+    assert_eq!(mqtt.keep_alive, Duration::from_secs(30));
+    assert_eq!(
+        (mqtt.read_interval, mqtt.max_queue_delay),
+        (Duration::from_millis(10), Duration::from_millis(5))
+    );
     assert_eq!(
         (influx.batch_max_age, influx.timeout, influx.max_backoff),
         (
@@ -173,6 +178,10 @@ fn duration_keys_out_of_range_name_the_key() {
     assert_eq!(error_of(&keep_alive), "mqtt.keep_alive: must be 5s to 65535s");
     let linger = format!("{MINIMAL}commit_linger = \"1500ms\"");
     assert_eq!(error_of(&linger), "spool.commit_linger: must be 0s to 1s");
+    let read = MINIMAL.replace("[spool]", "read_interval = \"2s\"\n[spool]");
+    assert_eq!(error_of(&read), "mqtt.read_interval: must be 0s to 1s");
+    let queue = MINIMAL.replace("[spool]", "max_queue_delay = \"0s\"\n[spool]");
+    assert_eq!(error_of(&queue), "mqtt.max_queue_delay: must be 1ms to 10s");
     let timeout =
         format!("{MINIMAL}\n[influxdb]\nurl=\"http://db\"\norg=\"o\"\nbucket=\"b\"\ntimeout=\"0s\"");
     assert_eq!(error_of(&timeout), "influxdb.timeout: must be more than 0s");

@@ -1,8 +1,10 @@
 //! A message as a source received it, and how it is acknowledged once durable.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 
 /// A message as a source received it, before decoding.
 #[derive(Debug, Clone)]
@@ -52,4 +54,33 @@ pub enum Acknowledgement {
     Mqtt(AckToken),
     /// The `Stored` frame to write on a serial port (protocols/README.md, "Serial frames").
     Serial { port: Arc<str>, frame: Bytes },
+}
+
+/// Where ingest hands each acknowledgement once its commit is durable: PUBACKs to the MQTT source,
+/// a commit's together (it writes them with one flush), `Stored` frames to the serial port whose
+/// node sent the telemetry. Straight from ingest: no task in between to wake.
+#[derive(Debug, Clone, Default)]
+pub struct AckRoutes {
+    pub mqtt: Option<mpsc::UnboundedSender<Vec<AckToken>>>,
+    pub serial: HashMap<Arc<str>, mpsc::UnboundedSender<Bytes>>,
+}
+
+impl AckRoutes {
+    /// A source that is gone (shutdown) is answered by its peer resending: nothing to do then.
+    pub fn send(&self, acks: &mut Vec<Acknowledgement>) {
+        let mut tokens = Vec::with_capacity(acks.len());
+        for ack in acks.drain(..) {
+            match ack {
+                Acknowledgement::Mqtt(token) => tokens.push(token),
+                Acknowledgement::Serial { port, frame } => {
+                    if let Some(port) = self.serial.get(&port) {
+                        let _ = port.send(frame);
+                    }
+                }
+            }
+        }
+        if let Some(mqtt) = self.mqtt.as_ref().filter(|_| !tokens.is_empty()) {
+            let _ = mqtt.send(tokens);
+        }
+    }
 }

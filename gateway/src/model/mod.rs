@@ -4,6 +4,7 @@
 
 mod broker;
 mod clock;
+mod intake;
 mod message;
 mod place;
 mod receiver;
@@ -12,7 +13,8 @@ mod sequence;
 
 pub use broker::BrokerAddress;
 pub use clock::now_ms;
-pub use message::{AckToken, Acknowledgement, Incoming, Route};
+pub use intake::{Intake, Queued};
+pub use message::{AckRoutes, AckToken, Acknowledgement, Incoming, Route};
 pub use place::{AirSide, FloorSide, Placement, Position, UNASSIGNED, rack_id};
 pub use receiver::MQTT_RECEIVER;
 pub use sample::{DERIVED_NODE, Measure, Observation, Sample, Series, SeriesScope};

@@ -139,8 +139,10 @@ impl Lookout {
             // Rejects are ingest's to count and dead-letter, once the spool takes them.
             _ => return,
         };
-        // As in ingest: never wait on a slow consumer.
+        // As in ingest: never wait on a slow consumer. The lookout runs only while the spool
+        // refuses, so it hands everything over at once.
         self.observers.send(observation);
+        self.observers.flush();
     }
 }
 
