@@ -18,10 +18,27 @@ impl SpoolWriter {
         }
     }
 
+    /// A failure to create or sync a file in the folder: the disk's when it is full, else the
+    /// folder's (removed or replaced under the spool).
+    pub(super) fn folder_failure(&self, error: std::io::Error) -> SpoolError {
+        match SpoolError::from_write(error) {
+            SpoolError::Io(error) => self.folder_error(&error.to_string()),
+            full => full,
+        }
+    }
+
     /// Checks that the spool folder is still the one the segments are in and can be written; a
     /// removed folder is created again and a replaced one adopted, and every segment not yet drained
-    /// is written into it from the files the spool holds open.
+    /// is written into it from the files the spool holds open. Any I/O failure on the way is the
+    /// folder's (it can be removed again while this runs), never a failure of the disk.
     pub(super) fn watch_folder(&mut self) -> Result<(), SpoolError> {
+        self.check_folder().map_err(|e| match e {
+            SpoolError::Io(io) => self.folder_error(&io.to_string()),
+            other => other,
+        })
+    }
+
+    fn check_folder(&mut self) -> Result<(), SpoolError> {
         let identity = match FolderIdentity::of(&self.dir) {
             Ok(identity) => identity,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

@@ -178,10 +178,10 @@ impl SpoolWriter {
     /// with the writer into the new one.
     fn start_segment(&mut self) -> Result<(), SpoolError> {
         let next = self.segment + 1;
-        let file = open_segment(&self.dir, next)?;
+        let file = open_segment(&self.dir, next).map_err(|e| self.folder_failure(e))?;
         file.set_len(0).map_err(SpoolError::from_write)?;
         // The new file's directory entry must be durable before records in it are acknowledged.
-        sync_dir(&self.dir)?;
+        sync_dir(&self.dir).map_err(|e| self.folder_failure(e))?;
         let pending = self.pending.len() as u64;
         let mut index = lock(&self.index);
         if let Some(s) = index.segments.back_mut() {
