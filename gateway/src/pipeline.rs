@@ -272,22 +272,36 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     };
     let lookout_task = lookout.map(|lookout| tokio::spawn(lookout.run()));
 
+    let (staged_tx, staged_rx) = std::sync::mpsc::sync_channel(crate::ingest::commit::STAGED_BATCHES);
+    let committer = crate::ingest::commit::Committer {
+        spool: spool_writer,
+        dead_letters: Arc::clone(&dead_letters),
+        acks,
+        committed: Arc::clone(&committed),
+        metrics: Arc::clone(&metrics),
+        health: Arc::clone(&health),
+        shutdown: trigger.subscribe(),
+        refusing: false,
+    };
+    let committer_thread = std::thread::Builder::new()
+        .name("rackwatch-commit".into())
+        .spawn(move || committer.run(staged_rx))
+        .map_err(|e| StartError::Spool {
+            path: "commit thread".into(),
+            source: e.into(),
+        })?;
     let ingest = Ingest {
         site: config.site.to_string(),
         normaliser,
         derive: Derive::new(config.site.clone()),
-        spool: spool_writer,
+        staged: staged_tx,
         dead_letters: Arc::clone(&dead_letters),
-        acks,
         intake: Arc::clone(&intake),
-        committed: Arc::clone(&committed),
         metrics: Arc::clone(&metrics),
         observers,
         partition: partition.clone(),
         commit_linger: config.spool.commit_linger,
-        health: Arc::clone(&health),
-        shutdown: trigger.subscribe(),
-        refusing: false,
+        batch: crate::ingest::commit::Staged::default(),
     };
     let ingest_thread = std::thread::Builder::new()
         .name("rackwatch-ingest".into())
@@ -445,7 +459,12 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     }
     // Sources are gone, so the ingest thread sees its channel close, commits and ends (or, with the
     // spool refusing, ends without acknowledging).
-    let ingest_done = tokio::task::spawn_blocking(move || ingest_thread.join());
+    // Ingest ends first and drops its end of the hand-over, so the committer commits what is
+    // staged and ends too.
+    let ingest_done = tokio::task::spawn_blocking(move || {
+        let _ = ingest_thread.join();
+        committer_thread.join()
+    });
     if tokio::time::timeout_at(stop_by, ingest_done).await.is_err() {
         tracing::warn!("ingest did not finish in time; its uncommitted messages were not acknowledged");
     }

@@ -1,106 +1,38 @@
-//! The ingest stage: decode, normalise, derive, spool, acknowledge. It runs on its own thread because it
-//! ends every batch in an `fdatasync`: many messages, one sync (group commit), then their acks.
+//! The ingest stage: decode, normalise, derive, stage for the spool. Its own thread, beside the
+//! committer's ([`commit`]), which makes what ingest stages durable and then acknowledges it: many
+//! messages, one fdatasync (group commit), then their acks. Ingest never waits for the disk, so a
+//! reading reaches the alert engine as soon as it is decoded.
 
+pub mod commit;
+mod observers;
+
+use std::sync::mpsc::SyncSender;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rackwatch_protocols::{Alert, OtaResult};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::mpsc;
 
 use crate::cluster::Partition;
 use crate::decode::{Decoded, RejectReason, Rejection, decode};
 use crate::derive::Derive;
 use crate::events::{
-    FirmwareUpdateFailed, MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, SpoolFailed,
-    SpoolFull, failure_reason,
+    FirmwareUpdateFailed, MessageRejected, Metrics, NodeLabel, ReadingRejected, SequenceGap, failure_reason,
 };
-use crate::health::{Component, Health};
-use crate::model::{AckRoutes, Incoming, Intake, Observation, Route, Sample};
+use crate::model::{Incoming, Intake, Observation, Route, Sample};
 use crate::normalise::{Normaliser, Output, Verdict};
 use crate::schema;
-use crate::shutdown::Shutdown;
 use crate::spool::deadletter::DeadLetters;
-use crate::spool::{SpoolError, SpoolWriter};
+use commit::Staged;
+pub use observers::{ObservationSender, Observers};
 
-/// Most messages taken into one group commit.
+/// Most messages staged for one group commit.
 const MAX_BATCH: usize = 2048;
 /// Messages taken off the queue at a time: after each chunk the alert engine sees its readings,
 /// so none waits for a whole batch to be processed first (a chunk is ~2.5 ms of work in a flood).
 const CHUNK: usize = 256;
-/// With no message for this long, ingest still looks at the spool: its folder (for `/health/ready`)
-/// and whether a drained segment can be sealed so the disk frees.
+/// With no message for this long, ingest hands the gathered observations over anyway.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
-/// How often a refused append or commit is tried again (the writer drains meanwhile).
-const SPOOL_RETRY: Duration = Duration::from_millis(200);
-
-/// One consumer's queue of observations.
-pub type ObservationSender = mpsc::Sender<Observation>;
-
-/// How often a consumer that does not need every chunk at once (the dashboard, the history) is
-/// handed what gathered: one wake-up of its task per this, not one per commit.
-const GATHER: Duration = Duration::from_millis(250);
-
-/// Where observations go: each consumer (the alert engine, the dashboard, the history) has its
-/// own bounded queue, so a slow one never delays another, and none ever blocks ingest. The alert
-/// engine sees each chunk as it is processed; the others get theirs gathered, every [`GATHER`].
-#[derive(Debug, Clone)]
-pub struct Observers {
-    urgent: Vec<ObservationSender>,
-    gathered: Vec<ObservationSender>,
-    pending: Vec<Observation>,
-    since: std::time::Instant,
-    metrics: Arc<Metrics>,
-}
-
-impl Observers {
-    pub fn new(
-        urgent: Vec<ObservationSender>,
-        gathered: Vec<ObservationSender>,
-        metrics: Arc<Metrics>,
-    ) -> Self {
-        Observers {
-            urgent,
-            gathered,
-            pending: Vec::new(),
-            since: std::time::Instant::now(),
-            metrics,
-        }
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.urgent.is_empty() && self.gathered.is_empty()
-    }
-
-    /// Offers one observation to every consumer. A full queue misses it (counted): the database
-    /// still has everything, and the consumer catches up with the next.
-    pub fn send(&mut self, observation: Observation) {
-        for consumer in &self.urgent {
-            offer(consumer, observation.clone(), &self.metrics);
-        }
-        if !self.gathered.is_empty() {
-            self.pending.push(observation);
-            if self.since.elapsed() >= GATHER {
-                self.flush();
-            }
-        }
-    }
-
-    /// Hands the gathered observations over now.
-    pub fn flush(&mut self) {
-        self.since = std::time::Instant::now();
-        for observation in self.pending.drain(..) {
-            for consumer in &self.gathered {
-                offer(consumer, observation.clone(), &self.metrics);
-            }
-        }
-    }
-}
-
-fn offer(consumer: &ObservationSender, observation: Observation, metrics: &Metrics) {
-    if consumer.try_send(observation).is_err() {
-        metrics.observations_dropped.inc();
-    }
-}
 
 /// What woke the ingest loop.
 enum Wake {
@@ -118,35 +50,30 @@ pub struct Ingest {
     pub normaliser: Normaliser,
     /// The rack and row measures of what the normaliser accepted.
     pub derive: Derive,
-    pub spool: SpoolWriter,
+    /// The committer's end: what ingest stages goes there, at most
+    /// [`commit::STAGED_BATCHES`] batches ahead of the disk.
+    pub staged: SyncSender<Staged>,
     pub dead_letters: Arc<Mutex<DeadLetters>>,
-    /// Where a commit's acknowledgements go once it is durable.
-    pub acks: AckRoutes,
     /// Told how many MQTT messages ingest took off the queue (the source bounds the queue by time).
     pub intake: Arc<Intake>,
-    pub committed: Arc<Notify>,
     pub metrics: Arc<Metrics>,
     pub observers: Observers,
     /// This gateway's partition of the site, when it shares the site with others.
     pub partition: Option<Partition>,
-    /// How long a commit waits for more messages to share its fdatasync (`spool.commit_linger`).
+    /// How long a batch with serial messages waits for more to share its fdatasync
+    /// (`spool.commit_linger`).
     pub commit_linger: Duration,
-    /// Where "the spool takes messages" is reported.
-    pub health: Arc<Health>,
-    /// Stops the waits for a refusing spool: what is not committed then is not acknowledged.
-    pub shutdown: Shutdown,
-    /// The spool refused the last append or commit (an episode is counted once).
-    pub refusing: bool,
+    /// What is staged for the next commit.
+    pub batch: Staged,
 }
 
 impl Ingest {
     /// Processes messages until every sender of `incoming` is gone, and this gateway's own alert
     /// transitions from `alerts` (spooled like readings: the `alert` measurement). Runs on ingest's
-    /// own thread (`Handle::block_on`): the runtime only lends its timer, for the commit linger.
+    /// own thread (`Handle::block_on`): the runtime only lends its timer, for the linger.
     pub async fn run(mut self, mut incoming: mpsc::Receiver<Incoming>, mut alerts: mpsc::Receiver<Alert>) {
         let mut batch = Vec::with_capacity(CHUNK);
         let mut out = Output::default();
-        let mut acks = Vec::with_capacity(MAX_BATCH);
         let mut samples = Vec::new();
         let mut observations = Vec::new();
         let mut alerts_open = true;
@@ -161,18 +88,24 @@ impl Ingest {
             match received.await {
                 Ok(Wake::Messages(0)) => break,
                 Ok(Wake::Messages(_)) => {}
-                Ok(Wake::Alert(Some(alert))) => self.keep_alert(&alert),
+                Ok(Wake::Alert(Some(alert))) => {
+                    self.keep_alert(&alert);
+                    if !self.hand_over() {
+                        return;
+                    }
+                    continue;
+                }
                 Ok(Wake::Alert(None)) => {
                     alerts_open = false;
                     continue;
                 }
                 Err(_) => {
-                    self.idle_check();
+                    self.observers.flush();
                     continue;
                 }
             }
-            // Group commit: the messages taken until the queue is empty share one fdatasync. The
-            // MQTT source gathers its messages already (`mqtt.read_interval`); a serial trickle is
+            // One batch: the messages taken until the queue is empty share one commit. The MQTT
+            // source gathers its messages already (`mqtt.read_interval`); a serial trickle is
             // gathered here, for up to `spool.commit_linger`. Each chunk is processed, and its
             // readings shown to the alert engine, as soon as it is taken.
             let linger_until = tokio::time::Instant::now() + self.commit_linger;
@@ -188,7 +121,7 @@ impl Ingest {
                 linger |= mqtt < batch.len();
                 for message in batch.drain(..) {
                     self.process(&message, &mut out, &mut samples, &mut observations);
-                    acks.extend(message.ack.clone());
+                    self.batch.acks.extend(message.ack.clone());
                 }
                 while let Ok(alert) = alerts.try_recv() {
                     self.keep_alert(&alert);
@@ -216,19 +149,21 @@ impl Ingest {
                     _ => break,
                 }
             }
-            if !self.commit() {
-                // Shutting down with the spool refusing: nothing of this batch is acknowledged, so
-                // the broker delivers it again after the restart.
+            if !self.hand_over() {
                 return;
             }
-            self.metrics.messages_acknowledged.inc_by(acks.len() as u64);
-            self.acks.send(&mut acks);
-            self.committed.notify_one();
-            self.metrics
-                .spool_bytes
-                .set(i64::try_from(self.spool.bytes()).unwrap_or(i64::MAX));
         }
-        self.commit();
+        self.hand_over();
+    }
+
+    /// Hands the staged batch to the committer, waiting while it is [`commit::STAGED_BATCHES`]
+    /// behind. False when the committer is gone (shutdown with the spool refusing): then nothing
+    /// more is acknowledged.
+    fn hand_over(&mut self) -> bool {
+        if self.batch.is_empty() {
+            return true;
+        }
+        self.staged.send(std::mem::take(&mut self.batch)).is_ok()
     }
 
     /// Hands what was just processed to the alert engine and the dashboard, before the spool's
@@ -324,7 +259,7 @@ impl Ingest {
                     })
                     .set(message.received_ms / 1000);
                 let mark = mark.map(|m| (telemetry.node.as_str(), m));
-                self.append(mark, &out.lines);
+                self.batch.push(mark, &out.lines);
                 samples.append(&mut out.samples);
             }
             Decoded::Status(status) => {
@@ -342,7 +277,7 @@ impl Ingest {
                     status.boot,
                     message.received_ms,
                 );
-                self.append(None, &lines);
+                self.batch.push(None, &lines);
                 if !self.observers.is_empty() {
                     // Keep the samples before it in order: they were received first.
                     if !samples.is_empty() {
@@ -380,7 +315,7 @@ impl Ingest {
     fn keep_alert(&mut self, alert: &Alert) {
         let mut lines = Vec::with_capacity(256);
         schema::alert(&mut lines, &self.site, alert);
-        self.append(None, &lines);
+        self.batch.push(None, &lines);
     }
 
     fn reject(&mut self, message: &Incoming, rejection: &Rejection) {
@@ -415,109 +350,5 @@ impl Ingest {
         ) {
             tracing::error!("dead-letter file: {e}");
         }
-    }
-
-    /// Appends one record, waiting while the spool refuses it (full, or its folder or disk
-    /// failing): the broker keeps what is not acknowledged. At shutdown the record is left out; its
-    /// message is not acknowledged either.
-    fn append(&mut self, mark: Option<(&str, crate::model::SequenceMark)>, lines: &[u8]) {
-        if lines.is_empty() && mark.is_none() {
-            return;
-        }
-        while !self.shutdown.is_shutdown() {
-            match self.spool.append(mark, lines) {
-                Ok(()) => {
-                    if self.refusing {
-                        self.recovered();
-                    }
-                    return;
-                }
-                Err(e) => {
-                    self.refused(&e);
-                    // Make what is already appended durable so the writer can drain it.
-                    if self.try_commit().is_ok() {
-                        self.committed.notify_one();
-                    }
-                    std::thread::sleep(SPOOL_RETRY);
-                }
-            }
-        }
-    }
-
-    /// Commits the spool and the dead letters, trying again while the spool refuses. False when
-    /// shutdown came first: then nothing since the last commit may be acknowledged.
-    fn commit(&mut self) -> bool {
-        loop {
-            match self.try_commit() {
-                Ok(()) => {
-                    self.recovered();
-                    return true;
-                }
-                Err(e) => {
-                    self.refused(&e);
-                    if self.shutdown.is_shutdown() {
-                        return false;
-                    }
-                    // The writer may be the one to free space: let it look.
-                    self.committed.notify_one();
-                    std::thread::sleep(SPOOL_RETRY);
-                }
-            }
-        }
-    }
-
-    /// The spool's check when no message comes: an empty commit watches the folder, and a drained
-    /// segment is sealed, which the database writer then deletes.
-    fn idle_check(&mut self) {
-        self.observers.flush();
-        match self.try_commit().and_then(|()| self.spool.release_drained()) {
-            Ok(()) => {
-                self.recovered();
-                self.committed.notify_one();
-            }
-            Err(e) => self.refused(&e),
-        }
-    }
-
-    fn try_commit(&mut self) -> Result<(), SpoolError> {
-        self.spool.commit()?;
-        self.dead_letters
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .sync()
-            .map_err(SpoolError::Io)
-    }
-
-    /// The spool takes messages (again).
-    fn recovered(&mut self) {
-        if self.refusing {
-            self.refusing = false;
-            tracing::info!("the spool takes messages again; acknowledging resumes");
-        }
-        self.health.set(Component::Spool, Ok(()));
-    }
-
-    /// Counts (once per episode) and reports a refusal of the spool.
-    fn refused(&mut self, error: &SpoolError) {
-        let detail = error.to_string();
-        if !self.refusing {
-            self.refusing = true;
-            match error {
-                SpoolError::Full { .. } | SpoolError::DiskFull(_) => {
-                    SpoolFull { detail: &detail }.emit(&self.metrics);
-                }
-                SpoolError::Folder { .. } => SpoolFailed {
-                    reason: "folder",
-                    detail: &detail,
-                }
-                .emit(&self.metrics),
-                SpoolError::Io(_) => SpoolFailed {
-                    reason: "io",
-                    detail: &detail,
-                }
-                .emit(&self.metrics),
-            }
-        }
-        self.health.set(Component::Spool, Err(detail));
     }
 }
