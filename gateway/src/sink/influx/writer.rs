@@ -118,8 +118,7 @@ impl InfluxWriter {
             }
         };
         request = if self.gzip {
-            let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
-            match encoder.write_all(body).and_then(|()| encoder.finish()) {
+            match off_the_workers(|| gzip(body)) {
                 Ok(compressed) => request.header("Content-Encoding", "gzip").body(compressed),
                 Err(e) => {
                     return Answer::Retry {
@@ -159,6 +158,22 @@ impl InfluxWriter {
             .min(self.max_backoff);
         let jittered = rand::rng().random_range(ceiling.as_millis() / 2..=ceiling.as_millis().max(1));
         Duration::from_millis(u64::try_from(jittered).unwrap_or(u64::MAX))
+    }
+}
+
+fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4), Compression::fast());
+    encoder.write_all(body)?;
+    encoder.finish()
+}
+
+/// Runs `work` (milliseconds of CPU: gzip of a 5,000-line batch) so that it holds up no other task:
+/// on a multi-threaded runtime the tasks waiting on this worker (the alert engine, the MQTT source)
+/// move to another thread meanwhile.
+fn off_the_workers<T>(work: impl FnOnce() -> T) -> T {
+    match tokio::runtime::Handle::try_current().map(|h| h.runtime_flavor()) {
+        Ok(tokio::runtime::RuntimeFlavor::MultiThread) => tokio::task::block_in_place(work),
+        _ => work(),
     }
 }
 
