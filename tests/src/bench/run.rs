@@ -13,8 +13,9 @@ use crate::{Gateway, GatewaySettings, Mosquitto, VictoriaClient, VictoriaMetrics
 
 use super::database::{compare, time_visibility};
 use super::load::{Counters, NodeLogs, Shape, join_load, start_load};
-use super::measured::{Measured, RateSamples};
+use super::measured::{Measured, Publishing, RateSamples};
 use super::procfs::{CpuSnapshot, Pids, clock_ticks_per_second, cpu_use, loadavg, memory_kib, process_ticks};
+use super::trace::trace_syscalls;
 use super::{env_u64, node_name};
 
 pub(crate) struct Run {
@@ -285,6 +286,10 @@ pub(crate) async fn finish(run: &mut Run, p: InProgress) -> Measured {
     let exactness = compare(&run.database, &p.shape, &logs).await;
     let mut cpu_before = p.cpu_before;
     cpu_before.at = Some(p.first_publish);
+    let load_after = loadavg();
+    let publishing = Publishing::of(&p.shape, &p.counters);
+    let rounds_done = logs.iter().map(Vec::len).max().unwrap_or(0);
+    let syscalls = trace_syscalls(run, &p.shape, u32::try_from(rounds_done).unwrap()).await;
     Measured {
         readings,
         messages,
@@ -300,9 +305,11 @@ pub(crate) async fn finish(run: &mut Run, p: InProgress) -> Measured {
         metrics_after,
         exactness,
         load_before: p.load_before,
-        load_after: loadavg(),
+        load_after,
         samples,
         marked: p.shape.marked.min(p.shape.nodes),
         idle_cpu_per_sec: run.idle_cpu_per_sec,
+        publishing,
+        syscalls,
     }
 }
