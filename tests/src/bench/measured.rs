@@ -98,6 +98,7 @@ pub(crate) struct Measured {
     pub(crate) samples: RateSamples,
     pub(crate) marked: usize,
     pub(crate) idle_cpu_per_sec: f64,
+    pub(crate) idle_switches_per_sec: f64,
     pub(crate) publishing: Publishing,
     /// `perf trace -s` over a window of the same load after the measured one, or why there is none.
     pub(crate) syscalls: Result<Syscalls, String>,
@@ -209,9 +210,11 @@ impl Measured {
         rows.push(row(
             "gateway wake-ups per message (context switches of all its threads / messages)",
             format!(
-                "{wakeups:.2} ({} switches, {} messages)",
+                "{wakeups:.2} ({} switches, {} messages; the idle gateway's {:.0} per s would be {:.2} of them)",
                 thousands(self.cpu.gateway_switches.total as f64),
-                thousands(self.messages as f64)
+                thousands(self.messages as f64),
+                self.idle_switches_per_sec,
+                self.idle_switches_per_sec * self.cpu.wall / self.messages.max(1) as f64
             ),
             if wakeup_target {
                 "≤ 0.2 at steady load"
