@@ -230,7 +230,7 @@ impl Measured {
         rows.push(row(
             "gateway syscalls per message (`perf trace -s`, most frequent)",
             match &self.syscalls {
-                Ok(s) => format!("{:.2} ({})", s.per_message(), s.top(4)),
+                Ok(s) => format!("{} ({})", s.per_message_text(), s.top(4)),
                 Err(why) => why.clone(),
             },
             "",
@@ -482,14 +482,14 @@ impl Measured {
                     md,
                     "After the measured window the same load went on, and `perf trace -s -p <gateway pid>` \
                      (the threads alive when it attached) counted the gateway's syscalls for {} s, in which it \
-                     received {} messages (`rackwatch_messages_received_total`): {:.2} syscalls per message.{}\n\n\
+                     received {} messages (`rackwatch_messages_received_total`): {} syscalls per message.{}\n\n\
                      | syscall | calls | per message |\n|---|---:|---:|",
                     s.secs,
                     thousands(s.messages),
-                    s.per_message(),
-                    s.lost
-                        .as_ref()
-                        .map_or_else(String::new, |l| format!(" perf reported lost events: `{l}`."))
+                    s.per_message_text(),
+                    s.lost.as_ref().map_or_else(String::new, |l| format!(
+                        " perf reported lost events (`{l}`), so the counts below are lower bounds."
+                    ))
                 )
                 .unwrap();
                 for (call, count) in s.by_call.iter().take(15) {

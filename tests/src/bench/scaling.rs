@@ -259,7 +259,7 @@ fn summary_rows(steps: &[Step]) -> Vec<Row> {
             joined(steps, |s| {
                 s.m.syscalls
                     .as_ref()
-                    .map_or_else(|_| "n/a".into(), |t| format!("{:.2}", t.per_message()))
+                    .map_or_else(|_| "n/a".into(), super::trace::Syscalls::per_message_text)
             }),
             "",
             Status::Info,
@@ -345,7 +345,7 @@ fn across(steps: &[Step]) -> String {
     md.push('\n');
     let first_cpu = steps.first().map_or(1.0, |s| s.m.cpu_us_per_reading()).max(1e-9);
     let first_rss = steps.first().map_or(1.0, Step::rss_kib_per_1000_series).max(1e-9);
-    let lines: [(&str, &dyn Fn(&Step) -> String); 16] = [
+    let lines: [(&str, &dyn Fn(&Step) -> String); 17] = [
         ("series (nodes × channels)", &|s| thousands(s.series())),
         ("publisher connections", &|s| s.shape.connections.to_string()),
         ("messages/s offered", &|s| {
@@ -376,6 +376,11 @@ fn across(steps: &[Step]) -> String {
         }),
         ("gateway wake-ups per message", &|s| {
             format!("{:.2}", s.m.wakeups_per_message())
+        }),
+        ("gateway syscalls per message (`perf trace -s`)", &|s| {
+            s.m.syscalls
+                .as_ref()
+                .map_or_else(|_| "n/a".into(), super::trace::Syscalls::per_message_text)
         }),
         ("publish → visible p50 / p99 (ms)", &|s| {
             let (p50, p99) = s.m.visibility(false);

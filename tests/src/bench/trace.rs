@@ -33,6 +33,12 @@ impl Syscalls {
         self.total as f64 / self.messages.max(1.0)
     }
 
+    /// The figure as text: a lower bound (`≥`) when perf lost events.
+    pub(crate) fn per_message_text(&self) -> String {
+        let bound = if self.lost.is_some() { "≥ " } else { "" };
+        format!("{bound}{:.2}", self.per_message())
+    }
+
     /// `futex 2.10, epoll_wait 1.05, ...`: the `n` most frequent, per message.
     pub(crate) fn top(&self, n: usize) -> String {
         self.by_call
@@ -92,7 +98,8 @@ pub(crate) async fn trace_syscalls(run: &Run, shape: &Shape, rounds_done: u32) -
     let data = std::env::temp_dir().join(format!("rackwatch-bench-trace-{}.txt", std::process::id()));
     let before = received();
     let traced = tokio::process::Command::new(perf)
-        .args(["trace", "-s", "-o"])
+        // Large ring buffers: at thousands of messages a second the default ones overflow.
+        .args(["trace", "-s", "-m", "16M", "-o"])
         .arg(&data)
         .arg("-p")
         .arg(run.pids.gateway.to_string())
