@@ -212,7 +212,7 @@ pub(crate) fn switches_between(
         *by_name.entry(name.clone()).or_insert(0) += count.saturating_sub(was);
     }
     let mut by_thread: Vec<(String, u64)> = by_name.into_iter().filter(|(_, c)| *c > 0).collect();
-    by_thread.sort_by(|a, b| b.1.cmp(&a.1));
+    by_thread.sort_by_key(|t| std::cmp::Reverse(t.1));
     Switches {
         total: by_thread.iter().map(|(_, c)| c).sum(),
         by_thread,

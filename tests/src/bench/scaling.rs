@@ -334,6 +334,9 @@ fn growth(steps: &[Step]) -> String {
         .join("; ")
 }
 
+/// One line of the table across steps: a step's value.
+type Figure<'a> = dyn Fn(&Step) -> String + 'a;
+
 /// The table across steps, one column a step, and what limited each step's load.
 fn across(steps: &[Step]) -> String {
     let mut md = String::from("## Across the steps\n\n| figure |");
@@ -345,7 +348,7 @@ fn across(steps: &[Step]) -> String {
     md.push('\n');
     let first_cpu = steps.first().map_or(1.0, |s| s.m.cpu_us_per_reading()).max(1e-9);
     let first_rss = steps.first().map_or(1.0, Step::rss_kib_per_1000_series).max(1e-9);
-    let lines: [(&str, &dyn Fn(&Step) -> String); 17] = [
+    let lines: [(&str, &Figure<'_>); 17] = [
         ("series (nodes × channels)", &|s| thousands(s.series())),
         ("publisher connections", &|s| s.shape.connections.to_string()),
         ("messages/s offered", &|s| {

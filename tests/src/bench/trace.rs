@@ -78,7 +78,7 @@ pub(crate) async fn trace_syscalls(run: &Run, shape: &Shape, rounds_done: u32) -
     let perf = perf_binary()?;
     let warm = 2;
     let mut shape = shape.clone();
-    shape.seq_base = shape.seq_base + rounds_done;
+    shape.seq_base += rounds_done;
     shape.duration = Duration::from_secs(warm + secs + 2);
     if let Some(interval) = shape.interval {
         shape.max_rounds =
@@ -122,7 +122,7 @@ pub(crate) async fn trace_syscalls(run: &Run, shape: &Shape, rounds_done: u32) -
         ));
     }
     let mut by_call: Vec<(String, u64)> = calls.into_iter().collect();
-    by_call.sort_by(|a, b| b.1.cmp(&a.1));
+    by_call.sort_by_key(|c| std::cmp::Reverse(c.1));
     let stderr = String::from_utf8_lossy(&traced.stderr);
     Ok(Syscalls {
         secs,
