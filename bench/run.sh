@@ -1,20 +1,22 @@
 #!/usr/bin/env bash
-# The load benchmark: bench/run.sh [flood|steady|backlog|all]
+# The load benchmark: bench/run.sh [flood|steady|backlog|scaling|all]
 #
 # Builds the gateway (`rackwatch-e2e`) and `rackwatch-bench` in release, then runs the scenarios against
 # a real Mosquitto and a real VictoriaMetrics on loopback. Results: bench/results/<scenario>.md and
 # bench/results/README.md. Development knobs (environment): BENCH_FLOOD_SECS (30), BENCH_FLOOD_NODES (40),
 # BENCH_STEADY_NODES (10000), BENCH_STEADY_SECS (180), BENCH_BACKLOG_NODES (10000),
 # BENCH_BACKLOG_SECS (600: the outage; the recorded run uses 600), BENCH_READINGS (10 a message),
-# BENCH_FLOOD_CONNECTIONS (4), BENCH_STEADY_CONNECTIONS (10), BENCH_PROFILE (1: profile a missed flood
+# BENCH_FLOOD_CONNECTIONS (4), BENCH_STEADY_CONNECTIONS (10), BENCH_SCALING_NODES (1000,10000,50000),
+# BENCH_SCALING_SECS (120 a step), BENCH_SCALING_CONNECTIONS (10 per 10,000 nodes), BENCH_TRACE_SECS (10:
+# perf trace -s after each measured window; 0: off), BENCH_PROFILE (1: profile a missed flood
 # target with perf), BENCH_RESULTS_DIR.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
 scenario="${1:-all}"
 case "$scenario" in
-  flood|steady|backlog|all) ;;
-  *) echo "usage: bench/run.sh [flood|steady|backlog|all]" >&2; exit 2 ;;
+  flood|steady|backlog|scaling|all) ;;
+  *) echo "usage: bench/run.sh [flood|steady|backlog|scaling|all]" >&2; exit 2 ;;
 esac
 
 # Mosquitto, VictoriaMetrics, perf for the profile of a missed target, and the toolchain's parts.

@@ -244,6 +244,11 @@ impl Gateway {
         self.service.port()
     }
 
+    /// The gateway process's id while it runs (`None` after [`Gateway::kill`] or [`Gateway::stop`]).
+    pub fn pid(&self) -> Option<u32> {
+        self.service.pid()
+    }
+
     /// The gateway's `/metrics`, as text.
     pub fn metrics(&self) -> String {
         http_get(self.http_port(), "/metrics").unwrap_or_default()

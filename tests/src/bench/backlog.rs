@@ -84,7 +84,7 @@ pub(crate) async fn backlog() -> Report {
             Status::Missed,
         )),
     }
-    rows.extend(m.rows(false));
+    rows.extend(m.rows(false, false));
     let mut sections = load_notes(&notes_shape);
     sections.push_str("## Spool during the run\n\n| t (s) | spool size (MiB, `rackwatch_spool_bytes`) | points written | phase |\n|---:|---:|---:|---|\n");
     for (t, pending, written, phase) in &b.timeline {

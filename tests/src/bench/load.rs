@@ -34,6 +34,9 @@ pub(crate) struct Shape {
     /// Synthetic timestamps `base + seq` (ms) for a flood, whose messages of one node come faster
     /// than one per millisecond; `None`: the wall clock at publish.
     pub(crate) ts_base: Option<i64>,
+    /// The first message's sequence number: a later load on the same gateway goes on where the
+    /// last one ended, so its messages are not duplicates.
+    pub(crate) seq_base: u32,
 }
 
 impl Shape {
@@ -84,6 +87,33 @@ pub(crate) struct Counters {
     pub(crate) acked: AtomicU64,
     /// Set to end the load before its time bound.
     pub(crate) stop: AtomicBool,
+    /// When the last message was queued, µs after the load started.
+    pub(crate) last_publish_us: AtomicU64,
+    /// A paced load's messages queued more than 100 ms and more than 1 s after they were due, and
+    /// the worst lateness (µs): the load generator or the broker not keeping up.
+    pub(crate) late_100ms: AtomicU64,
+    pub(crate) late_1s: AtomicU64,
+    pub(crate) max_late_us: AtomicU64,
+}
+
+impl Counters {
+    fn published(&self, start: Instant, due: Option<Duration>) {
+        let now = start.elapsed();
+        self.messages.fetch_add(1, Ordering::Relaxed);
+        self.last_publish_us
+            .fetch_max(now.as_micros() as u64, Ordering::Relaxed);
+        if let Some(due) = due {
+            let late = now.saturating_sub(due);
+            if late > Duration::from_millis(100) {
+                self.late_100ms.fetch_add(1, Ordering::Relaxed);
+            }
+            if late > Duration::from_secs(1) {
+                self.late_1s.fetch_add(1, Ordering::Relaxed);
+            }
+            self.max_late_us
+                .fetch_max(late.as_micros() as u64, Ordering::Relaxed);
+        }
+    }
 }
 
 /// What one publisher connection published: per node, the timestamp of each seq.
@@ -141,24 +171,27 @@ pub(crate) async fn publish_connection(
     let mut logs: Vec<Vec<i64>> = vec![Vec::new(); mine.len()];
     let mut buf = vec![0u8; rackwatch_protocols::MAX_MESSAGE_LEN];
     let mut sent = 0u64;
-    'rounds: for seq in 0..shape.max_rounds {
+    'rounds: for round in 0..shape.max_rounds {
+        let seq = shape.seq_base + round;
         for (k, &node) in mine.iter().enumerate() {
-            match shape.interval {
+            let due = match shape.interval {
                 Some(interval) => {
                     // Nodes are spread evenly over the interval, as a real fleet's clocks are.
                     let offset = interval.mul_f64(node as f64 / shape.nodes as f64);
-                    let due = interval.saturating_mul(seq) + offset;
+                    let due = interval.saturating_mul(round) + offset;
                     if due >= shape.duration {
                         break 'rounds;
                     }
                     tokio::time::sleep_until((start + due).into()).await;
+                    Some(due)
                 }
                 None => {
                     if start.elapsed() >= shape.duration {
                         break 'rounds;
                     }
+                    None
                 }
-            }
+            };
             if counters.stop.load(Ordering::Relaxed) {
                 break 'rounds;
             }
@@ -191,13 +224,13 @@ pub(crate) async fn publish_connection(
                 .unwrap();
             logs[k].push(ts);
             sent += 1;
-            counters.messages.fetch_add(1, Ordering::Relaxed);
+            counters.published(start, due);
             if node < shape.marked {
                 let _ = marks.send(Mark {
                     node,
                     ts,
                     at: Instant::now(),
-                    first: seq == 0,
+                    first: round == 0,
                 });
             }
         }

@@ -2,16 +2,81 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use crate::metrics::{BucketQuantile, delta_histogram, histogram, histogram_quantile, metric};
 
 use super::database::Exactness;
-use super::load::Shape;
+use super::load::{Counters, Shape};
 use super::procfs::CpuUse;
 use super::report::{Row, Status, row, thousands};
 use super::run::{percentile, rates};
-use super::{COOL, HOT, TARGET_ALERT_P99_MS, TARGET_CPU_US_PER_READING, TARGET_RSS_MIB, env_u64, node_name};
+use super::trace::Syscalls;
+use super::{
+    COOL, HOT, TARGET_ALERT_P99_MS, TARGET_CPU_US_PER_READING, TARGET_RSS_MIB, TARGET_WAKEUPS_PER_MESSAGE,
+    env_u64, node_name,
+};
+
+/// What the publishers offered and managed: whether the load was the load intended.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Publishing {
+    /// Messages per second the shape asks for (`None`: a flood, as fast as the broker takes them).
+    pub(crate) offered_per_sec: Option<f64>,
+    pub(crate) messages: u64,
+    /// First publish → last publish.
+    pub(crate) window_secs: f64,
+    pub(crate) late_100ms: u64,
+    pub(crate) late_1s: u64,
+    pub(crate) max_late_ms: f64,
+}
+
+impl Publishing {
+    pub(crate) fn of(shape: &Shape, counters: &Counters) -> Publishing {
+        Publishing {
+            offered_per_sec: shape.interval.map(|i| shape.nodes as f64 / i.as_secs_f64()),
+            messages: counters.messages.load(Ordering::Relaxed),
+            window_secs: counters.last_publish_us.load(Ordering::Relaxed) as f64 / 1e6,
+            late_100ms: counters.late_100ms.load(Ordering::Relaxed),
+            late_1s: counters.late_1s.load(Ordering::Relaxed),
+            max_late_ms: counters.max_late_us.load(Ordering::Relaxed) as f64 / 1e3,
+        }
+    }
+
+    /// Messages published per second over the publishing window. A paced load that keeps up ends
+    /// one interval's spread after its last round began, so this is the offered rate, give or take
+    /// one message per node.
+    pub(crate) fn achieved_per_sec(&self) -> f64 {
+        self.messages as f64 / self.window_secs.max(1e-9)
+    }
+
+    /// The paced load went out as offered: at least 99 % of the rate, no message a second late.
+    pub(crate) fn kept_pace(&self) -> bool {
+        self.offered_per_sec
+            .is_none_or(|offered| self.achieved_per_sec() >= 0.99 * offered && self.late_1s == 0)
+    }
+
+    pub(crate) fn describe(&self) -> String {
+        let achieved = thousands(self.achieved_per_sec());
+        match self.offered_per_sec {
+            Some(offered) => format!(
+                "{} offered, {achieved} published ({} messages in {:.1} s; {} queued > 100 ms late, {} > 1 s, \
+                 worst {:.0} ms)",
+                thousands(offered),
+                thousands(self.messages as f64),
+                self.window_secs,
+                thousands(self.late_100ms as f64),
+                thousands(self.late_1s as f64),
+                self.max_late_ms
+            ),
+            None => format!(
+                "{achieved} published ({} messages in {:.1} s, as fast as the broker acknowledged)",
+                thousands(self.messages as f64),
+                self.window_secs
+            ),
+        }
+    }
+}
 
 /// The figures every scenario reports, from one measured window.
 pub(crate) struct Measured {
@@ -33,6 +98,10 @@ pub(crate) struct Measured {
     pub(crate) samples: RateSamples,
     pub(crate) marked: usize,
     pub(crate) idle_cpu_per_sec: f64,
+    pub(crate) idle_switches_per_sec: f64,
+    pub(crate) publishing: Publishing,
+    /// `perf trace -s` over a window of the same load after the measured one, or why there is none.
+    pub(crate) syscalls: Result<Syscalls, String>,
 }
 
 impl Measured {
@@ -61,16 +130,53 @@ impl Measured {
         self.cpu.gateway * 1e6 / self.readings.max(1) as f64
     }
 
+    pub(crate) fn cpu_us_per_message(&self) -> f64 {
+        self.cpu.gateway * 1e6 / self.messages.max(1) as f64
+    }
+
+    /// The gateway's context switches (all threads) per message published.
+    pub(crate) fn wakeups_per_message(&self) -> f64 {
+        self.cpu.gateway_switches.total as f64 / self.messages.max(1) as f64
+    }
+
+    /// Publish → visible p50 and p99 (ms) of the timed messages; `first`: of new series' first points.
+    pub(crate) fn visibility(&self, first: bool) -> (Option<f64>, Option<f64>) {
+        let mut sorted: Vec<f64> = self
+            .visibility_ms
+            .iter()
+            .filter(|(_, f)| *f == first)
+            .map(|(ms, _)| *ms)
+            .collect();
+        sorted.sort_by(f64::total_cmp);
+        (percentile(&sorted, 0.5), percentile(&sorted, 0.99))
+    }
+
     pub(crate) fn counter(&self, key: &str) -> f64 {
         metric(&self.metrics_after, key) - metric(&self.metrics_before, key)
     }
 
-    pub(crate) fn rows(&self, rss_target: bool) -> Vec<Row> {
+    /// The figures every scenario reports; the RSS target applies at 10,000 nodes, the wake-up
+    /// target to a steady load.
+    pub(crate) fn rows(&self, rss_target: bool, wakeup_target: bool) -> Vec<Row> {
         let mut rows = Vec::new();
+        rows.push(row(
+            "messages/s offered → published (the load generator kept up)",
+            self.publishing.describe(),
+            if self.publishing.offered_per_sec.is_some() {
+                "≥ 99 % of offered, none > 1 s late"
+            } else {
+                ""
+            },
+            if self.publishing.offered_per_sec.is_some() {
+                Status::of(self.publishing.kept_pace())
+            } else {
+                Status::Info
+            },
+        ));
         let cpu = self.cpu_us_per_reading();
         rows.push(row(
             "gateway CPU per reading (utime+stime / readings)",
-            format!("{cpu:.2} µs"),
+            format!("{cpu:.2} µs ({:.1} µs per message)", self.cpu_us_per_message()),
             "≤ 2 µs",
             Status::of(cpu <= TARGET_CPU_US_PER_READING),
         ));
@@ -100,25 +206,50 @@ impl Measured {
                 Status::Info
             },
         ));
+        let wakeups = self.wakeups_per_message();
+        rows.push(row(
+            "gateway wake-ups per message (context switches of all its threads / messages)",
+            format!(
+                "{wakeups:.2} ({} switches, {} messages; the idle gateway's {:.0} per s would be {:.2} of them)",
+                thousands(self.cpu.gateway_switches.total as f64),
+                thousands(self.messages as f64),
+                self.idle_switches_per_sec,
+                self.idle_switches_per_sec * self.cpu.wall / self.messages.max(1) as f64
+            ),
+            if wakeup_target {
+                "≤ 0.2 at steady load"
+            } else {
+                ""
+            },
+            if wakeup_target {
+                Status::of(wakeups <= TARGET_WAKEUPS_PER_MESSAGE)
+            } else {
+                Status::Info
+            },
+        ));
+        rows.push(row(
+            "gateway syscalls per message (`perf trace -s`, most frequent)",
+            match &self.syscalls {
+                Ok(s) => format!("{} ({})", s.per_message_text(), s.top(4)),
+                Err(why) => why.clone(),
+            },
+            "",
+            Status::Info,
+        ));
         let fmt_ms = |v: Option<f64>| v.map_or_else(|| "n/a".into(), |v| format!("{v:.0} ms"));
         for (figure, first) in [
             ("publish → visible in the database, p50 / p99", false),
             ("… the first point of a new series, p50 / p99", true),
         ] {
-            let mut sorted: Vec<f64> = self
-                .visibility_ms
-                .iter()
-                .filter(|(_, f)| *f == first)
-                .map(|(ms, _)| *ms)
-                .collect();
-            sorted.sort_by(f64::total_cmp);
+            let (p50, p99) = self.visibility(first);
+            let samples = self.visibility_ms.iter().filter(|(_, f)| *f == first).count();
             rows.push(row(
                 figure,
                 format!(
                     "{} / {} ({} samples)",
-                    fmt_ms(percentile(&sorted, 0.5)),
-                    fmt_ms(percentile(&sorted, 0.99)),
-                    thousands(sorted.len() as f64)
+                    fmt_ms(p50),
+                    fmt_ms(p99),
+                    thousands(samples as f64)
                 ),
                 "",
                 Status::Info,
@@ -218,15 +349,46 @@ impl Measured {
             self.load_after
         )
         .unwrap();
-        md.push_str("Gateway threads (`/proc/<pid>/task/*/stat`):\n\n| thread | CPU s | µs per reading |\n|---|---:|---:|\n");
-        for (name, secs) in &c.gateway_threads {
+        md.push_str(
+            "Gateway threads (`/proc/<pid>/task/*/stat`; context switches, voluntary + involuntary, from \
+             `/proc/<pid>/task/*/status`):\n\n| thread | CPU s | µs per reading | context switches per message |\n\
+             |---|---:|---:|---:|\n",
+        );
+        let switches = &c.gateway_switches;
+        let mut names: Vec<&String> = c.gateway_threads.iter().map(|(n, _)| n).collect();
+        for (name, _) in &switches.by_thread {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+        for name in names {
+            let secs = c
+                .gateway_threads
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0.0, |t| t.1);
+            let count = switches
+                .by_thread
+                .iter()
+                .find(|(n, _)| n == name)
+                .map_or(0, |t| t.1);
             writeln!(
                 md,
-                "| `{name}` | {secs:.2} | {:.3} |",
-                secs * 1e6 / self.readings.max(1) as f64
+                "| `{name}` | {secs:.2} | {:.3} | {:.3} |",
+                secs * 1e6 / self.readings.max(1) as f64,
+                count as f64 / self.messages.max(1) as f64
             )
             .unwrap();
         }
+        if switches.threads_exited > 0 {
+            writeln!(
+                md,
+                "\n{} gateway threads ended during the window; their context switches in it are not counted.",
+                switches.threads_exited
+            )
+            .unwrap();
+        }
+        md.push_str(&self.syscall_details());
         writeln!(
             md,
             "\nGateway RSS at the end: {:.1} MiB (peak {:.1} MiB).\n",
@@ -307,6 +469,41 @@ impl Measured {
             self.unseen_marks
         )
         .unwrap();
+        md
+    }
+}
+
+impl Measured {
+    fn syscall_details(&self) -> String {
+        let mut md = String::from("\n## Syscalls per message\n\n");
+        match &self.syscalls {
+            Ok(s) => {
+                writeln!(
+                    md,
+                    "After the measured window the same load went on, and `perf trace -s -p <gateway pid>` \
+                     (the threads alive when it attached) counted the gateway's syscalls for {} s, in which it \
+                     received {} messages (`rackwatch_messages_received_total`): {} syscalls per message.{}\n\n\
+                     | syscall | calls | per message |\n|---|---:|---:|",
+                    s.secs,
+                    thousands(s.messages),
+                    s.per_message_text(),
+                    s.lost.as_ref().map_or_else(String::new, |l| format!(
+                        " perf reported lost events (`{l}`), so the counts below are lower bounds."
+                    ))
+                )
+                .unwrap();
+                for (call, count) in s.by_call.iter().take(15) {
+                    writeln!(
+                        md,
+                        "| `{call}` | {} | {:.3} |",
+                        thousands(*count as f64),
+                        *count as f64 / s.messages.max(1.0)
+                    )
+                    .unwrap();
+                }
+            }
+            Err(why) => writeln!(md, "None: {why}.").unwrap(),
+        }
         md
     }
 }

@@ -1,4 +1,4 @@
-//! The load benchmark (`bench/run.sh [flood|steady|backlog|all]`): simulated nodes publish QoS 1
+//! The load benchmark (`bench/run.sh [flood|steady|backlog|scaling|all]`): simulated nodes publish QoS 1
 //! through a real Mosquitto into the release gateway, started as its own process exactly as the
 //! end-to-end tests do, which spools durably and writes to a real VictoriaMetrics. It measures
 //! throughput end to end, the gateway's CPU time per reading and peak RSS from `/proc`, latencies,
@@ -23,10 +23,13 @@ mod procfs;
 mod profile;
 mod report;
 mod run;
+mod scaling;
 mod scenarios;
+mod trace;
 
 use backlog::backlog;
 use report::{GATEWAY_SOURCE, gateway_source, results_dir, write_report, write_summary};
+use scaling::scaling;
 use scenarios::{flood, steady};
 
 // Targets (from the issue). Never weakened: a miss is recorded as a miss.
@@ -35,6 +38,7 @@ pub(crate) const TARGET_CPU_US_PER_READING: f64 = 2.0;
 pub(crate) const TARGET_RSS_MIB: f64 = 64.0;
 pub(crate) const TARGET_ALERT_P99_MS: f64 = 10.0;
 pub(crate) const TARGET_DRAIN_RATIO: f64 = 10.0;
+pub(crate) const TARGET_WAKEUPS_PER_MESSAGE: f64 = 0.2;
 
 /// The alert rule's trigger and clear thresholds (°C); ordinary readings stay below both.
 pub(crate) const HOT: f64 = 30.0;
@@ -51,7 +55,8 @@ pub(crate) fn node_name(index: usize) -> String {
     format!("n{index:05}")
 }
 
-/// Runs the scenario named by the first argument (`flood`, `steady`, `backlog`, `all`, `summary`).
+/// Runs the scenario named by the first argument (`flood`, `steady`, `backlog`, `scaling`, `all`,
+/// `summary`).
 pub fn main() {
     let scenario = std::env::args().nth(1).unwrap_or_else(|| "all".into());
     let _ = GATEWAY_SOURCE.set(gateway_source());
@@ -62,15 +67,15 @@ pub fn main() {
         .unwrap();
     runtime.block_on(async {
         let scenarios: Vec<&str> = match scenario.as_str() {
-            "all" => vec!["flood", "steady", "backlog"],
+            "all" => vec!["flood", "steady", "backlog", "scaling"],
             // Only rewrites README.md from the scenarios' latest results.
             "summary" => {
                 write_summary(&results_dir());
                 return;
             }
-            "flood" | "steady" | "backlog" => vec![scenario.as_str()],
+            "flood" | "steady" | "backlog" | "scaling" => vec![scenario.as_str()],
             other => {
-                eprintln!("unknown scenario `{other}`: flood, steady, backlog or all");
+                eprintln!("unknown scenario `{other}`: flood, steady, backlog, scaling or all");
                 std::process::exit(2);
             }
         };
@@ -78,7 +83,8 @@ pub fn main() {
             let report = match name {
                 "flood" => flood().await,
                 "steady" => steady().await,
-                _ => backlog().await,
+                "backlog" => backlog().await,
+                _ => scaling().await,
             };
             write_report(&report);
         }

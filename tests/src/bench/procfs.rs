@@ -44,6 +44,36 @@ pub(crate) fn thread_ticks(pid: u32) -> BTreeMap<String, u64> {
     by_name
 }
 
+/// Context switches (voluntary + involuntary) of every thread of a process, by thread id, with the
+/// thread's name: each one is a wake-up of that thread (or a preemption). `/proc/<pid>/status` holds
+/// the main thread's only, so the threads are read one by one from `/proc/<pid>/task/*/status`.
+pub(crate) fn thread_switches(pid: u32) -> BTreeMap<u32, (String, u64)> {
+    let mut by_tid = BTreeMap::new();
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return by_tid;
+    };
+    for task in tasks.flatten() {
+        let Some(tid) = task.file_name().to_str().and_then(|t| t.parse().ok()) else {
+            continue;
+        };
+        let Ok(text) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        let field =
+            |name: &str| -> Option<&str> { text.lines().find_map(|l| l.strip_prefix(name)).map(str::trim) };
+        let count = |name: &str| field(name).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        let name = field("Name:").unwrap_or("?").to_owned();
+        by_tid.insert(
+            tid,
+            (
+                name,
+                count("voluntary_ctxt_switches:") + count("nonvoluntary_ctxt_switches:"),
+            ),
+        );
+    }
+    by_tid
+}
+
 /// `VmHWM` (peak RSS) and `VmRSS` of a process, in KiB.
 pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
@@ -56,8 +86,8 @@ pub(crate) fn memory_kib(pid: u32) -> (u64, u64) {
     (field("VmHWM:"), field("VmRSS:"))
 }
 
-/// The process whose command line contains `needle` (the harness does not hand out pids: each
-/// server is found by its own temporary folder).
+/// The process whose command line contains `needle` (the harness hands out the gateway's pid only:
+/// the broker and the database are found by their own temporary folders).
 pub(crate) fn find_pid(needle: &str) -> Option<u32> {
     let own = std::process::id();
     std::fs::read_dir("/proc").ok()?.flatten().find_map(|entry| {
@@ -110,6 +140,7 @@ pub(crate) struct CpuSnapshot {
     pub(crate) machine_busy: u64,
     pub(crate) machine_total: u64,
     pub(crate) gateway_threads: BTreeMap<String, u64>,
+    pub(crate) gateway_switches: BTreeMap<u32, (String, u64)>,
 }
 
 #[derive(Debug)]
@@ -121,9 +152,8 @@ pub(crate) struct Pids {
 
 impl Pids {
     pub(crate) fn find(gateway: &Gateway, broker: &Mosquitto, db: &VictoriaMetrics) -> Pids {
-        let config = gateway.dir().join("rackwatch.toml").display().to_string();
         Pids {
-            gateway: find_pid(&config).expect("the gateway's process"),
+            gateway: gateway.pid().expect("the gateway's process"),
             broker: find_pid(&broker.dir().join("mosquitto.conf").display().to_string()),
             database: find_pid(&db.dir().join("data").display().to_string()),
         }
@@ -140,6 +170,7 @@ impl Pids {
             machine_busy,
             machine_total,
             gateway_threads: thread_ticks(self.gateway),
+            gateway_switches: thread_switches(self.gateway),
         }
     }
 }
@@ -155,6 +186,38 @@ pub(crate) struct CpuUse {
     pub(crate) machine_busy: f64,
     pub(crate) machine_capacity: f64,
     pub(crate) gateway_threads: Vec<(String, f64)>,
+    /// The gateway's context switches, all its threads summed (see [`switches_between`]).
+    pub(crate) gateway_switches: Switches,
+}
+
+/// Context switches of a process's threads between two snapshots.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Switches {
+    pub(crate) total: u64,
+    /// By thread name (tokio's workers summed under one name), most first.
+    pub(crate) by_thread: Vec<(String, u64)>,
+    /// Threads seen in the first snapshot and gone by the second: their switches after the first
+    /// snapshot are not counted.
+    pub(crate) threads_exited: usize,
+}
+
+/// The switches between two per-thread readings: a thread that started in between counts from zero.
+pub(crate) fn switches_between(
+    before: &BTreeMap<u32, (String, u64)>,
+    after: &BTreeMap<u32, (String, u64)>,
+) -> Switches {
+    let mut by_name: BTreeMap<String, u64> = BTreeMap::new();
+    for (tid, (name, count)) in after {
+        let was = before.get(tid).map_or(0, |(_, c)| *c);
+        *by_name.entry(name.clone()).or_insert(0) += count.saturating_sub(was);
+    }
+    let mut by_thread: Vec<(String, u64)> = by_name.into_iter().filter(|(_, c)| *c > 0).collect();
+    by_thread.sort_by_key(|t| std::cmp::Reverse(t.1));
+    Switches {
+        total: by_thread.iter().map(|(_, c)| c).sum(),
+        by_thread,
+        threads_exited: before.keys().filter(|tid| !after.contains_key(tid)).count(),
+    }
 }
 
 pub(crate) fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot, hz: f64) -> CpuUse {
@@ -181,5 +244,6 @@ pub(crate) fn cpu_use(before: &CpuSnapshot, after: &CpuSnapshot, hz: f64) -> Cpu
         machine_busy: secs(before.machine_busy, after.machine_busy),
         machine_capacity: secs(before.machine_total, after.machine_total),
         gateway_threads: threads,
+        gateway_switches: switches_between(&before.gateway_switches, &after.gateway_switches),
     }
 }

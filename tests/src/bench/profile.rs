@@ -48,13 +48,17 @@ pub(crate) async fn profile_missed(
     }
 }
 
+pub(crate) fn perf_binary() -> Result<&'static str, String> {
+    ["/usr/bin/perf", "/usr/local/bin/perf"]
+        .into_iter()
+        .find(|p| Path::new(p).is_file())
+        .ok_or_else(|| "perf is not installed".to_owned())
+}
+
 /// A second, separate run of `shape` with `perf record` attached to the gateway for `secs` after
 /// `warm` seconds of load: where its time goes. Writes `{scenario}-profile.txt`.
 pub(crate) async fn profile(shape: &Shape, scenario: &str, warm: u64, secs: u64) -> Result<String, String> {
-    let perf = ["/usr/bin/perf", "/usr/local/bin/perf"]
-        .into_iter()
-        .find(|p| Path::new(p).is_file())
-        .ok_or("perf is not installed")?;
+    let perf = perf_binary()?;
     let mut shape = shape.clone();
     shape.site = format!("{scenario}prof");
     shape.duration = Duration::from_secs(warm + secs + 3);

@@ -229,13 +229,13 @@ pub(crate) fn write_report(report: &Report) {
 /// `README.md`: every scenario's table from its latest run (their `.json`).
 pub(crate) fn write_summary(dir: &Path) {
     let mut md = String::from(
-        "# Load benchmark results\n\n`bench/run.sh [flood|steady|backlog|all]` builds in release and runs \
+        "# Load benchmark results\n\n`bench/run.sh [flood|steady|backlog|scaling|all]` builds in release and runs \
          `rackwatch-bench`, which starts a real Mosquitto, a real VictoriaMetrics and the release gateway \
          (durable spool on: every commit is `fdatasync`ed before the broker gets its PUBACK) on loopback, \
          publishes simulated nodes at QoS 1, and writes these files. Each scenario's file has the details \
          (CPU of every process, contention, how the load was modelled).\n\n",
     );
-    for scenario in ["flood", "steady", "backlog"] {
+    for scenario in ["flood", "steady", "backlog", "scaling"] {
         let Ok(text) = std::fs::read_to_string(dir.join(format!("{scenario}.json"))) else {
             writeln!(md, "## {scenario}\n\nNot run yet.\n").unwrap();
             continue;

@@ -13,8 +13,12 @@ use crate::{Gateway, GatewaySettings, Mosquitto, VictoriaClient, VictoriaMetrics
 
 use super::database::{compare, time_visibility};
 use super::load::{Counters, NodeLogs, Shape, join_load, start_load};
-use super::measured::{Measured, RateSamples};
-use super::procfs::{CpuSnapshot, Pids, clock_ticks_per_second, cpu_use, loadavg, memory_kib, process_ticks};
+use super::measured::{Measured, Publishing, RateSamples};
+use super::procfs::{
+    CpuSnapshot, Pids, clock_ticks_per_second, cpu_use, loadavg, memory_kib, process_ticks, switches_between,
+    thread_switches,
+};
+use super::trace::trace_syscalls;
 use super::{env_u64, node_name};
 
 pub(crate) struct Run {
@@ -28,6 +32,8 @@ pub(crate) struct Run {
     pub(crate) database_ticks_carried: u64,
     /// The idle gateway's CPU seconds per second, measured before the load.
     pub(crate) idle_cpu_per_sec: f64,
+    /// The idle gateway's context switches per second (its timers), measured with the CPU.
+    pub(crate) idle_switches_per_sec: f64,
 }
 
 impl Run {
@@ -97,8 +103,10 @@ group_by = "none"
     // What the gateway spends doing nothing (timers, the alert engine's ticks), for reference.
     let idle_secs = 10;
     let idle_before = process_ticks(Some(pids.gateway));
+    let switches_before = thread_switches(pids.gateway);
     std::thread::sleep(Duration::from_secs(idle_secs));
     let idle_ticks = process_ticks(Some(pids.gateway)) - idle_before;
+    let idle_switches = switches_between(&switches_before, &thread_switches(pids.gateway)).total;
     let hz = clock_ticks_per_second();
     let database = db.client();
     Run {
@@ -110,6 +118,7 @@ group_by = "none"
         hz,
         database_ticks_carried: 0,
         idle_cpu_per_sec: idle_ticks as f64 / hz / idle_secs as f64,
+        idle_switches_per_sec: idle_switches as f64 / idle_secs as f64,
     }
 }
 
@@ -285,6 +294,10 @@ pub(crate) async fn finish(run: &mut Run, p: InProgress) -> Measured {
     let exactness = compare(&run.database, &p.shape, &logs).await;
     let mut cpu_before = p.cpu_before;
     cpu_before.at = Some(p.first_publish);
+    let load_after = loadavg();
+    let publishing = Publishing::of(&p.shape, &p.counters);
+    let rounds_done = logs.iter().map(Vec::len).max().unwrap_or(0);
+    let syscalls = trace_syscalls(run, &p.shape, u32::try_from(rounds_done).unwrap()).await;
     Measured {
         readings,
         messages,
@@ -300,9 +313,12 @@ pub(crate) async fn finish(run: &mut Run, p: InProgress) -> Measured {
         metrics_after,
         exactness,
         load_before: p.load_before,
-        load_after: loadavg(),
+        load_after,
         samples,
         marked: p.shape.marked.min(p.shape.nodes),
         idle_cpu_per_sec: run.idle_cpu_per_sec,
+        idle_switches_per_sec: run.idle_switches_per_sec,
+        publishing,
+        syscalls,
     }
 }

@@ -28,6 +28,7 @@ pub(crate) async fn flood() -> Report {
         hot_period: 1000,
         marked: 1,
         ts_base: Some(now_ms() - 600_000),
+        seq_base: 0,
     };
     println!("flood: {nodes} nodes for {secs} s");
     let (run, notes_shape, m) = measure(shape).await;
@@ -43,7 +44,7 @@ pub(crate) async fn flood() -> Report {
         "≥ 200,000 with the durable spool on",
         Status::of(rate >= TARGET_FLOOD_READINGS_PER_SEC),
     )];
-    rows.extend(m.rows(false));
+    rows.extend(m.rows(false, false));
     let mut sections = load_notes(&notes_shape);
     sections.push_str(&m.details());
     let mut notes = vec![format!(
@@ -91,6 +92,7 @@ pub(crate) fn steady_shape(site: &str, nodes: usize, duration: Duration) -> Shap
         hot_period: 1,
         marked: 100,
         ts_base: None,
+        seq_base: 0,
     }
 }
 
@@ -114,7 +116,7 @@ pub(crate) async fn steady() -> Report {
         "",
         Status::Info,
     )];
-    rows.extend(m.rows(nodes >= 10_000));
+    rows.extend(m.rows(nodes >= 10_000, true));
     let mut sections = load_notes(&notes_shape);
     sections.push_str(&m.details());
     let mut notes = vec![format!(

@@ -1,4 +1,4 @@
-//! The load benchmark's command line (`bench/run.sh [flood|steady|backlog|all]`); the benchmark
+//! The load benchmark's command line (`bench/run.sh [flood|steady|backlog|scaling|all]`); the benchmark
 //! itself is `rackwatch_tests::bench`.
 
 fn main() {
