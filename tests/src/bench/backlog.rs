@@ -12,7 +12,7 @@ use super::procfs::{find_pid, process_ticks};
 use super::report::{Report, Status, row, thousands, utc_now};
 use super::run::{Run, begin, finish, start_run};
 use super::scenarios::steady_shape;
-use super::{TARGET_DRAIN_RATIO, env_u64};
+use super::{TARGET_CPU_US_PER_READING, TARGET_DRAIN_RATIO, env_u64};
 
 /// What the backlog scenario measured while the database was away and after it came back.
 #[derive(Debug, Default)]
@@ -84,7 +84,7 @@ pub(crate) async fn backlog() -> Report {
             Status::Missed,
         )),
     }
-    rows.extend(m.rows(false, false));
+    rows.extend(m.rows(TARGET_CPU_US_PER_READING, false, false));
     let mut sections = load_notes(&notes_shape);
     sections.push_str("## Spool during the run\n\n| t (s) | spool size (MiB, `rackwatch_spool_bytes`) | points written | phase |\n|---:|---:|---:|---|\n");
     for (t, pending, written, phase) in &b.timeline {

@@ -8,7 +8,7 @@ use super::load::Shape;
 use super::measured::{Measured, load_notes};
 use super::report::{Report, Row, Status, row, table, thousands, utc_now};
 use super::scenarios::{measure, steady_shape};
-use super::{TARGET_ALERT_P99_MS, TARGET_WAKEUPS_PER_MESSAGE, env_u64};
+use super::{TARGET_ALERT_P99_MS, TARGET_CPU_US_PER_READING, TARGET_WAKEUPS_PER_MESSAGE, env_u64};
 use crate::metrics::histogram_quantile;
 
 /// "Linear or better": a step's cost per reading (or memory per series) may exceed the previous
@@ -104,7 +104,11 @@ pub(crate) async fn scaling() -> Report {
     for step in &steps {
         writeln!(sections, "\n## {}\n", step.label()).unwrap();
         sections.push_str(&demote(&load_notes(&step.shape)));
-        sections.push_str(&table(&step.m.rows(step.shape.nodes >= 10_000, true)));
+        sections.push_str(&table(&step.m.rows(
+            TARGET_CPU_US_PER_READING,
+            step.shape.nodes == 10_000,
+            true,
+        )));
         sections.push('\n');
         sections.push_str(&demote(&step.m.details()));
     }
