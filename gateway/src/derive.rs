@@ -231,6 +231,7 @@ impl Derive {
         let site = &self.site;
         let series = self.dew_points.entry(key).or_insert_with(|| {
             Arc::new(Series {
+                id: crate::model::SeriesId::next(),
                 scope: SeriesScope::Probe,
                 node: temperature.node.clone(),
                 channel: temperature.channel.clone(),
@@ -338,6 +339,7 @@ impl Derive {
             SeriesScope::Probe => return None,
         };
         let series = Arc::new(Series {
+            id: crate::model::SeriesId::next(),
             scope,
             node: NodeId::new(DERIVED_NODE).ok()?,
             channel: ChannelName::new(measure.as_str()).ok()?,
@@ -347,7 +349,7 @@ impl Derive {
             },
             placement: None,
             position: Arc::new(position.clone()),
-            line_prefix: Vec::new(),
+            line_prefix: Box::default(),
         });
         self.series.insert(key, Arc::clone(&series));
         Some(series)
@@ -484,6 +486,7 @@ mod tests {
     #[test]
     fn rack_delta_t_needs_both_sides_and_ignores_old_values() {
         let key = |channel: &str| Series {
+            id: crate::model::SeriesId::next(),
             scope: SeriesScope::Probe,
             node: NodeId::new("n1").unwrap(),
             channel: ch(channel),
@@ -494,7 +497,7 @@ mod tests {
                 row: None,
                 rack: None,
             }),
-            line_prefix: Vec::new(),
+            line_prefix: Box::default(),
         };
         let mut rack = Rack::default();
         rack.inlet.update(&key("1"), Some(22.0), 0);

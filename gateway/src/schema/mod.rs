@@ -77,7 +77,7 @@ pub fn reading_prefix(
     placement: Option<Placement>,
     quantity: Quantity,
     position: &Position,
-) -> Vec<u8> {
+) -> Box<[u8]> {
     let mut prefix = Vec::with_capacity(160);
     let mut line = Line::new(&mut prefix, READING.name).tag("channel", channel);
     line = line.tag("node", node);
@@ -96,8 +96,7 @@ pub fn reading_prefix(
     let _ = line.tag("site", site);
     // Kept for the series' life: exactly its length (at 100,000 series, the spare capacity of a
     // 160-byte buffer is 10 MB).
-    prefix.shrink_to_fit();
-    prefix
+    prefix.into_boxed_slice()
 }
 
 /// One value of a series whose prefix [`reading_prefix`] built.

@@ -366,13 +366,14 @@ mod tests {
         };
         Sample {
             series: std::sync::Arc::new(crate::model::Series {
+                id: crate::model::SeriesId::next(),
                 scope,
                 node: NodeId::new(node).unwrap(),
                 channel: ChannelName::new("t0").unwrap(),
                 quantity,
                 placement: None,
                 position: std::sync::Arc::new(position()),
-                line_prefix: Vec::new(),
+                line_prefix: Box::default(),
             }),
             value: Some(value),
             status: ReadingStatus::Ok,
