@@ -451,6 +451,7 @@ mod tests {
         let file = StateFile::new(dir.path().join("alerts-state.json"));
         let runner = start(&file);
         let series = inlet();
+        let started = std::time::Instant::now();
         // 100 transitions spread over ~0.7 s, as a busy site has them.
         for i in 0..100 {
             let value = if i % 2 == 0 { 30.0 } else { 20.0 };
@@ -459,10 +460,16 @@ mod tests {
         }
         until("100 transitions", || transitions(&runner.metrics, "resolved") == 50).await;
         assert_eq!(transitions(&runner.metrics, "firing"), 50);
-        // One write for the first change, one a second later for the rest: never one per transition.
+        // One write for the first change, then at most one a second: never one per transition
+        // (on a busy machine the 100 take longer than 0.7 s, hence the bound from the time taken).
         tokio::time::sleep(SAVE_INTERVAL + Duration::from_millis(200)).await;
         let during = runner.saves.load(Ordering::Relaxed);
-        assert!((1..=2).contains(&during), "{during} saves for 100 transitions");
+        let most = 1 + started.elapsed().as_secs();
+        assert!(
+            (1..=most).contains(&during),
+            "{during} saves for 100 transitions in {:?}",
+            started.elapsed()
+        );
         // The last reading was hot: at shutdown the file holds the firing alert.
         runner.observations.send(reading(&series, 30.0)).await.unwrap();
         until("the last firing", || transitions(&runner.metrics, "firing") == 51).await;
