@@ -186,13 +186,16 @@ impl NodeTrack {
         if let Some(series) = self.series.get(hint).filter(is).or_else(|| self.series.iter().find(is)) {
             return Arc::clone(series);
         }
-        // One copy of the node's position for all of its series.
-        let position = self.series.first().map_or_else(
-            || Arc::new(inventory.position(node)),
-            |s| Arc::clone(&s.position),
-        );
+        // One copy of the node's position and of its tags for all of its series.
+        let (position, line_tags) = match self.series.first() {
+            Some(s) => (Arc::clone(&s.position), Arc::clone(&s.line_tags)),
+            None => {
+                let position = inventory.position(node);
+                let tags = schema::reading_tags(site, &position);
+                (Arc::new(position), tags)
+            }
+        };
         let placement = inventory.placement(node, channel);
-        let prefix = schema::reading_prefix(site, node, channel, placement, quantity, &position);
         let series = Arc::new(Series {
             id: crate::model::SeriesId::next(),
             scope: SeriesScope::Probe,
@@ -201,7 +204,7 @@ impl NodeTrack {
             quantity,
             placement,
             position,
-            line_prefix: prefix,
+            line_tags,
         });
         self.series.push(Arc::clone(&series));
         series
@@ -394,7 +397,7 @@ impl Normaliser {
                 ));
                 continue;
             }
-            schema::reading(&mut out.lines, &series.line_prefix, value, timestamp_ms);
+            schema::series_reading(&mut out.lines, &series, value, timestamp_ms);
             out.points += 1;
             out.samples.push(Sample {
                 series,

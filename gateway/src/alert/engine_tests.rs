@@ -43,7 +43,7 @@ fn series(node: &str, channel: &str, quantity: Quantity, rack: &str) -> Arc<Seri
         quantity,
         placement: Placement::from_channel(channel),
         position: position(rack).into(),
-        line_prefix: Box::default(),
+        line_tags: Arc::from([]),
     })
 }
 

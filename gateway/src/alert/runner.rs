@@ -413,7 +413,7 @@ mod tests {
                 row: None,
                 rack: None,
             }),
-            line_prefix: Box::default(),
+            line_tags: Arc::from([]),
         })
     }
 

@@ -76,9 +76,10 @@ pub struct Series {
     pub placement: Option<Placement>,
     /// Shared by every series of the node (a row's series: `rack` is `None`).
     pub position: Arc<Position>,
-    /// `reading,channel=..,node=..,...` up to the field set: built once per series (empty for a
-    /// derived series: its rack or row point is written whole).
-    pub line_prefix: Box<[u8]>,
+    /// The node's tags after `quantity` (`,rack=..,site=..`), built once per node and shared by its
+    /// series; the series' own tags come from its fields (`schema::series_reading`). Empty for a
+    /// rack's or row's series: its point is written whole.
+    pub line_tags: Arc<[u8]>,
 }
 
 /// A normalised reading, as the alert engine and the dashboard see it.

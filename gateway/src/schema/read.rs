@@ -373,7 +373,7 @@ mod tests {
                 quantity,
                 placement: None,
                 position: std::sync::Arc::new(position()),
-                line_prefix: Box::default(),
+                line_tags: std::sync::Arc::from([]),
             }),
             value: Some(value),
             status: ReadingStatus::Ok,

@@ -434,7 +434,7 @@ mod tests {
                 quantity,
                 placement: inventory.placement(node, channel),
                 position: inventory.position(node).into(),
-                line_prefix: Box::default(),
+                line_tags: Arc::from([]),
             }),
             value,
             status: if value.is_some() {
