@@ -183,7 +183,12 @@ impl NodeTrack {
         quantity: Quantity,
     ) -> Arc<Series> {
         let is = |s: &&Arc<Series>| s.quantity == quantity && s.channel == *channel;
-        if let Some(series) = self.series.get(hint).filter(is).or_else(|| self.series.iter().find(is)) {
+        if let Some(series) = self
+            .series
+            .get(hint)
+            .filter(is)
+            .or_else(|| self.series.iter().find(is))
+        {
             return Arc::clone(series);
         }
         // One copy of the node's position and of its tags for all of its series.

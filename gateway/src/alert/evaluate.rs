@@ -154,7 +154,10 @@ impl Evaluator {
         let series = &sample.series;
         match self.nodes.get_mut(&series.node) {
             Some(node) => node.last_seen_ms = now_ms,
-            None => self.node_entry(rules, &series.node, &series.position, now_ms).last_seen_ms = now_ms,
+            None => {
+                self.node_entry(rules, &series.node, &series.position, now_ms)
+                    .last_seen_ms = now_ms
+            }
         }
         let (word, bit) = (series.id.index() / 64, 1u64 << (series.id.index() % 64));
         if self.unwatched.get(word).is_some_and(|w| w & bit != 0) {

@@ -295,7 +295,6 @@ impl Runner {
             let _ = history.send(alert).await;
         });
     }
-
 }
 
 /// An alert's JSON, as published and kept.
@@ -458,7 +457,10 @@ mod tests {
             runner.observations.send(reading(&series, value)).await.unwrap();
             tokio::time::sleep(Duration::from_millis(7)).await;
         }
-        until("100 transitions", || transitions(&runner.metrics, "resolved") == 50).await;
+        until("100 transitions", || {
+            transitions(&runner.metrics, "resolved") == 50
+        })
+        .await;
         assert_eq!(transitions(&runner.metrics, "firing"), 50);
         // One write for the first change, then at most one a second: never one per transition
         // (on a busy machine the 100 take longer than 0.7 s, hence the bound from the time taken).
@@ -512,7 +514,10 @@ mod tests {
         runner.task.await.unwrap();
         let restarted = start(&file);
         let mut view = restarted.view.clone();
-        until("the restored alert", || !view.borrow_and_update().alerts.is_empty()).await;
+        until("the restored alert", || {
+            !view.borrow_and_update().alerts.is_empty()
+        })
+        .await;
         assert!(view.borrow().alerts[0].incident.acknowledged.is_some());
         restarted.trigger.trigger();
         restarted.task.await.unwrap();

@@ -88,8 +88,16 @@ pub fn reading_tags(site: &str, position: &Position) -> Arc<[u8]> {
 
 /// `reading,channel=..,node=..[,placement=..],quantity=..`: the tags a series does not share with
 /// the other series of its node.
-fn reading_head(out: &mut Vec<u8>, node: &str, channel: &str, placement: Option<Placement>, quantity: Quantity) {
-    let mut line = Line::new(out, READING.name).tag("channel", channel).tag("node", node);
+fn reading_head(
+    out: &mut Vec<u8>,
+    node: &str,
+    channel: &str,
+    placement: Option<Placement>,
+    quantity: Quantity,
+) {
+    let mut line = Line::new(out, READING.name)
+        .tag("channel", channel)
+        .tag("node", node);
     if let Some(placement) = placement {
         line = line.tag("placement", placement.as_str());
     }
@@ -120,7 +128,13 @@ pub fn reading(out: &mut Vec<u8>, prefix: &[u8], value: f64, timestamp_ms: i64) 
 
 /// One value of a probe series: its own tags from its fields, then its node's shared tags.
 pub fn series_reading(out: &mut Vec<u8>, series: &Series, value: f64, timestamp_ms: i64) {
-    reading_head(out, &series.node, &series.channel, series.placement, series.quantity);
+    reading_head(
+        out,
+        &series.node,
+        &series.channel,
+        series.placement,
+        series.quantity,
+    );
     reading(out, &series.line_tags, value, timestamp_ms);
 }
 

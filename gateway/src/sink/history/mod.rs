@@ -156,12 +156,12 @@ impl History {
                 .set_cache_size(CACHE_BYTES)
                 .create(&path)
                 .map_err(|error| {
-                if is_unreadable_file(&error) {
-                    HistoryError::Internal(error.to_string())
-                } else {
-                    storage(error)
-                }
-            })
+                    if is_unreadable_file(&error) {
+                        HistoryError::Internal(error.to_string())
+                    } else {
+                        storage(error)
+                    }
+                })
         });
         match opened {
             Ok(db) => Ok(History { db, path, limits }),
