@@ -5,7 +5,7 @@
 //!
 //! Tags are written in key order, as InfluxDB recommends for write performance.
 
-use rackwatch_protocols::{Alert, AlertState, Quantity, ReadingStatus};
+use rackwatch_protocols::{Alert, AlertState, ChannelName, NodeId, Quantity, ReadingStatus};
 
 pub mod line;
 pub mod read;
@@ -87,28 +87,34 @@ pub fn reading_tags(site: &str, position: &Position) -> Arc<[u8]> {
 }
 
 /// `reading,channel=..,node=..[,placement=..],quantity=..`: the tags a series does not share with
-/// the other series of its node.
+/// the other series of its node. Written per reading, so without [`line::escape_tag`]'s scan: node
+/// ids and channel names are identifiers (`[A-Za-z0-9_.-]`, checked by `Ident`) and the rest are
+/// constant names, none of which line protocol escapes.
 fn reading_head(
     out: &mut Vec<u8>,
-    node: &str,
-    channel: &str,
+    node: &NodeId,
+    channel: &ChannelName,
     placement: Option<Placement>,
     quantity: Quantity,
 ) {
-    let mut line = Line::new(out, READING.name)
-        .tag("channel", channel)
-        .tag("node", node);
+    out.extend_from_slice(READING.name.as_bytes());
+    out.extend_from_slice(b",channel=");
+    out.extend_from_slice(channel.as_bytes());
+    out.extend_from_slice(b",node=");
+    out.extend_from_slice(node.as_bytes());
     if let Some(placement) = placement {
-        line = line.tag("placement", placement.as_str());
+        out.extend_from_slice(b",placement=");
+        out.extend_from_slice(placement.as_str().as_bytes());
     }
-    let _ = line.tag("quantity", quantity.as_str());
+    out.extend_from_slice(b",quantity=");
+    out.extend_from_slice(quantity.as_str().as_bytes());
 }
 
 /// The whole `reading,...tags` prefix of one series, as [`series_reading`] writes it.
 pub fn reading_prefix(
     site: &str,
-    node: &str,
-    channel: &str,
+    node: &NodeId,
+    channel: &ChannelName,
     placement: Option<Placement>,
     quantity: Quantity,
     position: &Position,
@@ -263,7 +269,6 @@ mod tests {
 
     #[test]
     fn a_series_reading_is_its_whole_prefix_and_its_value() {
-        use rackwatch_protocols::{ChannelName, NodeId};
         let position = Position {
             room: Some(Label::new("hall-a").unwrap()),
             row: None,
@@ -356,8 +361,8 @@ mod tests {
         let mut out = Vec::new();
         let prefix = reading_prefix(
             "fra1",
-            "r01-n1",
-            "t_in",
+            &NodeId::new("r01-n1").unwrap(),
+            &ChannelName::new("t_in").unwrap(),
             Some(Placement::InletTop),
             Quantity::Temperature,
             &position,

@@ -259,8 +259,8 @@ mod tests {
     fn a_reading_feeds_its_channel_and_its_rack_quantity() {
         let prefix = schema::reading_prefix(
             "dc1",
-            "r01-n1",
-            "t0",
+            &rackwatch_protocols::NodeId::new("r01-n1").unwrap(),
+            &rackwatch_protocols::ChannelName::new("t0").unwrap(),
             Some(Placement::InletTop),
             Quantity::Temperature,
             &position(),
@@ -388,8 +388,8 @@ mod tests {
         // A probe reading: its channel and its rack's pool of the quantity.
         let prefix = schema::reading_prefix(
             "dc1",
-            "r01-n1",
-            "t0",
+            &rackwatch_protocols::NodeId::new("r01-n1").unwrap(),
+            &rackwatch_protocols::ChannelName::new("t0").unwrap(),
             None,
             Quantity::RelativeHumidity,
             &position(),
