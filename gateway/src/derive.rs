@@ -212,7 +212,7 @@ impl Derive {
                 continue;
             };
             let series = self.dew_point_series(&temperature_series);
-            schema::reading(lines, &series.line_prefix, dew_point, timestamp_ms);
+            schema::series_reading(lines, &series, dew_point, timestamp_ms);
             points += 1;
             samples.push(Sample {
                 series,
@@ -228,23 +228,16 @@ impl Derive {
     /// The dew-point series of a channel: tagged as its temperature series is.
     fn dew_point_series(&mut self, temperature: &Series) -> Arc<Series> {
         let key = (temperature.node.clone(), temperature.channel.clone());
-        let site = &self.site;
         let series = self.dew_points.entry(key).or_insert_with(|| {
             Arc::new(Series {
+                id: crate::model::SeriesId::next(),
                 scope: SeriesScope::Probe,
                 node: temperature.node.clone(),
                 channel: temperature.channel.clone(),
                 quantity: Quantity::DewPoint,
                 placement: temperature.placement,
                 position: Arc::clone(&temperature.position),
-                line_prefix: schema::reading_prefix(
-                    site,
-                    &temperature.node,
-                    &temperature.channel,
-                    temperature.placement,
-                    Quantity::DewPoint,
-                    &temperature.position,
-                ),
+                line_tags: Arc::clone(&temperature.line_tags),
             })
         });
         Arc::clone(series)
@@ -338,6 +331,7 @@ impl Derive {
             SeriesScope::Probe => return None,
         };
         let series = Arc::new(Series {
+            id: crate::model::SeriesId::next(),
             scope,
             node: NodeId::new(DERIVED_NODE).ok()?,
             channel: ChannelName::new(measure.as_str()).ok()?,
@@ -347,7 +341,7 @@ impl Derive {
             },
             placement: None,
             position: Arc::new(position.clone()),
-            line_prefix: Vec::new(),
+            line_tags: Arc::from([]),
         });
         self.series.insert(key, Arc::clone(&series));
         Some(series)
@@ -484,6 +478,7 @@ mod tests {
     #[test]
     fn rack_delta_t_needs_both_sides_and_ignores_old_values() {
         let key = |channel: &str| Series {
+            id: crate::model::SeriesId::next(),
             scope: SeriesScope::Probe,
             node: NodeId::new("n1").unwrap(),
             channel: ch(channel),
@@ -494,7 +489,7 @@ mod tests {
                 row: None,
                 rack: None,
             }),
-            line_prefix: Vec::new(),
+            line_tags: Arc::from([]),
         };
         let mut rack = Rack::default();
         rack.inlet.update(&key("1"), Some(22.0), 0);

@@ -36,13 +36,14 @@ fn position(rack: &str) -> Position {
 
 fn series(node: &str, channel: &str, quantity: Quantity, rack: &str) -> Arc<Series> {
     Arc::new(Series {
+        id: crate::model::SeriesId::next(),
         scope: SeriesScope::Probe,
         node: NodeId::new(node).unwrap(),
         channel: ChannelName::new(channel).unwrap(),
         quantity,
         placement: Placement::from_channel(channel),
         position: position(rack).into(),
-        line_prefix: Vec::new(),
+        line_tags: Arc::from([]),
     })
 }
 

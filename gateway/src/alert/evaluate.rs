@@ -7,6 +7,7 @@
 //! Rack and row rules read the measures `derive.rs` computed, never the probes themselves.
 
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::sync::Arc;
 
 use rackwatch_protocols::{NodeId, NodeState, Quantity, ReadingStatus, Status};
@@ -15,7 +16,7 @@ use super::index::{RuleIndex, Watched};
 use super::rule::{Level, Scope, alert_key};
 use super::track::{Memory, RateWindow, minutes_to_limit};
 use crate::config::RuleKind;
-use crate::model::{Measure, Position, Sample, Series, SeriesScope};
+use crate::model::{Measure, Position, Sample, Series, SeriesId, SeriesScope};
 
 /// One rule watching one member (a series, rack, row or node), with everything precomputed.
 #[derive(Debug)]
@@ -43,7 +44,7 @@ pub type Evaluation = (Arc<Watch>, Level, Option<f64>);
 
 #[derive(Debug)]
 struct SeriesEntry {
-    /// Held also so the address that keys this entry is never reused.
+    /// Whose node it is (a node that comes back restarts its series' staleness).
     series: Arc<Series>,
     last_seen_ms: i64,
     watches: Vec<(Arc<Watch>, Option<Memory>)>,
@@ -59,13 +60,21 @@ struct NodeEntry {
     offline: Vec<Arc<Watch>>,
 }
 
+/// Seeded fast hashing (ahash, a random key per process) for the maps looked up per reading.
+type Fast = ahash::RandomState;
+
 /// The watches of every member seen so far.
 #[derive(Debug, Default)]
 pub struct Evaluator {
     /// Every node of the inventory with its position.
     inventory: HashMap<NodeId, Position>,
-    series: HashMap<usize, SeriesEntry>,
-    nodes: HashMap<String, NodeEntry>,
+    /// The probe series some rule watches (a site watches a few of its series; a map entry for each
+    /// of the others would be most of the engine's memory).
+    series: HashMap<SeriesId, SeriesEntry, Fast>,
+    /// One bit per [`SeriesId`]: set once no rule was found to watch the series, so its readings
+    /// cost one bit test and no entry.
+    unwatched: Vec<u64>,
+    nodes: HashMap<NodeId, NodeEntry, Fast>,
     /// ΔT and power rules per rack, power rules per row (a row's position has no rack).
     racks: HashMap<Position, Vec<Arc<Watch>>>,
     rows: HashMap<Position, Vec<Arc<Watch>>>,
@@ -92,7 +101,7 @@ impl Evaluator {
         position: &Position,
         now_ms: i64,
     ) -> &mut NodeEntry {
-        self.nodes.entry(node.to_string()).or_insert_with(|| {
+        self.nodes.entry(node.clone()).or_insert_with(|| {
             let scope = Scope {
                 node: Some(node.clone()),
                 ..Scope::of_position(position)
@@ -116,7 +125,7 @@ impl Evaluator {
 
     /// Whether `node` is offline by its last will and watched by a `node_offline` rule.
     pub fn is_away(&self, node: &NodeId) -> bool {
-        self.nodes.get(node.as_str()).is_some_and(|n| n.away)
+        self.nodes.get(node).is_some_and(|n| n.away)
     }
 
     /// The readings of one ingest commit, probes and derived measures.
@@ -143,25 +152,48 @@ impl Evaluator {
         out: &mut Vec<Evaluation>,
     ) {
         let series = &sample.series;
-        self.node_entry(rules, &series.node, &series.position, now_ms)
-            .last_seen_ms = now_ms;
-        let key = Arc::as_ptr(series) as usize;
-        let entry = self.series.entry(key).or_insert_with(|| SeriesEntry {
-            series: Arc::clone(series),
-            last_seen_ms: now_ms,
-            watches: rules
-                .watching(Watched::Series)
-                .filter(|(_, r)| r.selector.matches_series(series))
-                .filter_map(|(i, r)| {
-                    let memory = match r.kind {
-                        RuleKind::Rate => Some(Memory::Rate(RateWindow::default())),
-                        RuleKind::Forecast => Some(Memory::Trend(Default::default())),
-                        _ => None,
-                    };
-                    Some((Watch::new(rules, i, Scope::of_series(series))?, memory))
+        match self.nodes.get_mut(&series.node) {
+            Some(node) => node.last_seen_ms = now_ms,
+            None => {
+                self.node_entry(rules, &series.node, &series.position, now_ms)
+                    .last_seen_ms = now_ms
+            }
+        }
+        let (word, bit) = (series.id.index() / 64, 1u64 << (series.id.index() % 64));
+        if self.unwatched.get(word).is_some_and(|w| w & bit != 0) {
+            return;
+        }
+        let entry = match self.series.entry(series.id) {
+            Entry::Occupied(entry) => entry.into_mut(),
+            Entry::Vacant(vacant) => {
+                let watches: Vec<_> = rules
+                    .watching(Watched::Series)
+                    .filter(|(_, r)| r.selector.matches_series(series))
+                    .filter_map(|(i, r)| {
+                        let memory = match r.kind {
+                            RuleKind::Rate => Some(Memory::Rate(RateWindow::default())),
+                            RuleKind::Forecast => Some(Memory::Trend(Default::default())),
+                            _ => None,
+                        };
+                        Some((Watch::new(rules, i, Scope::of_series(series))?, memory))
+                    })
+                    .collect();
+                if watches.is_empty() {
+                    if self.unwatched.len() <= word {
+                        self.unwatched.resize(word + 1, 0);
+                    }
+                    if let Some(w) = self.unwatched.get_mut(word) {
+                        *w |= bit;
+                    }
+                    return;
+                }
+                vacant.insert(SeriesEntry {
+                    series: Arc::clone(series),
+                    last_seen_ms: now_ms,
+                    watches,
                 })
-                .collect(),
-        });
+            }
+        };
         entry.last_seen_ms = now_ms;
         for (watch, memory) in &mut entry.watches {
             let Some(rule) = rules.get(watch.rule) else {
@@ -287,7 +319,7 @@ impl Evaluator {
 
     /// A node came back: its series and its silence count from now, not from before it went away.
     pub fn back(&mut self, node: &NodeId, now_ms: i64) {
-        if let Some(entry) = self.nodes.get_mut(node.as_str()) {
+        if let Some(entry) = self.nodes.get_mut(node) {
             entry.last_seen_ms = now_ms;
         }
         for entry in self.series.values_mut().filter(|e| e.series.node == *node) {

@@ -212,7 +212,7 @@ pub fn start(
             site: config.site.to_string(),
             public_url: config.http.public_url.clone(),
         },
-        store,
+        store: store::StateWriter::start(store)?,
         metrics,
         evaluation_interval: alerts.evaluation_interval,
         shutdown: trigger.subscribe(),

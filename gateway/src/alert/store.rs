@@ -3,8 +3,17 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use tokio::sync::oneshot;
 
 use super::engine::Saved;
+
+/// The state is written at most this often while transitions keep coming (each save is two fsyncs:
+/// the file and its folder). What a crash between two saves costs is said in `runner.rs`.
+pub const SAVE_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Where the state lives.
 #[derive(Debug, Clone)]
@@ -71,6 +80,65 @@ impl StateFile {
             .and_then(|f| f.sync_all())
             .map_err(io)?;
         Ok(())
+    }
+}
+
+/// One state to write; `done` hears once it is on disk (or the write failed, which is logged).
+#[derive(Debug)]
+struct Job {
+    saved: Saved,
+    done: oneshot::Sender<()>,
+}
+
+/// Writes the state on a thread of its own, so the fsyncs never hold an async worker. Jobs that
+/// queue up while a write is under way are folded into one: only the latest state is written.
+#[derive(Debug)]
+pub struct StateWriter {
+    jobs: std::sync::mpsc::Sender<Job>,
+    saves: Arc<AtomicU64>,
+}
+
+impl StateWriter {
+    /// Starts the writer thread; it ends when the writer is dropped, after the jobs it was given.
+    pub fn start(file: StateFile) -> Result<StateWriter, StoreError> {
+        let path = file.path.clone();
+        let (jobs, queue) = std::sync::mpsc::channel::<Job>();
+        let saves = Arc::new(AtomicU64::new(0));
+        std::thread::Builder::new()
+            .name("rackwatch-alert-state".into())
+            .spawn(move || {
+                while let Ok(first) = queue.recv() {
+                    let mut latest = first.saved;
+                    let mut waiting = vec![first.done];
+                    while let Ok(next) = queue.try_recv() {
+                        latest = next.saved;
+                        waiting.push(next.done);
+                    }
+                    if let Err(e) = file.save(&latest) {
+                        tracing::error!("alert state not saved: {e}");
+                    }
+                    for done in waiting {
+                        let _ = done.send(());
+                    }
+                }
+            })
+            .map_err(|source| StoreError::Io { path, source })?;
+        Ok(StateWriter { jobs, saves })
+    }
+
+    /// Writes `saved` on the writer thread; returns at once. The receiver hears once it is on disk
+    /// (or the write failed, which is logged); drop it not to wait.
+    pub fn save(&self, saved: Saved) -> oneshot::Receiver<()> {
+        self.saves.fetch_add(1, Ordering::Relaxed);
+        let (done, written) = oneshot::channel();
+        let _ = self.jobs.send(Job { saved, done });
+        written
+    }
+
+    /// How many writes were asked for (the state is saved coalesced, not per transition; the
+    /// thread may fold several into one).
+    pub fn saves(&self) -> Arc<AtomicU64> {
+        Arc::clone(&self.saves)
     }
 }
 

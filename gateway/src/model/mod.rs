@@ -17,5 +17,5 @@ pub use intake::{Intake, Queued};
 pub use message::{AckRoutes, AckToken, Acknowledgement, Incoming, Route};
 pub use place::{AirSide, FloorSide, Placement, Position, UNASSIGNED, rack_id};
 pub use receiver::MQTT_RECEIVER;
-pub use sample::{DERIVED_NODE, Measure, Observation, Sample, Series, SeriesScope};
+pub use sample::{DERIVED_NODE, Measure, Observation, Sample, Series, SeriesId, SeriesScope};
 pub use sequence::SequenceMark;

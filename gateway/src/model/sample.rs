@@ -1,6 +1,7 @@
 //! Normalised readings and what ingest passes on to the stages after it.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use rackwatch_protocols::{ChannelName, NodeId, Quantity, ReadingStatus};
 
@@ -43,10 +44,30 @@ pub enum SeriesScope {
 /// The node name of a derived series: it belongs to a rack or a row, not to one node.
 pub const DERIVED_NODE: &str = "derived";
 
+/// A series' number, unique in the process and dense from 0: a later stage keeps a fact about
+/// every series in a bit table indexed by it (the alert engine: "no rule watches this one")
+/// instead of a map entry per series. Taken when a stage makes a [`Series`], never reused (4·10⁹
+/// series per process before it would wrap).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SeriesId(u32);
+
+impl SeriesId {
+    /// A number no series of this process has.
+    pub fn next() -> SeriesId {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        SeriesId(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
 /// One series: a node's channel measuring one quantity, or a rack's or row's derived measure, with
 /// everything needed to tag it.
 #[derive(Debug)]
 pub struct Series {
+    pub id: SeriesId,
     pub scope: SeriesScope,
     /// [`DERIVED_NODE`] for a derived series.
     pub node: NodeId,
@@ -55,9 +76,10 @@ pub struct Series {
     pub placement: Option<Placement>,
     /// Shared by every series of the node (a row's series: `rack` is `None`).
     pub position: Arc<Position>,
-    /// `reading,channel=..,node=..,...` up to the field set: built once per series (empty for a
-    /// derived series: its rack or row point is written whole).
-    pub line_prefix: Vec<u8>,
+    /// The node's tags after `quantity` (`,rack=..,site=..`), built once per node and shared by its
+    /// series; the series' own tags come from its fields (`schema::series_reading`). Empty for a
+    /// rack's or row's series: its point is written whole.
+    pub line_tags: Arc<[u8]>,
 }
 
 /// A normalised reading, as the alert engine and the dashboard see it.

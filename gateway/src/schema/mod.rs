@@ -5,12 +5,14 @@
 //!
 //! Tags are written in key order, as InfluxDB recommends for write performance.
 
-use rackwatch_protocols::{Alert, AlertState, Quantity, ReadingStatus};
+use rackwatch_protocols::{Alert, AlertState, ChannelName, NodeId, Quantity, ReadingStatus};
 
 pub mod line;
 pub mod read;
 
-use crate::model::{Placement, Position};
+use std::sync::Arc;
+
+use crate::model::{Placement, Position, Series};
 use line::Line;
 
 /// One measurement as the README's schema table describes it.
@@ -68,25 +70,12 @@ pub const ALERT: Measurement = Measurement {
 /// Every measurement the gateway writes.
 pub const MEASUREMENTS: [Measurement; 6] = [READING, SENSOR_FAULT, RACK, ROW, NODE_STATUS, ALERT];
 
-/// The `reading,...tags` prefix of one series, built once per series and kept with it (the hot path
-/// then appends only the field and the timestamp: [`reading`]).
-pub fn reading_prefix(
-    site: &str,
-    node: &str,
-    channel: &str,
-    placement: Option<Placement>,
-    quantity: Quantity,
-    position: &Position,
-) -> Vec<u8> {
-    let mut prefix = Vec::with_capacity(160);
-    let mut line = Line::new(&mut prefix, READING.name).tag("channel", channel);
-    line = line.tag("node", node);
-    if let Some(placement) = placement {
-        line = line.tag("placement", placement.as_str());
-    }
-    line = line
-        .tag("quantity", quantity.as_str())
-        .tag("rack", position.rack_tag());
+/// The tags of a reading after `quantity`, the same for every series of a node:
+/// `,rack=..[,room=..][,row=..],site=..`. Kept once per node and shared by its series (see
+/// [`series_reading`]): a whole prefix per series was 80 bytes of each series' memory.
+pub fn reading_tags(site: &str, position: &Position) -> Arc<[u8]> {
+    let mut tags = Vec::with_capacity(96);
+    let mut line = Line::with_prefix(&mut tags, b"").tag("rack", position.rack_tag());
     if let Some(room) = &position.room {
         line = line.tag("room", room);
     }
@@ -94,9 +83,45 @@ pub fn reading_prefix(
         line = line.tag("row", row);
     }
     let _ = line.tag("site", site);
-    // Kept for the series' life: exactly its length (at 100,000 series, the spare capacity of a
-    // 160-byte buffer is 10 MB).
-    prefix.shrink_to_fit();
+    Arc::from(tags)
+}
+
+/// `reading,channel=..,node=..[,placement=..],quantity=..`: the tags a series does not share with
+/// the other series of its node. Written per reading, so without [`line::escape_tag`]'s scan: node
+/// ids and channel names are identifiers (`[A-Za-z0-9_.-]`, checked by `Ident`) and the rest are
+/// constant names, none of which line protocol escapes.
+fn reading_head(
+    out: &mut Vec<u8>,
+    node: &NodeId,
+    channel: &ChannelName,
+    placement: Option<Placement>,
+    quantity: Quantity,
+) {
+    out.extend_from_slice(READING.name.as_bytes());
+    out.extend_from_slice(b",channel=");
+    out.extend_from_slice(channel.as_bytes());
+    out.extend_from_slice(b",node=");
+    out.extend_from_slice(node.as_bytes());
+    if let Some(placement) = placement {
+        out.extend_from_slice(b",placement=");
+        out.extend_from_slice(placement.as_str().as_bytes());
+    }
+    out.extend_from_slice(b",quantity=");
+    out.extend_from_slice(quantity.as_str().as_bytes());
+}
+
+/// The whole `reading,...tags` prefix of one series, as [`series_reading`] writes it.
+pub fn reading_prefix(
+    site: &str,
+    node: &NodeId,
+    channel: &ChannelName,
+    placement: Option<Placement>,
+    quantity: Quantity,
+    position: &Position,
+) -> Vec<u8> {
+    let mut prefix = Vec::with_capacity(160);
+    reading_head(&mut prefix, node, channel, placement, quantity);
+    prefix.extend_from_slice(&reading_tags(site, position));
     prefix
 }
 
@@ -105,6 +130,18 @@ pub fn reading(out: &mut Vec<u8>, prefix: &[u8], value: f64, timestamp_ms: i64) 
     Line::with_prefix(out, prefix)
         .float("value", value)
         .finish(timestamp_ms);
+}
+
+/// One value of a probe series: its own tags from its fields, then its node's shared tags.
+pub fn series_reading(out: &mut Vec<u8>, series: &Series, value: f64, timestamp_ms: i64) {
+    reading_head(
+        out,
+        &series.node,
+        &series.channel,
+        series.placement,
+        series.quantity,
+    );
+    reading(out, &series.line_tags, value, timestamp_ms);
 }
 
 /// A reading the node marked failed: counted, never written as a value.
@@ -230,6 +267,31 @@ mod tests {
 
     use super::*;
 
+    #[test]
+    fn a_series_reading_is_its_whole_prefix_and_its_value() {
+        let position = Position {
+            room: Some(Label::new("hall-a").unwrap()),
+            row: None,
+            rack: Some(Label::new("a01").unwrap()),
+        };
+        let series = Series {
+            id: crate::model::SeriesId::next(),
+            scope: crate::model::SeriesScope::Probe,
+            node: NodeId::new("r01-n1").unwrap(),
+            channel: ChannelName::new("t_in").unwrap(),
+            quantity: Quantity::Temperature,
+            placement: Some(Placement::InletTop),
+            line_tags: reading_tags("fra1", &position),
+            position: Arc::new(position),
+        };
+        let mut shared = Vec::new();
+        series_reading(&mut shared, &series, 24.5, 7);
+        assert_eq!(
+            String::from_utf8(shared).unwrap(),
+            "reading,channel=t_in,node=r01-n1,placement=inlet_top,quantity=temperature,rack=a01,room=hall-a,site=fra1 value=24.5 7\n"
+        );
+    }
+
     /// The backquoted names of one cell of the README's table, leaving out what parentheses say
     /// about them (`rack` (`unassigned` for ...) gives `rack`).
     fn names(cell: &str) -> BTreeSet<String> {
@@ -299,8 +361,8 @@ mod tests {
         let mut out = Vec::new();
         let prefix = reading_prefix(
             "fra1",
-            "r01-n1",
-            "t_in",
+            &NodeId::new("r01-n1").unwrap(),
+            &ChannelName::new("t_in").unwrap(),
             Some(Placement::InletTop),
             Quantity::Temperature,
             &position,

@@ -259,8 +259,8 @@ mod tests {
     fn a_reading_feeds_its_channel_and_its_rack_quantity() {
         let prefix = schema::reading_prefix(
             "dc1",
-            "r01-n1",
-            "t0",
+            &rackwatch_protocols::NodeId::new("r01-n1").unwrap(),
+            &rackwatch_protocols::ChannelName::new("t0").unwrap(),
             Some(Placement::InletTop),
             Quantity::Temperature,
             &position(),
@@ -366,13 +366,14 @@ mod tests {
         };
         Sample {
             series: std::sync::Arc::new(crate::model::Series {
+                id: crate::model::SeriesId::next(),
                 scope,
                 node: NodeId::new(node).unwrap(),
                 channel: ChannelName::new("t0").unwrap(),
                 quantity,
                 placement: None,
                 position: std::sync::Arc::new(position()),
-                line_prefix: Vec::new(),
+                line_tags: std::sync::Arc::from([]),
             }),
             value: Some(value),
             status: ReadingStatus::Ok,
@@ -387,8 +388,8 @@ mod tests {
         // A probe reading: its channel and its rack's pool of the quantity.
         let prefix = schema::reading_prefix(
             "dc1",
-            "r01-n1",
-            "t0",
+            &rackwatch_protocols::NodeId::new("r01-n1").unwrap(),
+            &rackwatch_protocols::ChannelName::new("t0").unwrap(),
             None,
             Quantity::RelativeHumidity,
             &position(),

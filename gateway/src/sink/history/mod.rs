@@ -51,6 +51,12 @@ pub use crate::config::HistoryLimits;
 /// The history file's name inside `[history] dir`.
 pub const FILE_NAME: &str = "history.redb";
 
+/// redb's page cache (read cache and write buffer together). Its default, 1 GiB, is filled by a
+/// table per series: a massif profile of 20,000 series found 178 MB of cached pages, ~8.9 kB per
+/// series, most of the gateway's heap. Pages not cached are read again through the kernel's page
+/// cache, on the history's own thread.
+pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
 /// Longest series key accepted: keys are compact (`r07/inlet`, `n12/ch3`), not free text.
 pub const MAX_KEY_LEN: usize = 96;
 
@@ -146,13 +152,16 @@ impl History {
         })?;
         let path = dir.join(FILE_NAME);
         let opened = guarded(|| {
-            Database::create(&path).map_err(|error| {
-                if is_unreadable_file(&error) {
-                    HistoryError::Internal(error.to_string())
-                } else {
-                    storage(error)
-                }
-            })
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(&path)
+                .map_err(|error| {
+                    if is_unreadable_file(&error) {
+                        HistoryError::Internal(error.to_string())
+                    } else {
+                        storage(error)
+                    }
+                })
         });
         match opened {
             Ok(db) => Ok(History { db, path, limits }),

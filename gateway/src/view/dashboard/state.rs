@@ -427,13 +427,14 @@ mod tests {
         let inventory = Inventory::from_config(&config);
         Sample {
             series: Arc::new(Series {
+                id: crate::model::SeriesId::next(),
                 scope: SeriesScope::Probe,
                 node: NodeId::new(node).unwrap(),
                 channel: ChannelName::new(channel).unwrap(),
                 quantity,
                 placement: inventory.placement(node, channel),
                 position: inventory.position(node).into(),
-                line_prefix: Vec::new(),
+                line_tags: Arc::from([]),
             }),
             value,
             status: if value.is_some() {
