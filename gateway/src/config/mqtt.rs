@@ -87,7 +87,7 @@ fn default_max_pending() -> usize {
     4096
 }
 fn default_read_interval() -> Duration {
-    Duration::from_millis(10)
+    Duration::from_millis(20)
 }
 fn default_max_queue_delay() -> Duration {
     Duration::from_millis(5)

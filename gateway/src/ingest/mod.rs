@@ -31,7 +31,8 @@ const MAX_BATCH: usize = 2048;
 /// Messages taken off the queue at a time: after each chunk the alert engine sees its readings,
 /// so none waits for a whole batch to be processed first (a chunk is ~2.5 ms of work in a flood).
 const CHUNK: usize = 256;
-/// With no message for this long, ingest hands the gathered observations over anyway.
+/// With no message for this long, ingest hands over the gathered observations and any alert
+/// transition kept since the last batch.
 const IDLE_CHECK: Duration = Duration::from_secs(1);
 
 /// What woke the ingest loop.
@@ -88,11 +89,10 @@ impl Ingest {
             match received.await {
                 Ok(Wake::Messages(0)) => break,
                 Ok(Wake::Messages(_)) => {}
+                // A transition rides with the next batch of messages, or goes on its own once
+                // ingest has been idle for `IDLE_CHECK`: no commit of its own while messages flow.
                 Ok(Wake::Alert(Some(alert))) => {
                     self.keep_alert(&alert);
-                    if !self.hand_over() {
-                        return;
-                    }
                     continue;
                 }
                 Ok(Wake::Alert(None)) => {
@@ -101,6 +101,9 @@ impl Ingest {
                 }
                 Err(_) => {
                     self.observers.flush();
+                    if !self.hand_over() {
+                        return;
+                    }
                     continue;
                 }
             }

@@ -153,7 +153,7 @@ fn failure_reason(error: &rumqttc::ConnectionError) -> &'static str {
 pub struct Pace {
     /// `mqtt.read_interval`: after a read that emptied the connection, the next waits this long, so
     /// that the messages arriving meanwhile are read, spooled (one fdatasync) and acknowledged (one
-    /// write) together. At 1,000 messages a second that is one wake-up of each thread per 10 ms
+    /// write) together. At 1,000 messages a second that is one wake-up of each thread per 20 ms
     /// instead of one per message.
     pub read_interval: Duration,
     /// `mqtt.max_queue_delay`: the source does not read while the oldest message ingest has not

@@ -39,16 +39,17 @@ impl SpoolWriter {
     }
 
     fn check_folder(&mut self) -> Result<(), SpoolError> {
-        let identity = match FolderIdentity::of(&self.dir) {
-            Ok(identity) => identity,
+        // One stat of the folder per commit: its identity and its kind.
+        let meta = match std::fs::metadata(&self.dir) {
+            Ok(meta) => meta,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 std::fs::create_dir_all(&self.dir)
                     .map_err(|e| self.folder_error(&format!("removed, and cannot be created again: {e}")))?;
-                FolderIdentity::of(&self.dir)?
+                std::fs::metadata(&self.dir)?
             }
             Err(e) => return Err(self.folder_error(&e.to_string())),
         };
-        let meta = std::fs::metadata(&self.dir)?;
+        let identity = FolderIdentity::from_metadata(&meta);
         if !meta.is_dir() {
             return Err(self.folder_error("is no longer a folder"));
         }

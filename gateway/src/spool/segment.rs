@@ -100,11 +100,14 @@ pub(super) struct FolderIdentity {
 
 impl FolderIdentity {
     pub(super) fn of(dir: &Path) -> std::io::Result<Self> {
-        let meta = std::fs::metadata(dir)?;
-        Ok(FolderIdentity {
+        Ok(Self::from_metadata(&std::fs::metadata(dir)?))
+    }
+
+    pub(super) fn from_metadata(meta: &std::fs::Metadata) -> Self {
+        FolderIdentity {
             dev: meta.dev(),
             ino: meta.ino(),
-        })
+        }
     }
 }
 
