@@ -192,8 +192,10 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     );
     let (dashboard_tx, dashboard_rx) = mpsc::channel(1024);
     let dashboard_task = tokio::spawn(dashboard.clone().follow(dashboard_rx, trigger.subscribe()));
-    let mut urgent = Vec::new();
-    let mut gathered = vec![dashboard_tx];
+    // The alert engine and the dashboard see each chunk at once (the API answers for both must
+    // agree); the history, a cache for charts, gets its observations gathered.
+    let mut urgent = vec![dashboard_tx];
+    let mut gathered = Vec::new();
     let max_pending = mqtt.as_ref().map_or(4096, |(_, n, _)| *n);
     let intake = Arc::new(crate::model::Intake::default());
     let (incoming_tx, incoming_rx) = mpsc::channel(max_pending);
@@ -209,7 +211,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
                 serial_nodes.clone(),
                 &trigger,
             )?;
-            urgent.push(service.observations);
+            urgent.insert(0, service.observations);
             (service.routes, service.tasks)
         }
         None => (axum::Router::new(), Vec::new()),

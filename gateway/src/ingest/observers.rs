@@ -1,4 +1,4 @@
-//! Where ingest's observations go: the alert engine at once, the dashboard and the history gathered.
+//! Where ingest's observations go: the alert engine and the dashboard at once, the history gathered.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,13 +11,14 @@ use crate::model::Observation;
 /// One consumer's queue of observations.
 pub type ObservationSender = mpsc::Sender<Observation>;
 
-/// How often a consumer that does not need every chunk at once (the dashboard, the history) is
-/// handed what gathered: one wake-up of its task per this, not one per commit.
+/// How often a consumer that does not need every chunk at once (the history) is handed what
+/// gathered: one wake-up of its task per this, not one per commit.
 const GATHER: Duration = Duration::from_millis(250);
 
 /// Where observations go: each consumer (the alert engine, the dashboard, the history) has its
 /// own bounded queue, so a slow one never delays another, and none ever blocks ingest. The alert
-/// engine sees each chunk as it is processed; the others get theirs gathered, every [`GATHER`].
+/// engine and the dashboard see each chunk as it is processed; the history gets its observations
+/// gathered, every [`GATHER`].
 #[derive(Debug, Clone)]
 pub struct Observers {
     urgent: Vec<ObservationSender>,
