@@ -63,13 +63,13 @@ impl Staged {
     }
 
     fn records(&self) -> impl Iterator<Item = (Option<(&str, SequenceMark)>, &[u8])> {
+        // The ranges were made by `push` from this buffer, and the node from a `&str`.
         self.records.iter().map(|record| {
             let mark = record.mark.as_ref().map(|(node, mark)| {
-                // Staged from a `&str` by `push`: always UTF-8.
-                let node = std::str::from_utf8(&self.bytes[node.clone()]).unwrap_or_default();
-                (node, *mark)
+                let node = self.bytes.get(node.clone()).unwrap_or_default();
+                (std::str::from_utf8(node).unwrap_or_default(), *mark)
             });
-            (mark, &self.bytes[record.lines.clone()])
+            (mark, self.bytes.get(record.lines.clone()).unwrap_or_default())
         })
     }
 }
@@ -228,5 +228,32 @@ impl Committer {
             }
         }
         self.health.set(Component::Spool, Err(detail));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn staged_records_come_back_in_order_with_their_marks() {
+        let mark = SequenceMark {
+            boot: 3,
+            seq: 41,
+            anchor_ms: 1_700_000_000_000,
+        };
+        let mut staged = Staged::default();
+        assert!(staged.is_empty());
+        staged.push(Some(("n07", mark)), b"reading,node=n07 value=1 1\n");
+        staged.push(None, b"");
+        staged.push(None, b"alert,key=k state=\"firing\" 2\n");
+        let records: Vec<_> = staged.records().collect();
+        assert_eq!(
+            records,
+            vec![
+                (Some(("n07", mark)), &b"reading,node=n07 value=1 1\n"[..]),
+                (None, &b"alert,key=k state=\"firing\" 2\n"[..]),
+            ]
+        );
     }
 }

@@ -77,3 +77,28 @@ fn offer(consumer: &ObservationSender, observation: Observation, metrics: &Metri
         metrics.observations_dropped.inc();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urgent_consumers_get_each_observation_at_once_gathered_ones_on_flush() {
+        let (alert_tx, mut alert_rx) = mpsc::channel(8);
+        let (history_tx, mut history_rx) = mpsc::channel(8);
+        let metrics = Arc::new(Metrics::new());
+        let mut observers = Observers::new(vec![alert_tx], vec![history_tx], Arc::clone(&metrics));
+        for _ in 0..3 {
+            observers.send(Observation::Samples(Arc::from(Vec::new())));
+        }
+        assert_eq!(alert_rx.len(), 3);
+        assert!(
+            history_rx.is_empty(),
+            "gathered until GATHER has passed or a flush"
+        );
+        observers.flush();
+        assert_eq!(history_rx.len(), 3);
+        assert!(history_rx.try_recv().is_ok() && alert_rx.try_recv().is_ok());
+        assert_eq!(metrics.observations_dropped.get(), 0);
+    }
+}
