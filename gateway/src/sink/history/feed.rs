@@ -61,3 +61,96 @@ fn take(observation: &Observation, points: &mut Vec<HistoryPoint>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, ReadingStatus};
+
+    use super::*;
+    use crate::model::{Position, Sample, Series, SeriesScope, now_ms};
+    use crate::sink::history::Resolution;
+
+    /// 1,000 nodes of 10 channels in racks of 10 nodes: 10,000 channel series and 100 rack pools.
+    fn site() -> Vec<Arc<Series>> {
+        let mut series = Vec::new();
+        for node in 0..1_000 {
+            let position = Arc::new(Position {
+                room: Some(Label::new("hall-a").unwrap()),
+                row: Some(Label::new("r01").unwrap()),
+                rack: Some(Label::new(&format!("a{:03}", node / 10)).unwrap()),
+            });
+            for channel in 0..10 {
+                series.push(Arc::new(Series {
+                    scope: SeriesScope::Probe,
+                    node: NodeId::new(&format!("n{node:04}")).unwrap(),
+                    channel: ChannelName::new(&format!("t{channel}")).unwrap(),
+                    quantity: Quantity::Temperature,
+                    placement: None,
+                    position: Arc::clone(&position),
+                    line_prefix: Vec::new(),
+                }));
+            }
+        }
+        series
+    }
+
+    /// The feed's cost per reading: 100,000 readings over 10,000 series (10 rounds 10 s apart), in
+    /// observations of 10 readings taken 64 at a time as `run` does. A profiling driver, not a
+    /// check: `cargo test --release -p rackwatch-gateway --lib feed_cost -- --ignored --nocapture`.
+    #[test]
+    #[ignore = "profiling driver"]
+    fn feed_cost_per_reading() {
+        let dir = tempfile::tempdir().unwrap();
+        let series = site();
+        let metrics = Arc::new(Metrics::new());
+        let status = HistoryStatus::default();
+        let mut store = Store::new(
+            dir.path().to_path_buf(),
+            HistoryLimits::default(),
+            status.clone(),
+            Arc::clone(&metrics),
+        );
+        let start_ms = now_ms() - 100_000;
+        let observations: Vec<Observation> = (0..10)
+            .flat_map(|round| {
+                series.chunks(10).map(move |node| {
+                    let samples: Vec<Sample> = node
+                        .iter()
+                        .map(|series| Sample {
+                            series: Arc::clone(series),
+                            value: Some(20.0 + f64::from(round)),
+                            status: ReadingStatus::Ok,
+                            timestamp_ms: start_ms + i64::from(round) * 10_000,
+                            received_ms: 0,
+                        })
+                        .collect();
+                    Observation::Samples(samples.into())
+                })
+            })
+            .collect();
+        let began = Instant::now();
+        let mut points = Vec::new();
+        for batch in observations.chunks(MAX_BATCH) {
+            points.clear();
+            for observation in batch {
+                take(observation, &mut points);
+            }
+            store.record(&points);
+            store.prune_when_due();
+        }
+        let elapsed = began.elapsed();
+        drop(store);
+        let readings = series.len() * 10;
+        eprintln!(
+            "{readings} readings in {elapsed:?}: {:.2} µs per reading, {} samples recorded",
+            elapsed.as_secs_f64() * 1e6 / readings as f64,
+            metrics.history_samples_recorded.get()
+        );
+        let buckets = status
+            .range("rack/hall-a.r01.a007/temperature", 0, i64::MAX, Resolution::Hour)
+            .unwrap();
+        assert_eq!(buckets.iter().map(|b| b.count).sum::<u64>(), 1_000);
+    }
+}
