@@ -33,6 +33,7 @@
 mod bucket;
 pub mod drain;
 pub mod feed;
+pub mod rollup;
 
 pub use bucket::{Bucket, Resolution};
 
@@ -45,6 +46,7 @@ use redb::{
 };
 
 use bucket::StoredBucket;
+use rollup::Rollup;
 
 pub use crate::config::HistoryLimits;
 
@@ -181,37 +183,54 @@ impl History {
             return Err(HistoryError::InvalidKey(bad.key.to_owned()));
         }
         let mut outcome = BatchOutcome::default();
+        let mut rollup = Rollup::default();
+        for sample in samples {
+            if sample.value.is_finite() {
+                rollup.add(sample.key, sample.ts_ms, sample.value);
+                outcome.recorded += 1;
+            } else {
+                outcome.not_finite += 1;
+            }
+        }
+        self.write(&rollup)?;
+        Ok(outcome)
+    }
+
+    /// Records the minutes rolled up in memory in one transaction, merging them with the stored
+    /// minutes and hours they fall in. Every key must be valid ([`valid_key`]).
+    pub fn record_rollup(&mut self, rollup: &Rollup) -> Result<(), HistoryError> {
+        guarded(|| self.write(rollup))
+    }
+
+    /// One transaction: per series, its minutes, then the hours they make up (one table visit
+    /// per series and resolution, however many samples the minutes hold).
+    fn write(&mut self, rollup: &Rollup) -> Result<(), HistoryError> {
+        if rollup.is_empty() {
+            return Ok(());
+        }
         let mut txn = self.db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::Immediate).map_err(storage)?;
-        // Group by series so each table is opened once per batch.
-        let mut order: Vec<&Sample<'_>> = samples.iter().collect();
-        order.sort_by(|a, b| a.key.cmp(b.key));
-        for series in order.chunk_by(|a, b| a.key == b.key) {
-            let Some(first) = series.first() else { continue };
-            for resolution in [Resolution::Minute, Resolution::Hour] {
-                let name = table_name(resolution, first.key);
+        for (key, minutes) in rollup.series() {
+            let mut hours = Vec::new();
+            rollup::merge_into(&mut hours, Resolution::Hour, minutes.iter().copied());
+            for (resolution, buckets) in [(Resolution::Minute, minutes), (Resolution::Hour, hours)] {
+                let name = table_name(resolution, key);
                 let mut table = txn.open_table(definition(&name)).map_err(storage)?;
-                for sample in series {
-                    if !sample.value.is_finite() {
-                        continue;
+                for mut bucket in buckets {
+                    if let Some(old) = table.get(bucket.start_ms).map_err(storage)? {
+                        bucket.merge(&Bucket::from_stored(bucket.start_ms, old.value()));
                     }
-                    let start = resolution.bucket_start(sample.ts_ms);
-                    let mut bucket = Bucket::of_sample(start, sample.value);
-                    if let Some(old) = table.get(start).map_err(storage)? {
-                        bucket.merge(&Bucket::from_stored(start, old.value()));
-                    }
-                    table.insert(start, bucket.to_stored()).map_err(storage)?;
+                    table
+                        .insert(bucket.start_ms, bucket.to_stored())
+                        .map_err(storage)?;
                 }
             }
-            let finite = series.iter().filter(|s| s.value.is_finite()).count();
-            outcome.recorded += finite;
-            outcome.not_finite += series.len() - finite;
         }
         txn.commit().map_err(storage)?;
         if self.file_len() > self.limits.max_bytes() {
             self.enforce_bound()?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// The buckets of `key` at `resolution` whose start lies in `[from_ms, to_ms)`, oldest first.
@@ -384,7 +403,7 @@ fn retention(limits: &HistoryLimits, resolution: Resolution) -> Duration {
     }
 }
 
-fn valid_key(key: &str) -> bool {
+pub(super) fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_KEY_LEN
         && key
