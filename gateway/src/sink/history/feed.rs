@@ -35,10 +35,15 @@ pub struct HistoryFeed {
 /// The samples are rolled up in memory and written once per [`FLUSH_EVERY`] (see
 /// [`super::rollup`]): one transaction a minute instead of one per batch of observations.
 pub fn run(feed: HistoryFeed) {
-    let runtime = match tokio::runtime::Builder::new_current_thread().enable_time().build() {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(e) => {
-            feed.status.off(&format!("history unavailable: cannot start its thread's timer: {e}"));
+            feed.status.off(&format!(
+                "history unavailable: cannot start its thread's timer: {e}"
+            ));
             return;
         }
     };

@@ -128,21 +128,46 @@ mod tests {
     #[test]
     fn samples_roll_up_into_their_minutes_and_hours_even_out_of_order() {
         let mut rollup = Rollup::default();
-        for (ts, value) in [(5_000, 20.0), (MINUTE + 1, 30.0), (59_999, 22.0), (MINUTE + 2, 10.0)] {
+        for (ts, value) in [
+            (5_000, 20.0),
+            (MINUTE + 1, 30.0),
+            (59_999, 22.0),
+            (MINUTE + 2, 10.0),
+        ] {
             rollup.add("r07/inlet", ts, value);
         }
         rollup.add("r08/inlet", 0, 1.0);
         assert_eq!(rollup.samples(), 5);
         let minutes = rollup.range("r07/inlet", 0, 2 * MINUTE, Resolution::Minute);
-        let seen: Vec<_> = minutes.iter().map(|b| (b.start_ms, b.min, b.max, b.count)).collect();
+        let seen: Vec<_> = minutes
+            .iter()
+            .map(|b| (b.start_ms, b.min, b.max, b.count))
+            .collect();
         assert_eq!(seen, vec![(0, 20.0, 22.0, 2), (MINUTE, 10.0, 30.0, 2)]);
         let hours = rollup.range("r07/inlet", 0, 3_600_000, Resolution::Hour);
         assert_eq!(hours.len(), 1);
-        assert_eq!((hours[0].min, hours[0].max, hours[0].sum, hours[0].count), (10.0, 30.0, 82.0, 4));
-        assert!(rollup.range("r07/inlet", MINUTE, 2 * MINUTE, Resolution::Minute).len() == 1);
-        let keys: Vec<_> = rollup.series().into_iter().map(|(key, b)| (key, b.len())).collect();
+        assert_eq!(
+            (hours[0].min, hours[0].max, hours[0].sum, hours[0].count),
+            (10.0, 30.0, 82.0, 4)
+        );
+        assert!(
+            rollup
+                .range("r07/inlet", MINUTE, 2 * MINUTE, Resolution::Minute)
+                .len()
+                == 1
+        );
+        let keys: Vec<_> = rollup
+            .series()
+            .into_iter()
+            .map(|(key, b)| (key, b.len()))
+            .collect();
         assert_eq!(keys, vec![("r07/inlet", 2), ("r08/inlet", 1)]);
         rollup.clear();
-        assert!(rollup.is_empty() && rollup.range("r07/inlet", 0, MINUTE, Resolution::Minute).is_empty());
+        assert!(
+            rollup.is_empty()
+                && rollup
+                    .range("r07/inlet", 0, MINUTE, Resolution::Minute)
+                    .is_empty()
+        );
     }
 }
