@@ -449,13 +449,6 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
             );
         }
     }
-    // Ingest is gone, so the history feed sees its queue close and writes the minutes it rolled up.
-    if let Some(thread) = history_thread {
-        let written = tokio::task::spawn_blocking(move || thread.join());
-        if tokio::time::timeout_at(stop_by, written).await.is_err() {
-            tracing::warn!("the history's last minute was not written in time");
-        }
-    }
     // Graceful shutdown waits for open connections, and a dashboard's event stream never ends by
     // itself: give clients a moment, then leave them.
     let http_by = (tokio::time::Instant::now() + HTTP_GRACE).min(stop_by + HTTP_GRACE);
@@ -465,6 +458,14 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     judge.abort();
     if let Some(task) = lookout_task {
         task.abort();
+    }
+    // Ingest and the lookout are gone, so the history feed sees its queue close and writes the
+    // minutes it rolled up.
+    if let Some(thread) = history_thread {
+        let written = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout_at(http_by, written).await.is_err() {
+            tracing::warn!("the history's last minutes were not written in time");
+        }
     }
     for task in alert_tasks {
         let abort = task.abort_handle();
