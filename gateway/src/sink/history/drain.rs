@@ -249,6 +249,12 @@ impl Store {
         }
     }
 
+    /// Opens the history now rather than at the first write, so the API answers from the start
+    /// (a failure says why, and the next write tries again).
+    pub(super) fn open(&self) {
+        let _ = self.with_history(|_| Ok(()));
+    }
+
     /// Rolls `points` up in memory (what the history beside a database does): they reach the
     /// store at the next [`Store::flush`], and the API sees them at once.
     pub(super) fn add(&mut self, points: &[HistoryPoint]) {

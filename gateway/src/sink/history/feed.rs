@@ -59,6 +59,7 @@ async fn record(feed: HistoryFeed) {
         status,
     } = feed;
     let mut store = Store::new(dir, limits, status, metrics);
+    store.open();
     let mut points = Vec::new();
     loop {
         // Wake at least once per flush interval, so a site gone quiet still gets its minutes written.
@@ -95,7 +96,88 @@ mod tests {
 
     use super::*;
     use crate::model::{Position, Sample, Series, SeriesScope, now_ms};
-    use crate::sink::history::Resolution;
+    use crate::sink::history::{History, Resolution};
+
+    fn inlet(ts_ms: i64, value: f64) -> HistoryPoint {
+        HistoryPoint {
+            key: "rack/hall-a.r01.a03/inlet".into(),
+            ts_ms,
+            value,
+        }
+    }
+
+    #[test]
+    fn charts_see_the_rolled_up_minute_before_it_is_written_and_after() {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let status = HistoryStatus::default();
+        let mut store = Store::new(
+            dir.path().to_path_buf(),
+            HistoryLimits::default(),
+            status.clone(),
+            Arc::clone(&metrics),
+        );
+        store.open();
+        let minute = Resolution::Minute.bucket_start(now_ms()) - 60_000;
+        let seen = |resolution| {
+            status
+                .range("rack/hall-a.r01.a03/inlet", 0, i64::MAX, resolution)
+                .unwrap()
+                .iter()
+                .map(|b| (b.min, b.max, b.count))
+                .collect::<Vec<_>>()
+        };
+        store.add(&[inlet(minute + 1_000, 21.0), inlet(minute + 2_000, 25.0)]);
+        assert_eq!(seen(Resolution::Minute), vec![(21.0, 25.0, 2)], "held in memory");
+        assert_eq!(metrics.history_samples_recorded.get(), 0, "not written yet");
+        store.flush();
+        assert_eq!(metrics.history_samples_recorded.get(), 2);
+        // The same minute goes on after the flush: the store's bucket and memory's are one.
+        store.add(&[inlet(minute + 3_000, 19.0)]);
+        assert_eq!(seen(Resolution::Minute), vec![(19.0, 25.0, 3)]);
+        assert_eq!(seen(Resolution::Hour), vec![(19.0, 25.0, 3)]);
+        store.flush();
+        drop(store);
+        drop(status);
+        // What was flushed survives a reopen, whole.
+        let reopened = History::open(dir.path(), HistoryLimits::default()).unwrap();
+        let stored = reopened
+            .range("rack/hall-a.r01.a03/inlet", 0, i64::MAX, Resolution::Minute)
+            .unwrap();
+        assert_eq!(
+            stored
+                .iter()
+                .map(|b| (b.min, b.max, b.sum, b.count))
+                .collect::<Vec<_>>(),
+            vec![(19.0, 25.0, 65.0, 3)]
+        );
+    }
+
+    #[test]
+    fn a_history_that_cannot_open_drops_the_rolled_up_minutes_counted() {
+        let blocker = tempfile::NamedTempFile::new().unwrap();
+        let metrics = Arc::new(Metrics::new());
+        let status = HistoryStatus::default();
+        let mut store = Store::new(
+            blocker.path().join("history"),
+            HistoryLimits::default(),
+            status.clone(),
+            Arc::clone(&metrics),
+        );
+        store.open();
+        store.add(&[inlet(60_000, 21.0), inlet(61_000, 22.0)]);
+        store.flush();
+        let dropped = metrics
+            .history_samples_dropped
+            .get_or_create(&crate::events::ReasonLabel {
+                reason: "unavailable",
+            })
+            .get();
+        assert_eq!(dropped, 2);
+        assert!(status.problem().is_some_and(|p| p.contains("history")));
+        store.flush();
+        assert_eq!(metrics.history_samples_recorded.get(), 0);
+    }
 
     /// This thread's CPU time (user and system), from `/proc/thread-self/stat` in clock ticks.
     fn thread_cpu() -> std::time::Duration {
