@@ -395,12 +395,18 @@ fn merge_stored(
     buckets: Vec<Bucket>,
 ) -> Result<(), HistoryError> {
     for mut bucket in buckets {
-        if let Some(old) = table.get((key, bucket.start_ms)).map_err(storage)? {
-            bucket.merge(&Bucket::from_stored(bucket.start_ms, old.value()));
-        }
-        table
+        // Most minutes are new to the store: insert first and merge only when one was there,
+        // one B-tree walk instead of a get and an insert.
+        let old = table
             .insert((key, bucket.start_ms), bucket.to_stored())
-            .map_err(storage)?;
+            .map_err(storage)?
+            .map(|old| Bucket::from_stored(bucket.start_ms, old.value()));
+        if let Some(old) = old {
+            bucket.merge(&old);
+            table
+                .insert((key, bucket.start_ms), bucket.to_stored())
+                .map_err(storage)?;
+        }
     }
     Ok(())
 }
