@@ -18,8 +18,9 @@ use tokio::sync::Notify;
 use super::rollup::{self, Rollup};
 use super::{Bucket, History, HistoryError, HistoryLimits, Resolution, Sample, valid_key};
 use crate::events::{Metrics, ReasonLabel};
+use crate::model;
 use crate::model::now_ms;
-use crate::schema::read::{HistoryPoint, history_samples};
+use crate::schema::read::{HistoryPoint, history_samples, sample_keys};
 use crate::shutdown::Shutdown;
 use crate::spool::{Batch, SpoolReader};
 
@@ -170,6 +171,8 @@ pub(super) struct Store {
     metrics: Arc<Metrics>,
     last_prune: Option<Instant>,
     last_flush: Instant,
+    /// The buffer a sample's series keys are built in.
+    key: String,
 }
 
 impl Store {
@@ -186,6 +189,7 @@ impl Store {
             metrics,
             last_prune: None,
             last_flush: Instant::now(),
+            key: String::new(),
         }
     }
 
@@ -255,17 +259,19 @@ impl Store {
         let _ = self.with_history(|_| Ok(()));
     }
 
-    /// Rolls `points` up in memory (what the history beside a database does): they reach the
-    /// store at the next [`Store::flush`], and the API sees them at once.
-    pub(super) fn add(&mut self, points: &[HistoryPoint]) {
+    /// Rolls the samples' history series up in memory (what the history beside a database does):
+    /// they reach the store at the next [`Store::flush`], and the API sees them at once.
+    pub(super) fn add<'a>(&mut self, samples: impl Iterator<Item = &'a model::Sample>) {
         let mut invalid = 0;
         let mut pending = self.status.pending();
-        for point in points {
-            if valid_key(&point.key) {
-                pending.add(&point.key, point.ts_ms, point.value);
-            } else {
-                invalid += 1;
-            }
+        for sample in samples {
+            sample_keys(sample, &mut self.key, |key, ts_ms, value| {
+                if valid_key(key) {
+                    pending.add(key, ts_ms, value);
+                } else {
+                    invalid += 1;
+                }
+            });
         }
         drop(pending);
         self.dropped("invalid_key", invalid);

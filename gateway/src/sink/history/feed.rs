@@ -12,8 +12,7 @@ use tokio::sync::mpsc;
 use super::HistoryLimits;
 use super::drain::{FLUSH_EVERY, HistoryStatus, Store};
 use crate::events::Metrics;
-use crate::model::Observation;
-use crate::schema::read::{HistoryPoint, sample_history};
+use crate::model::{Observation, Sample};
 
 /// Observations taken from the queue at a time, at most.
 const MAX_BATCH: usize = 64;
@@ -60,18 +59,18 @@ async fn record(feed: HistoryFeed) {
     } = feed;
     let mut store = Store::new(dir, limits, status, metrics);
     store.open();
-    let mut points = Vec::new();
+    let mut batch = Vec::with_capacity(MAX_BATCH);
     loop {
         // Wake at least once per flush interval, so a site gone quiet still gets its minutes written.
         match tokio::time::timeout(FLUSH_EVERY, observations.recv()).await {
             Ok(Some(first)) => {
-                points.clear();
-                take(&first, &mut points);
-                for _ in 1..MAX_BATCH {
+                batch.clear();
+                batch.push(first);
+                while batch.len() < MAX_BATCH {
                     let Ok(next) = observations.try_recv() else { break };
-                    take(&next, &mut points);
+                    batch.push(next);
                 }
-                store.add(&points);
+                store.add(samples(&batch));
             }
             Ok(None) => break,
             Err(_quiet) => {}
@@ -82,12 +81,11 @@ async fn record(feed: HistoryFeed) {
     store.flush();
 }
 
-fn take(observation: &Observation, points: &mut Vec<HistoryPoint>) {
-    if let Observation::Samples(samples) = observation {
-        for sample in samples.iter() {
-            sample_history(sample, points);
-        }
-    }
+fn samples(observations: &[Observation]) -> impl Iterator<Item = &Sample> {
+    observations.iter().flat_map(|observation| match observation {
+        Observation::Samples(samples) => &samples[..],
+        _ => &[],
+    })
 }
 
 #[cfg(test)]
@@ -95,14 +93,29 @@ mod tests {
     use rackwatch_protocols::{ChannelName, Label, NodeId, Quantity, ReadingStatus};
 
     use super::*;
-    use crate::model::{Position, Sample, Series, SeriesScope, now_ms};
+    use crate::model::{Measure, Position, Series, SeriesScope, now_ms};
     use crate::sink::history::{History, Resolution};
 
-    fn inlet(ts_ms: i64, value: f64) -> HistoryPoint {
-        HistoryPoint {
-            key: "rack/hall-a.r01.a03/inlet".into(),
-            ts_ms,
-            value,
+    /// A sample of rack `hall-a.r01.a03`'s inlet: history series `rack/hall-a.r01.a03/inlet`.
+    fn inlet(ts_ms: i64, value: f64) -> Sample {
+        Sample {
+            series: Arc::new(Series {
+                scope: SeriesScope::Rack(Measure::Inlet),
+                node: NodeId::new(crate::model::DERIVED_NODE).unwrap(),
+                channel: ChannelName::new("inlet").unwrap(),
+                quantity: Quantity::Temperature,
+                placement: None,
+                position: Arc::new(Position {
+                    room: Some(Label::new("hall-a").unwrap()),
+                    row: Some(Label::new("r01").unwrap()),
+                    rack: Some(Label::new("a03").unwrap()),
+                }),
+                line_prefix: Vec::new(),
+            }),
+            value: Some(value),
+            status: ReadingStatus::Ok,
+            timestamp_ms: ts_ms,
+            received_ms: ts_ms,
         }
     }
 
@@ -127,13 +140,13 @@ mod tests {
                 .map(|b| (b.min, b.max, b.count))
                 .collect::<Vec<_>>()
         };
-        store.add(&[inlet(minute + 1_000, 21.0), inlet(minute + 2_000, 25.0)]);
+        store.add([inlet(minute + 1_000, 21.0), inlet(minute + 2_000, 25.0)].iter());
         assert_eq!(seen(Resolution::Minute), vec![(21.0, 25.0, 2)], "held in memory");
         assert_eq!(metrics.history_samples_recorded.get(), 0, "not written yet");
         store.flush();
         assert_eq!(metrics.history_samples_recorded.get(), 2);
         // The same minute goes on after the flush: the store's bucket and memory's are one.
-        store.add(&[inlet(minute + 3_000, 19.0)]);
+        store.add([inlet(minute + 3_000, 19.0)].iter());
         assert_eq!(seen(Resolution::Minute), vec![(19.0, 25.0, 3)]);
         assert_eq!(seen(Resolution::Hour), vec![(19.0, 25.0, 3)]);
         store.flush();
@@ -165,7 +178,7 @@ mod tests {
             Arc::clone(&metrics),
         );
         store.open();
-        store.add(&[inlet(60_000, 21.0), inlet(61_000, 22.0)]);
+        store.add([inlet(60_000, 21.0), inlet(61_000, 22.0)].iter());
         store.flush();
         let dropped = metrics
             .history_samples_dropped
@@ -250,14 +263,9 @@ mod tests {
                 })
                 .collect()
         };
-        let mut points = Vec::new();
         let mut feed = |observations: &[Observation]| {
             for batch in observations.chunks(MAX_BATCH) {
-                points.clear();
-                for observation in batch {
-                    take(observation, &mut points);
-                }
-                store.add(&points);
+                store.add(samples(batch));
                 store.flush_when_due();
                 store.prune_when_due();
             }
