@@ -83,7 +83,7 @@ async fn record(feed: HistoryFeed) {
 
 fn samples(observations: &[Observation]) -> impl Iterator<Item = &Sample> {
     observations.iter().flat_map(|observation| match observation {
-        Observation::Samples(samples) => &samples[..],
+        Observation::Samples(samples) => samples.as_ref(),
         _ => &[],
     })
 }

@@ -113,7 +113,11 @@ pub fn merge_into(buckets: &mut Vec<Bucket>, resolution: Resolution, minutes: im
     for minute in minutes {
         let start_ms = resolution.bucket_start(minute.start_ms);
         match buckets.binary_search_by_key(&start_ms, |b| b.start_ms) {
-            Ok(at) => buckets[at].merge(&minute),
+            Ok(at) => {
+                if let Some(bucket) = buckets.get_mut(at) {
+                    bucket.merge(&minute);
+                }
+            }
             Err(at) => buckets.insert(at, Bucket { start_ms, ..minute }),
         }
     }
