@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 
-use super::{Bucket, Resolution};
+use super::bucket::{Bucket, Resolution};
 
 /// The minute buckets of each series not yet written to the store.
 #[derive(Debug, Default)]
