@@ -76,18 +76,20 @@ impl Rollup {
     }
 
     /// Every series with its minute buckets, oldest first, in key order (the store's B-tree order).
-    pub fn series(&self) -> Vec<(&str, Vec<Bucket>)> {
-        let mut series: Vec<(&str, Vec<Bucket>)> = self
+    /// Only the order is collected up front (a pointer pair per series); each series' buckets are
+    /// gathered as it is written, so a flush of 100,000 series holds no second copy of them all.
+    pub fn series(&self) -> impl Iterator<Item = (&str, Vec<Bucket>)> {
+        let mut order: Vec<(&str, &Minutes)> = self
             .series
             .iter()
-            .map(|(key, minutes)| {
-                let mut buckets: Vec<Bucket> = minutes.iter().copied().collect();
-                buckets.sort_by_key(|b| b.start_ms);
-                (&**key, buckets)
-            })
+            .map(|(key, minutes)| (&**key, minutes))
             .collect();
-        series.sort_unstable_by_key(|(key, _)| *key);
-        series
+        order.sort_unstable_by_key(|(key, _)| *key);
+        order.into_iter().map(|(key, minutes)| {
+            let mut buckets: Vec<Bucket> = minutes.iter().copied().collect();
+            buckets.sort_by_key(|b| b.start_ms);
+            (key, buckets)
+        })
     }
 
     /// Forgets what is held (once it is written, or given up on).
@@ -160,11 +162,7 @@ mod tests {
                 .len()
                 == 1
         );
-        let keys: Vec<_> = rollup
-            .series()
-            .into_iter()
-            .map(|(key, b)| (key, b.len()))
-            .collect();
+        let keys: Vec<_> = rollup.series().map(|(key, b)| (key, b.len())).collect();
         assert_eq!(keys, vec![("r07/inlet", 2), ("r08/inlet", 1)]);
         rollup.clear();
         assert!(
