@@ -219,6 +219,7 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     // With a database draining the spool, the gateway's own history is fed beside it from the
     // observations; without one it is the spool's sink (below).
     let history_status = HistoryStatus::default();
+    let mut history_thread = None;
     if config.influxdb.is_some() && config.history.enabled {
         let (tx, rx) = mpsc::channel(1024);
         gathered.push(tx);
@@ -229,13 +230,14 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
             metrics: Arc::clone(&metrics),
             status: history_status.clone(),
         };
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("rackwatch-history".into())
             .spawn(move || history::feed::run(feed))
             .map_err(|e| StartError::Spool {
                 path: "history thread".into(),
                 source: e.into(),
             })?;
+        history_thread = Some(thread);
     }
     let observers = Observers::new(urgent, gathered, Arc::clone(&metrics));
 
@@ -489,6 +491,14 @@ pub async fn run(config: Config, trigger: ShutdownTrigger) -> Result<(), StartEr
     judge.abort();
     if let Some(task) = lookout_task {
         task.abort();
+    }
+    // Ingest and the lookout are gone, so the history feed sees its queue close and writes the
+    // minutes it rolled up.
+    if let Some(thread) = history_thread {
+        let written = tokio::task::spawn_blocking(move || thread.join());
+        if tokio::time::timeout_at(http_by, written).await.is_err() {
+            tracing::warn!("the history's last minutes were not written in time");
+        }
     }
     for task in alert_tasks {
         let abort = task.abort_handle();

@@ -99,36 +99,39 @@ pub fn history_samples(line: &[u8], out: &mut Vec<HistoryPoint>) -> Result<(), R
 /// was written as (for the history beside a database, fed from ingest's observations). A sample
 /// without a value (a fault, an aggregate that lost its last member) feeds nothing.
 pub fn sample_history(sample: &Sample, out: &mut Vec<HistoryPoint>) {
+    let mut key = String::new();
+    sample_keys(sample, &mut key, |key, ts_ms, value| {
+        out.push(point(key.to_owned(), ts_ms, value));
+    });
+}
+
+/// What [`sample_history`] collects, handed to `emit` one series at a time with its key built in
+/// `key` (a buffer the caller keeps): no allocation per sample on the feed's hot path.
+pub fn sample_keys(sample: &Sample, key: &mut String, mut emit: impl FnMut(&str, i64, f64)) {
     let Some(value) = sample.value.filter(|v| v.is_finite()) else {
         return;
     };
     let series = &sample.series;
     let position = &series.position;
     let ts_ms = sample.timestamp_ms;
+    let room = position.room.as_deref();
+    let row = position.row.as_deref();
     match series.scope {
         SeriesScope::Probe => {
             let quantity = series.quantity.as_str();
-            out.push(point(
-                channel_key(&series.node, &series.channel, quantity),
-                ts_ms,
-                value,
-            ));
-            out.push(point(rack_key(&position.rack_id(), quantity), ts_ms, value));
+            push_channel_key(key, &series.node, &series.channel, quantity);
+            emit(key, ts_ms, value);
+            push_rack_key(key, room, row, position.rack_tag(), quantity);
+            emit(key, ts_ms, value);
         }
         SeriesScope::Rack(measure) => {
-            out.push(point(
-                rack_key(&position.rack_id(), measure.as_str()),
-                ts_ms,
-                value,
-            ));
+            push_rack_key(key, room, row, position.rack_tag(), measure.as_str());
+            emit(key, ts_ms, value);
         }
         SeriesScope::Row(measure) => {
-            if let Some(row) = &position.row {
-                out.push(point(
-                    row_key(position.room.as_deref(), row, measure.as_str()),
-                    ts_ms,
-                    value,
-                ));
+            if let Some(row) = row {
+                push_row_key(key, room, row, measure.as_str());
+                emit(key, ts_ms, value);
             }
         }
     }
@@ -137,16 +140,49 @@ pub fn sample_history(sample: &Sample, out: &mut Vec<HistoryPoint>) {
 /// One channel's quantity: one channel carries several (an SHT4x: temperature, humidity, and the
 /// dew point derived from both).
 fn channel_key(node: &str, channel: &str, quantity: &str) -> String {
-    format!("node/{node}/{channel}/{quantity}")
+    let mut key = String::new();
+    push_channel_key(&mut key, node, channel, quantity);
+    key
 }
 
 /// A rack's measure (`inlet`, `delta_t`, ...) or the pool of one quantity over its probes.
 pub fn rack_key(rack_id: &str, name: &str) -> String {
-    format!("rack/{rack_id}/{name}")
+    let mut key = String::with_capacity(6 + rack_id.len() + name.len());
+    for part in ["rack/", rack_id, "/", name] {
+        key.push_str(part);
+    }
+    key
 }
 
 fn row_key(room: Option<&str>, row: &str, name: &str) -> String {
-    format!("row/{}.{row}/{name}", room.unwrap_or("-"))
+    let mut key = String::new();
+    push_row_key(&mut key, room, row, name);
+    key
+}
+
+/// `key` becomes `node/<node>/<channel>/<quantity>`.
+fn push_channel_key(key: &mut String, node: &str, channel: &str, quantity: &str) {
+    key.clear();
+    for part in ["node/", node, "/", channel, "/", quantity] {
+        key.push_str(part);
+    }
+}
+
+/// `key` becomes [`rack_key`] of the rack's [`rack_id`], built in place.
+fn push_rack_key(key: &mut String, room: Option<&str>, row: Option<&str>, rack: &str, name: &str) {
+    key.clear();
+    let (room, row) = (room.unwrap_or("-"), row.unwrap_or("-"));
+    for part in ["rack/", room, ".", row, ".", rack, "/", name] {
+        key.push_str(part);
+    }
+}
+
+/// `key` becomes `row/<room>.<row>/<name>`.
+fn push_row_key(key: &mut String, room: Option<&str>, row: &str, name: &str) {
+    key.clear();
+    for part in ["row/", room.unwrap_or("-"), ".", row, "/", name] {
+        key.push_str(part);
+    }
 }
 
 fn point(key: String, ts_ms: i64, value: f64) -> HistoryPoint {

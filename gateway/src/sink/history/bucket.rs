@@ -26,11 +26,11 @@ impl Resolution {
         ts_ms.div_euclid(self.width_ms()) * self.width_ms()
     }
 
-    /// The prefix of the store's table names for this resolution.
-    pub(super) const fn table_prefix(self) -> &'static str {
+    /// The store's table of this resolution's buckets.
+    pub(super) const fn table_name(self) -> &'static str {
         match self {
-            Resolution::Minute => "m/",
-            Resolution::Hour => "h/",
+            Resolution::Minute => "minutes",
+            Resolution::Hour => "hours",
         }
     }
 }

@@ -15,10 +15,12 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::Notify;
 
-use super::{Bucket, History, HistoryError, HistoryLimits, Resolution, Sample};
+use super::rollup::{self, Rollup};
+use super::{Bucket, History, HistoryError, HistoryLimits, Resolution, Sample, valid_key};
 use crate::events::{Metrics, ReasonLabel};
+use crate::model;
 use crate::model::now_ms;
-use crate::schema::read::{HistoryPoint, history_samples};
+use crate::schema::read::{HistoryPoint, history_samples, sample_keys};
 use crate::shutdown::Shutdown;
 use crate::spool::{Batch, SpoolReader};
 
@@ -28,6 +30,11 @@ const BATCH_LINES: usize = 5_000;
 /// How often retention and the disk bound are enforced.
 const PRUNE_EVERY: Duration = Duration::from_secs(600);
 
+/// How often the history beside a database writes the minutes it rolled up in memory: a series
+/// reporting every 10 s gives 6 samples a minute, written as one bucket. A crash loses at most
+/// this much of the history (a cache: the database has every point).
+pub(super) const FLUSH_EVERY: Duration = Duration::from_secs(60);
+
 /// How long a drain with nothing to do sleeps before it looks at the clock again (for pruning).
 const IDLE_WAKE: Duration = Duration::from_secs(5);
 
@@ -36,6 +43,8 @@ const IDLE_WAKE: Duration = Duration::from_secs(5);
 #[derive(Debug, Clone, Default)]
 pub struct HistoryStatus {
     store: Arc<Mutex<Option<History>>>,
+    /// Minutes the feed rolled up and has not written yet; always locked after `store`.
+    pending: Arc<Mutex<Rollup>>,
     unavailable: Arc<Mutex<Option<String>>>,
 }
 
@@ -71,13 +80,20 @@ impl HistoryStatus {
                 .problem()
                 .unwrap_or_else(|| "history is not open yet".to_owned()));
         };
-        history
+        let mut buckets = history
             .range(key, from_ms, to_ms, resolution)
-            .map_err(|e| e.to_string())
+            .map_err(|e| e.to_string())?;
+        let pending = self.pending().range(key, from_ms, to_ms, resolution);
+        rollup::merge_into(&mut buckets, resolution, pending.into_iter());
+        Ok(buckets)
     }
 
     fn store(&self) -> MutexGuard<'_, Option<History>> {
         self.store.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn pending(&self) -> MutexGuard<'_, Rollup> {
+        self.pending.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -154,6 +170,9 @@ pub(super) struct Store {
     status: HistoryStatus,
     metrics: Arc<Metrics>,
     last_prune: Option<Instant>,
+    last_flush: Instant,
+    /// The buffer a sample's series keys are built in.
+    key: String,
 }
 
 impl Store {
@@ -169,6 +188,8 @@ impl Store {
             status,
             metrics,
             last_prune: None,
+            last_flush: Instant::now(),
+            key: String::new(),
         }
     }
 
@@ -229,6 +250,62 @@ impl Store {
                 self.dropped("not_finite", outcome.not_finite);
             }
             None => self.dropped("unavailable", samples.len()),
+        }
+    }
+
+    /// Opens the history now rather than at the first write, so the API answers from the start
+    /// (a failure says why, and the next write tries again).
+    pub(super) fn open(&self) {
+        let _ = self.with_history(|_| Ok(()));
+    }
+
+    /// Rolls the samples' history series up in memory (what the history beside a database does):
+    /// they reach the store at the next [`Store::flush`], and the API sees them at once.
+    pub(super) fn add<'a>(&mut self, samples: impl Iterator<Item = &'a model::Sample>) {
+        let mut invalid = 0;
+        let mut pending = self.status.pending();
+        for sample in samples {
+            sample_keys(sample, &mut self.key, |key, ts_ms, value| {
+                if valid_key(key) {
+                    pending.add(key, ts_ms, value);
+                } else {
+                    invalid += 1;
+                }
+            });
+        }
+        drop(pending);
+        self.dropped("invalid_key", invalid);
+    }
+
+    /// Writes the rolled-up minutes when [`FLUSH_EVERY`] has passed since the last write.
+    pub(super) fn flush_when_due(&mut self) {
+        if self.last_flush.elapsed() >= FLUSH_EVERY {
+            self.flush();
+        }
+    }
+
+    /// Writes the rolled-up minutes in one transaction. The store's lock is held from before the
+    /// minutes leave memory until they are committed, so a reader finds them in one place or the
+    /// other, never in neither. A store that cannot take them drops them (counted).
+    pub(super) fn flush(&mut self) {
+        self.last_flush = Instant::now();
+        let samples = self.status.pending().samples();
+        if samples == 0 {
+            return;
+        }
+        let status = self.status.clone();
+        let written = self.with_history(|history| {
+            let mut pending = status.pending();
+            let written = history.record_rollup(&pending);
+            pending.clear();
+            written
+        });
+        if written.is_some() {
+            self.status.set(None);
+            self.metrics.history_samples_recorded.inc_by(samples as u64);
+        } else {
+            self.status.pending().clear();
+            self.dropped("unavailable", samples);
         }
     }
 

@@ -8,10 +8,13 @@
 //! `sled` was left out (unmaintained beta, file format unstable), `fjall` (an LSM tree) for
 //! writing in the background with more threads than a small gateway should spend on history.
 //!
-//! Layout: one table per series and resolution (`m/<series>` and `h/<series>`), keyed by the
-//! bucket's start in Unix milliseconds, holding `(min, max, sum, count)`. A table per series
-//! makes a chart's range query one B-tree walk and lets retention cut every series at its old
-//! end without reading the rest.
+//! Layout: one table per resolution (`minutes`, `hours`), keyed by (series, bucket start in Unix
+//! milliseconds), holding `(min, max, sum, count)`; a `format` table holds the layout's version,
+//! and a file of an older layout is moved aside (`*.old-format-<ms>`) and started over. Keys
+//! ordered by series make a chart's range query one B-tree walk; a write of 100,000 series
+//! touches the pages of two trees instead of 200,000 tables' roots (a table per series cost
+//! 33 µs per series and flush, most of it copying each table's page). Retention and the disk
+//! bound pass over a whole table, which they do at most every 10 minutes.
 //!
 //! The store is a cache of what the gateway saw, never the only copy that matters: an empty or
 //! deleted file starts over, and a file that cannot be read is moved aside (`*.corrupt-<ms>`)
@@ -33,29 +36,22 @@
 mod bucket;
 pub mod drain;
 pub mod feed;
+pub mod rollup;
 
 pub use bucket::{Bucket, Resolution};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
-    TableHandle,
-};
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, TableDefinition};
 
 use bucket::StoredBucket;
+use rollup::Rollup;
 
 pub use crate::config::HistoryLimits;
 
 /// The history file's name inside `[history] dir`.
 pub const FILE_NAME: &str = "history.redb";
-
-/// redb's page cache (read cache and write buffer together). Its default, 1 GiB, is filled by a
-/// table per series: a massif profile of 20,000 series found 178 MB of cached pages, ~8.9 kB per
-/// series, most of the gateway's heap. Pages not cached are read again through the kernel's page
-/// cache, on the history's own thread.
-pub const CACHE_BYTES: usize = 4 * 1024 * 1024;
 
 /// Longest series key accepted: keys are compact (`r07/inlet`, `n12/ch3`), not free text.
 pub const MAX_KEY_LEN: usize = 96;
@@ -65,6 +61,19 @@ pub use crate::config::history::MIN_MAX_MB;
 /// The share of `max_mb` the data is brought back to once the bound is exceeded, so the next
 /// batches do not trigger another round straight away.
 const REFILL_HEADROOM: f64 = 0.8;
+
+/// redb's page cache, its write buffer included (redb keeps the write buffer at or under half of
+/// it and spills the rest to the file). redb's default of 1 GiB made the gateway's RSS 629 MiB at
+/// 100,000 series; the history is written once a minute from the rollup, so the cache serves
+/// little: the B-tree's upper levels and a chart's range walk. 4 MiB is 1,024 pages of 4 KiB;
+/// what misses it comes from the kernel's page cache (a `pread`), not the disk.
+const CACHE_BYTES: usize = 4 * 1024 * 1024;
+
+/// The layout of the file: 2 is one table per resolution keyed by (series, bucket start); 1 (no
+/// `format` table) was a table per series and resolution.
+const FORMAT_VERSION: u32 = 2;
+
+const FORMAT: TableDefinition<&str, u32> = TableDefinition::new("format");
 
 /// At most this many drop rounds per enforcement: each drops an eighth of the kept span, so
 /// 32 rounds bring any history down to a few hours.
@@ -151,23 +160,24 @@ impl History {
             source,
         })?;
         let path = dir.join(FILE_NAME);
-        let opened = guarded(|| {
-            Database::builder()
-                .set_cache_size(CACHE_BYTES)
-                .create(&path)
-                .map_err(|error| {
-                    if is_unreadable_file(&error) {
-                        HistoryError::Internal(error.to_string())
-                    } else {
-                        storage(error)
-                    }
-                })
-        });
-        match opened {
-            Ok(db) => Ok(History { db, path, limits }),
-            Err(HistoryError::Internal(reason)) => Err(move_aside(&path, reason)),
-            Err(error) => Err(error),
+        let mut db = open_database(&path)?;
+        if !guarded(|| current_format(&db))? {
+            // A file of an older layout: the store is a cache, so it is set aside and started over.
+            drop(db);
+            let moved_to = aside_path(&path, "old-format");
+            std::fs::rename(&path, &moved_to).map_err(|source| HistoryError::CannotMoveAside {
+                path: path.clone(),
+                reason: "older layout".to_owned(),
+                source,
+            })?;
+            tracing::warn!(
+                "history file of an older layout moved aside to {}; a fresh one starts",
+                moved_to.display()
+            );
+            db = open_database(&path)?;
+            guarded(|| current_format(&db))?;
         }
+        Ok(History { db, path, limits })
     }
 
     pub fn path(&self) -> &Path {
@@ -190,37 +200,48 @@ impl History {
             return Err(HistoryError::InvalidKey(bad.key.to_owned()));
         }
         let mut outcome = BatchOutcome::default();
+        let mut rollup = Rollup::default();
+        for sample in samples {
+            if sample.value.is_finite() {
+                rollup.add(sample.key, sample.ts_ms, sample.value);
+                outcome.recorded += 1;
+            } else {
+                outcome.not_finite += 1;
+            }
+        }
+        self.write(&rollup)?;
+        Ok(outcome)
+    }
+
+    /// Records the minutes rolled up in memory in one transaction, merging them with the stored
+    /// minutes and hours they fall in. Every key must be valid ([`valid_key`]).
+    pub fn record_rollup(&mut self, rollup: &Rollup) -> Result<(), HistoryError> {
+        guarded(|| self.write(rollup))
+    }
+
+    /// One transaction: per series, its minutes, then the hours they make up (one table visit
+    /// per series and resolution, however many samples the minutes hold).
+    fn write(&mut self, rollup: &Rollup) -> Result<(), HistoryError> {
+        if rollup.is_empty() {
+            return Ok(());
+        }
         let mut txn = self.db.begin_write().map_err(storage)?;
         txn.set_durability(Durability::Immediate).map_err(storage)?;
-        // Group by series so each table is opened once per batch.
-        let mut order: Vec<&Sample<'_>> = samples.iter().collect();
-        order.sort_by(|a, b| a.key.cmp(b.key));
-        for series in order.chunk_by(|a, b| a.key == b.key) {
-            let Some(first) = series.first() else { continue };
-            for resolution in [Resolution::Minute, Resolution::Hour] {
-                let name = table_name(resolution, first.key);
-                let mut table = txn.open_table(definition(&name)).map_err(storage)?;
-                for sample in series {
-                    if !sample.value.is_finite() {
-                        continue;
-                    }
-                    let start = resolution.bucket_start(sample.ts_ms);
-                    let mut bucket = Bucket::of_sample(start, sample.value);
-                    if let Some(old) = table.get(start).map_err(storage)? {
-                        bucket.merge(&Bucket::from_stored(start, old.value()));
-                    }
-                    table.insert(start, bucket.to_stored()).map_err(storage)?;
-                }
+        {
+            let mut minute_table = txn.open_table(table(Resolution::Minute)).map_err(storage)?;
+            let mut hour_table = txn.open_table(table(Resolution::Hour)).map_err(storage)?;
+            for (key, minutes) in rollup.series() {
+                let mut hours = Vec::new();
+                rollup::merge_into(&mut hours, Resolution::Hour, minutes.iter().copied());
+                merge_stored(&mut minute_table, key, minutes)?;
+                merge_stored(&mut hour_table, key, hours)?;
             }
-            let finite = series.iter().filter(|s| s.value.is_finite()).count();
-            outcome.recorded += finite;
-            outcome.not_finite += series.len() - finite;
         }
         txn.commit().map_err(storage)?;
         if self.file_len() > self.limits.max_bytes() {
             self.enforce_bound()?;
         }
-        Ok(outcome)
+        Ok(())
     }
 
     /// The buckets of `key` at `resolution` whose start lies in `[from_ms, to_ms)`, oldest first.
@@ -246,16 +267,16 @@ impl History {
             return Err(HistoryError::InvalidKey(key.to_owned()));
         }
         let txn = self.db.begin_read().map_err(storage)?;
-        let name = table_name(resolution, key);
-        let table = match txn.open_table(definition(&name)) {
+        let table = match txn.open_table(table(resolution)) {
             Ok(table) => table,
             Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
             Err(error) => return Err(storage(error)),
         };
         let mut buckets = Vec::new();
-        for entry in table.range(from_ms..to_ms).map_err(storage)? {
-            let (start, value) = entry.map_err(storage)?;
-            buckets.push(Bucket::from_stored(start.value(), value.value()));
+        for entry in table.range((key, from_ms)..(key, to_ms)).map_err(storage)? {
+            let (stored_key, value) = entry.map_err(storage)?;
+            let (_, start) = stored_key.value();
+            buckets.push(Bucket::from_stored(start, value.value()));
         }
         Ok(buckets)
     }
@@ -299,30 +320,17 @@ impl History {
         Ok(())
     }
 
-    /// Removes every bucket of `resolution` that starts before `cutoff_ms`, and the tables of
-    /// series left empty.
+    /// Removes every bucket of `resolution` that starts before `cutoff_ms`, in every series (one
+    /// pass over the resolution's table: keys are ordered by series first).
     fn drop_before(&mut self, resolution: Resolution, cutoff_ms: i64) -> Result<(), HistoryError> {
         let txn = self.db.begin_write().map_err(storage)?;
-        for name in self.table_names(resolution)? {
-            let emptied = {
-                let mut table = txn.open_table(definition(&name)).map_err(storage)?;
-                table.retain_in(..cutoff_ms, |_, _| false).map_err(storage)?;
-                table.is_empty().map_err(storage)?
-            };
-            if emptied {
-                txn.delete_table(definition(&name)).map_err(storage)?;
-            }
+        {
+            let mut table = txn.open_table(table(resolution)).map_err(storage)?;
+            table
+                .retain(|(_, start), _| start >= cutoff_ms)
+                .map_err(storage)?;
         }
         txn.commit().map_err(storage)
-    }
-
-    fn table_names(&self, resolution: Resolution) -> Result<Vec<String>, HistoryError> {
-        let txn = self.db.begin_read().map_err(storage)?;
-        let names = txn.list_tables().map_err(storage)?;
-        Ok(names
-            .map(|handle| handle.name().to_owned())
-            .filter(|name| name.starts_with(resolution.table_prefix()))
-            .collect())
     }
 
     fn oldest_start(&self, resolution: Resolution) -> Result<Option<i64>, HistoryError> {
@@ -333,26 +341,24 @@ impl History {
         self.edge_start(resolution, Edge::Newest)
     }
 
-    /// The oldest (or newest) bucket start of `resolution` across all series.
+    /// The oldest (or newest) bucket start of `resolution` across all series: a pass over the
+    /// table, run only while the disk bound is enforced.
     fn edge_start(&self, resolution: Resolution, edge: Edge) -> Result<Option<i64>, HistoryError> {
-        let names = self.table_names(resolution)?;
         let txn = self.db.begin_read().map_err(storage)?;
+        let table = match txn.open_table(table(resolution)) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(error) => return Err(storage(error)),
+        };
         let mut found: Option<i64> = None;
-        for name in names {
-            let table = txn.open_table(definition(&name)).map_err(storage)?;
-            let entry = match edge {
-                Edge::Oldest => table.first(),
-                Edge::Newest => table.last(),
-            }
-            .map_err(storage)?;
-            if let Some((start, _)) = entry {
-                let start = start.value();
-                found = Some(match (found, edge) {
-                    (None, _) => start,
-                    (Some(seen), Edge::Oldest) => seen.min(start),
-                    (Some(seen), Edge::Newest) => seen.max(start),
-                });
-            }
+        for entry in table.iter().map_err(storage)? {
+            let (key, _) = entry.map_err(storage)?;
+            let (_, start) = key.value();
+            found = Some(match (found, edge) {
+                (None, _) => start,
+                (Some(seen), Edge::Oldest) => seen.min(start),
+                (Some(seen), Edge::Newest) => seen.max(start),
+            });
         }
         Ok(found)
     }
@@ -377,12 +383,32 @@ enum Edge {
     Newest,
 }
 
-fn table_name(resolution: Resolution, key: &str) -> String {
-    format!("{}{key}", resolution.table_prefix())
+/// The table of `resolution`'s buckets, keyed by series, then bucket start.
+fn table(resolution: Resolution) -> TableDefinition<'static, (&'static str, i64), StoredBucket> {
+    TableDefinition::new(resolution.table_name())
 }
 
-fn definition(name: &str) -> TableDefinition<'_, i64, StoredBucket> {
-    TableDefinition::new(name)
+/// Merges `buckets` of series `key` into `table`, each with the stored bucket of the same start.
+fn merge_stored(
+    table: &mut redb::Table<'_, (&'static str, i64), StoredBucket>,
+    key: &str,
+    buckets: Vec<Bucket>,
+) -> Result<(), HistoryError> {
+    for mut bucket in buckets {
+        // Most minutes are new to the store: insert first and merge only when one was there,
+        // one B-tree walk instead of a get and an insert.
+        let old = table
+            .insert((key, bucket.start_ms), bucket.to_stored())
+            .map_err(storage)?
+            .map(|old| Bucket::from_stored(bucket.start_ms, old.value()));
+        if let Some(old) = old {
+            bucket.merge(&old);
+            table
+                .insert((key, bucket.start_ms), bucket.to_stored())
+                .map_err(storage)?;
+        }
+    }
+    Ok(())
 }
 
 /// How long `resolution`'s buckets are kept.
@@ -393,7 +419,7 @@ fn retention(limits: &HistoryLimits, resolution: Resolution) -> Duration {
     }
 }
 
-fn valid_key(key: &str) -> bool {
+pub(super) fn valid_key(key: &str) -> bool {
     !key.is_empty()
         && key.len() <= MAX_KEY_LEN
         && key
@@ -416,15 +442,64 @@ fn is_unreadable_file(error: &redb::DatabaseError) -> bool {
     }
 }
 
-/// Moves an unreadable file aside so the next open starts a fresh store, keeping the old one
-/// for a post-mortem instead of deleting it.
-fn move_aside(path: &Path, reason: String) -> HistoryError {
+fn open_database(path: &Path) -> Result<Database, HistoryError> {
+    let opened = guarded(|| {
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|error| {
+                if is_unreadable_file(&error) {
+                    HistoryError::Internal(error.to_string())
+                } else {
+                    storage(error)
+                }
+            })
+    });
+    match opened {
+        Err(HistoryError::Internal(reason)) => Err(move_aside(path, reason)),
+        other => other,
+    }
+}
+
+/// Whether `db` has the current layout ([`FORMAT_VERSION`]); an empty file is given it.
+fn current_format(db: &Database) -> Result<bool, HistoryError> {
+    let txn = db.begin_read().map_err(storage)?;
+    let has_tables = txn.list_tables().map_err(storage)?.next().is_some();
+    let version = match txn.open_table(FORMAT) {
+        Ok(table) => table.get("version").map_err(storage)?.map(|v| v.value()),
+        Err(redb::TableError::TableDoesNotExist(_)) => None,
+        Err(error) => return Err(storage(error)),
+    };
+    drop(txn);
+    match version {
+        Some(version) => Ok(version == FORMAT_VERSION),
+        None if has_tables => Ok(false),
+        None => {
+            let txn = db.begin_write().map_err(storage)?;
+            txn.open_table(FORMAT)
+                .map_err(storage)?
+                .insert("version", FORMAT_VERSION)
+                .map_err(storage)?;
+            txn.commit().map_err(storage)?;
+            Ok(true)
+        }
+    }
+}
+
+/// `path` with `.<tag>-<unix ms>` appended: where a file set aside goes.
+fn aside_path(path: &Path, tag: &str) -> PathBuf {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |since| since.as_millis());
     let mut moved_to = path.as_os_str().to_owned();
-    moved_to.push(format!(".corrupt-{stamp}"));
-    let moved_to = PathBuf::from(moved_to);
+    moved_to.push(format!(".{tag}-{stamp}"));
+    PathBuf::from(moved_to)
+}
+
+/// Moves an unreadable file aside so the next open starts a fresh store, keeping the old one
+/// for a post-mortem instead of deleting it.
+fn move_aside(path: &Path, reason: String) -> HistoryError {
+    let moved_to = aside_path(path, "corrupt");
     match std::fs::rename(path, &moved_to) {
         Ok(()) => HistoryError::Corrupt {
             path: path.to_path_buf(),

@@ -422,3 +422,32 @@ fn a_database_with_damaged_data_pages_is_moved_aside_not_a_panic() {
     std::fs::write(&path, &bytes).unwrap();
     expect_moved_aside_then_fresh(dir.path(), &bytes);
 }
+
+#[test]
+fn a_file_of_the_older_table_per_series_layout_is_moved_aside_and_started_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(FILE_NAME);
+    {
+        // Layout 1: a table per series and resolution, keyed by bucket start, no `format` table.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        txn.open_table(TableDefinition::<i64, StoredBucket>::new("m/r07/inlet"))
+            .unwrap()
+            .insert(T0, (22.0, 22.0, 22.0, 1))
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    let mut history = open(dir.path());
+    assert!(first_minute(&history, "r07/inlet").is_empty(), "a fresh store");
+    let moved: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|entry| entry.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("history.redb.old-format-"))
+        .collect();
+    assert_eq!(moved.len(), 1, "the old file is kept aside");
+    history.record("r07/inlet", T0, 23.0).unwrap();
+    drop(history);
+    // The new file has the current layout: reopening keeps it.
+    let history = open(dir.path());
+    assert_eq!(first_minute(&history, "r07/inlet")[0].max, 23.0);
+}
