@@ -90,7 +90,7 @@ fn default_read_interval() -> Duration {
     Duration::from_millis(20)
 }
 fn default_max_queue_delay() -> Duration {
-    Duration::from_millis(5)
+    Duration::from_millis(2)
 }
 fn default_baud() -> u32 {
     115_200

@@ -154,7 +154,7 @@ fn duration_defaults_are_unchanged_by_the_rename() {
     assert_eq!(mqtt.keep_alive, Duration::from_secs(30));
     assert_eq!(
         (mqtt.read_interval, mqtt.max_queue_delay),
-        (Duration::from_millis(20), Duration::from_millis(5))
+        (Duration::from_millis(20), Duration::from_millis(2))
     );
     assert_eq!(
         (influx.batch_max_age, influx.timeout, influx.max_backoff),

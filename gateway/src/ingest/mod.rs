@@ -29,8 +29,8 @@ pub use observers::{ObservationSender, Observers};
 /// Most messages staged for one group commit.
 const MAX_BATCH: usize = 2048;
 /// Messages taken off the queue at a time: after each chunk the alert engine sees its readings,
-/// so none waits for a whole batch to be processed first (a chunk is ~2.5 ms of work in a flood).
-const CHUNK: usize = 256;
+/// so none waits for a whole batch to be processed first (a chunk is ~0.3 ms of work in a flood).
+const CHUNK: usize = 64;
 /// With no message for this long, ingest hands over the gathered observations and any alert
 /// transition kept since the last batch.
 const IDLE_CHECK: Duration = Duration::from_secs(1);

@@ -163,7 +163,7 @@ pub struct Pace {
 }
 
 /// The most messages one burst hands to ingest before the source looks at the queue again.
-const MAX_BURST: usize = 256;
+const MAX_BURST: usize = 64;
 
 /// The connection's state besides rumqttc's own.
 struct Connection {
