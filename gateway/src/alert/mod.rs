@@ -217,7 +217,11 @@ pub fn start(
         evaluation_interval: alerts.evaluation_interval,
         shutdown: trigger.subscribe(),
     };
-    tasks.push(tokio::spawn(runner.run()));
+    // The engine has a thread of its own (its deliveries and publishes still run on the runtime):
+    // under a flood the runtime's two workers are busy reading the broker and writing the
+    // database, and a reading that should raise an alert must not wait behind them.
+    let runtime = tokio::runtime::Handle::current();
+    tasks.push(tokio::task::spawn_blocking(move || runtime.block_on(runner.run())));
     Ok(AlertService {
         observations: observations_tx,
         routes: http::routes(http::AlertApi {
