@@ -35,6 +35,9 @@ use crate::shutdown::Shutdown;
 use crate::spool::deadletter::DeadLetters;
 use crate::spool::{Batch, SpoolReader};
 
+/// How often a batch waiting for its age looks whether the spool has filled it meanwhile.
+const FILL_CHECK: Duration = Duration::from_millis(100);
+
 /// The sink task: everything it needs to drain the spool into the database.
 #[derive(Debug)]
 pub struct Drain {
@@ -120,15 +123,21 @@ pub async fn drain(task: Drain) {
             }
             continue;
         }
-        // Age batching: a small batch waits `batch_max_age`, then takes what came meanwhile in one
-        // read (not one read per commit: at a steady load that is a wake-up per commit for nothing).
-        if batch.lines < config.batch_max_lines && !sink.shutdown.is_shutdown() {
+        // Age batching: a small batch waits up to `batch_max_age` for more lines, looking every
+        // `FILL_CHECK` whether it is full (not at every commit: at a steady load that is a wake-up
+        // per commit for a few lines).
+        let started = Instant::now();
+        while batch.lines < config.batch_max_lines && !sink.shutdown.is_shutdown() {
+            let Some(left) = max_age.checked_sub(started.elapsed()) else {
+                break;
+            };
             tokio::select! {
-                () = tokio::time::sleep(max_age) => {}
-                () = sink.shutdown.recv() => { sink.deadline = Some(Instant::now() + grace); }
+                () = tokio::time::sleep(left.min(FILL_CHECK)) => {}
+                () = sink.shutdown.recv() => { sink.deadline = Some(Instant::now() + grace); break }
             }
             if let Err(e) = reader.read(&mut batch, config.batch_max_lines) {
                 tracing::error!("spool read failed: {e}");
+                break;
             }
         }
 
