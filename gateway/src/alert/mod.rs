@@ -221,7 +221,9 @@ pub fn start(
     // under a flood the runtime's two workers are busy reading the broker and writing the
     // database, and a reading that should raise an alert must not wait behind them.
     let runtime = tokio::runtime::Handle::current();
-    tasks.push(tokio::task::spawn_blocking(move || runtime.block_on(runner.run())));
+    tasks.push(tokio::task::spawn_blocking(move || {
+        runtime.block_on(runner.run())
+    }));
     Ok(AlertService {
         observations: observations_tx,
         routes: http::routes(http::AlertApi {
