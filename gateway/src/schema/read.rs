@@ -10,13 +10,20 @@
 //!
 //! | line | keys |
 //! |---|---|
-//! | `reading` (room `hall-a`, row `r01`, rack `a03`, node `r01-n1`, channel `t0`, quantity `temperature`) | `node/r01-n1/t0/temperature`, `rack/hall-a.r01.a03/temperature` |
+//! | `reading` (room `hall-a`, row `r01`, rack `a03`, node `r01-n1`, channel `t0`, quantity `temperature`) | `rack/hall-a.r01.a03/temperature` |
 //! | `rack` (room `hall-a`, row `r01`, rack `a03`) | `rack/hall-a.r01.a03/inlet`, `…/outlet`, `…/delta_t`, `…/power` (those present) |
 //! | `row` (room `hall-a`, row `r01`) | `row/hall-a.r01/power` |
 //!
 //! A rack is named by its site-wide id ([`rack_id`]: `room.row.rack`), as the dashboard's API
 //! names it. `rack/…/temperature` gathers every temperature probe of the rack into one bucket (its min,
 //! mean and max over the minute); the rack's inlet and outlet come from the `rack` line.
+//!
+//! A probe's own series is not kept: the history holds what the charts read (racks and rows), and a
+//! probe's readings are in the database. Kept per probe, 10,000 nodes of 10 channels made 100,000
+//! history series: ~35 MiB of minute buckets held in memory between flushes, and ~5 GiB of minutes a
+//! day against the history's disk bound (512 MiB by default), which would have cut every rack's
+//! minute history to a few hours. Per rack it is a few series (its measures and one pool per
+//! quantity).
 
 use super::{RACK, READING, ROW};
 use crate::model::{Sample, SeriesScope, rack_id};
@@ -66,16 +73,12 @@ pub fn history_samples(line: &[u8], out: &mut Vec<HistoryPoint>) -> Result<(), R
         value.parse::<f64>().ok().map(|value| (key, value))
     });
     if measurement == READING.name {
-        let (Some(node), Some(channel)) = (&tags.node, &tags.channel) else {
-            return Err(ReadError::MissingTag);
-        };
         let Some((_, value)) = floats.into_iter().find(|(key, _)| *key == "value") else {
             return Err(ReadError::NoFields);
         };
         let Some(quantity) = &tags.quantity else {
             return Err(ReadError::MissingTag);
         };
-        out.push(point(channel_key(node, channel, quantity), ts_ms, value));
         if let Some(rack) = &tags.rack {
             let rack = rack_id(tags.room.as_deref(), tags.row.as_deref(), rack);
             out.push(point(rack_key(&rack, quantity), ts_ms, value));
@@ -118,10 +121,7 @@ pub fn sample_keys(sample: &Sample, key: &mut String, mut emit: impl FnMut(&str,
     let row = position.row.as_deref();
     match series.scope {
         SeriesScope::Probe => {
-            let quantity = series.quantity.as_str();
-            push_channel_key(key, &series.node, &series.channel, quantity);
-            emit(key, ts_ms, value);
-            push_rack_key(key, room, row, position.rack_tag(), quantity);
+            push_rack_key(key, room, row, position.rack_tag(), series.quantity.as_str());
             emit(key, ts_ms, value);
         }
         SeriesScope::Rack(measure) => {
@@ -137,14 +137,6 @@ pub fn sample_keys(sample: &Sample, key: &mut String, mut emit: impl FnMut(&str,
     }
 }
 
-/// One channel's quantity: one channel carries several (an SHT4x: temperature, humidity, and the
-/// dew point derived from both).
-fn channel_key(node: &str, channel: &str, quantity: &str) -> String {
-    let mut key = String::new();
-    push_channel_key(&mut key, node, channel, quantity);
-    key
-}
-
 /// A rack's measure (`inlet`, `delta_t`, ...) or the pool of one quantity over its probes.
 pub fn rack_key(rack_id: &str, name: &str) -> String {
     let mut key = String::with_capacity(6 + rack_id.len() + name.len());
@@ -158,14 +150,6 @@ fn row_key(room: Option<&str>, row: &str, name: &str) -> String {
     let mut key = String::new();
     push_row_key(&mut key, room, row, name);
     key
-}
-
-/// `key` becomes `node/<node>/<channel>/<quantity>`.
-fn push_channel_key(key: &mut String, node: &str, channel: &str, quantity: &str) {
-    key.clear();
-    for part in ["node/", node, "/", channel, "/", quantity] {
-        key.push_str(part);
-    }
 }
 
 /// `key` becomes [`rack_key`] of the rack's [`rack_id`], built in place.
@@ -192,8 +176,6 @@ fn point(key: String, ts_ms: i64, value: f64) -> HistoryPoint {
 /// The tags a history key is made of; the rest are not needed here.
 #[derive(Debug, Default)]
 struct Tags {
-    node: Option<String>,
-    channel: Option<String>,
     rack: Option<String>,
     row: Option<String>,
     room: Option<String>,
@@ -203,8 +185,6 @@ struct Tags {
 impl Tags {
     fn set(&mut self, key: &str, value: &str) {
         let slot = match key {
-            "node" => &mut self.node,
-            "channel" => &mut self.channel,
             "rack" => &mut self.rack,
             "row" => &mut self.row,
             "room" => &mut self.room,
@@ -292,7 +272,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reading_feeds_its_channel_and_its_rack_quantity() {
+    fn a_reading_feeds_its_rack_quantity_not_a_series_of_its_own() {
         let prefix = schema::reading_prefix(
             "dc1",
             &rackwatch_protocols::NodeId::new("r01-n1").unwrap(),
@@ -305,14 +285,11 @@ mod tests {
         schema::reading(&mut body, &prefix, 24.0625, 1_700_000_000_123);
         assert_eq!(
             read(&body),
-            vec![
-                point("node/r01-n1/t0/temperature".into(), 1_700_000_000_123, 24.0625),
-                point(
-                    "rack/hall-1.r01.a03/temperature".into(),
-                    1_700_000_000_123,
-                    24.0625
-                ),
-            ]
+            vec![point(
+                "rack/hall-1.r01.a03/temperature".into(),
+                1_700_000_000_123,
+                24.0625
+            )]
         );
     }
 
@@ -421,7 +398,7 @@ mod tests {
     #[test]
     fn a_sample_feeds_the_same_series_as_the_line_it_is_written_as() {
         use crate::model::Measure;
-        // A probe reading: its channel and its rack's pool of the quantity.
+        // A probe reading: its rack's pool of the quantity.
         let prefix = schema::reading_prefix(
             "dc1",
             &rackwatch_protocols::NodeId::new("r01-n1").unwrap(),
