@@ -53,7 +53,7 @@ pub use crate::config::HistoryLimits;
 /// The history file's name inside `[history] dir`.
 pub const FILE_NAME: &str = "history.redb";
 
-/// Longest series key accepted: keys are compact (`r07/inlet`, `n12/ch3`), not free text.
+/// Longest series key accepted: keys are compact (`rack/hall-a.r01.a03/inlet`, `row/hall-a.r01/power`), not free text.
 pub const MAX_KEY_LEN: usize = 96;
 
 pub use crate::config::history::MIN_MAX_MB;
